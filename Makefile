@@ -1,0 +1,43 @@
+# Thin wrapper over CMake (as whisper.cpp does). `make` builds build/cge and libcge;
+# `make test` builds and runs the suite twice: plain, and under ASan+UBSan (build-asan/).
+JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE ?= cmake
+
+.PHONY: all deps build test test-plain test-asan bench fuzz clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@$(CMAKE) --build build -j $(JOBS)
+
+test: deps
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@$(CMAKE) --build build -j $(JOBS)
+	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCGE_SANITIZE=ON >/dev/null
+	@$(CMAKE) --build build-asan -j $(JOBS)
+	@scripts/test-all.sh
+
+test-plain: build
+	@tests/run.sh build
+
+test-asan: deps
+	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCGE_SANITIZE=ON >/dev/null
+	@$(CMAKE) --build build-asan -j $(JOBS)
+	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh build-asan asan
+
+bench: build
+	@$(CMAKE) --build build -j $(JOBS) --target benchmarks
+	@bench/run.sh build
+
+fuzz: deps
+	@CC=clang CXX=clang++ $(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \
+	    -DCGE_SANITIZE=ON -DCGE_FUZZ=ON -DCGE_BUILD_TESTS=OFF >/dev/null
+	@$(CMAKE) --build build-fuzz -j $(JOBS)
+	@scripts/fuzz-all.sh build-fuzz $${FUZZ_SECONDS:-60}
+
+clean:
+	rm -rf build build-asan build-fuzz

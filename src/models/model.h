@@ -1,0 +1,109 @@
+/*
+ * model.h: a loaded model folder (as downloaded from the Hugging Face Hub) and the interface
+ * every model family implements.
+ *
+ * cge_model_load reads config.json, picks the family whose `matches` accepts it, opens the
+ * weights (safetensors, sharded, or pytorch_model.bin), the tokenizer, and the
+ * sentence-transformers modules (modules.json, 1_Pooling, 2_Dense, Normalize), and builds the
+ * pipeline: tokenize → family forward → pooling → Dense → Normalize (src/models/model.c).
+ * A family file (bert.c, t5.c, clip.c, whisper.c, mistral.c) only turns inputs into hidden
+ * states (or, for media, into the model's own embedding).
+ *
+ * A cge_model is read-only after load and may be shared by threads; cge_model_embed may be
+ * called from several threads at once (each call owns its scratch memory).
+ */
+#ifndef CGE_MODELS_MODEL_H
+#define CGE_MODELS_MODEL_H
+
+#include "cge.h"
+#include "io/weights.h"
+#include "text/tokenizer.h"
+
+#include <stdint.h>
+
+struct cJSON;
+
+/* ---- the public-facing model API -------------------------------------------------------------- */
+struct cge_model_params {
+    enum cge_dtype dtype;           /* weight storage: F32 (default), BF16 or I8; compute fp32 */
+    enum cge_pooling pooling;       /* CGE_POOL_NONE = as the folder says; else override */
+    int no_truncate;                /* 1: an input longer than max_seq_len is an error */
+    int64_t max_seq_len;            /* 0 = from sentence_bert_config / config / tokenizer_config */
+};
+struct cge_model_params cge_model_default_params(void);
+
+struct cge_model;
+
+enum cge_status cge_model_load(const char *dir, const struct cge_model_params *p,
+                               struct cge_model **out);
+void cge_model_free(struct cge_model *m);
+int cge_model_dim(const struct cge_model *m);           /* output embedding dimension */
+unsigned cge_model_modalities(const struct cge_model *m);
+const char *cge_model_family(const struct cge_model *m);
+
+/* One input. Exactly one of text, ids, image_path, audio_path is set. */
+struct cge_input {
+    const char *text;          /* UTF-8 */
+    size_t text_len;
+    const char *instruction;   /* optional (INSTRUCTOR, E5 queries), NUL-terminated */
+    const int32_t *ids;        /* pre-tokenized input: used as is, no special tokens added */
+    int64_t n_ids;
+    const char *image_path;
+    const char *audio_path;
+};
+
+/* Per-input outcome. */
+struct cge_embed_info {
+    enum cge_status status;    /* per input: a failed input does not fail the others */
+    int truncated;             /* 1 if the input was cut to max_seq_len */
+    int64_t n_tokens;          /* tokens (or frames) that went into the model */
+};
+
+/* Embeds n inputs into out (n × dim floats). Inputs are batched internally; each row equals
+ * that input embedded alone. Returns CGE_OK when the call itself worked; per-input failures
+ * are in info[i].status (info may be NULL, then any failure fails the call). */
+enum cge_status cge_model_embed(const struct cge_model *m, const struct cge_input *in, int64_t n,
+                                float *out, struct cge_embed_info *info);
+
+/* ---- the family interface (internal) --------------------------------------------------------- */
+
+/* What a family's load gets, and what it reports back. */
+struct cge_family_load {
+    const char *dir;                 /* model folder */
+    const struct cJSON *config;      /* config.json */
+    const struct cge_weights *w;     /* the opened weights */
+    const struct cge_model_params *p;
+    /* filled by load: */
+    int64_t hidden;                  /* width of the hidden states forward_text returns */
+    int64_t max_positions;           /* max sequence length the model supports (0 = none) */
+    int32_t pad_id;                  /* padding id for batches (-1 if none) */
+    unsigned modalities;             /* what the family accepts */
+    enum cge_pooling default_pooling;/* fallback when the folder has no sentence-transformers files */
+    int default_normalize;
+};
+
+struct cge_family {
+    const char *name; /* "bert", "roberta", "mpnet", "t5", "clip", "whisper", "mistral" */
+    /* 1 if config.json (model_type / architectures[0]) belongs to this family. */
+    int (*matches)(const struct cJSON *config);
+    enum cge_status (*load)(struct cge_family_load *lc, void **impl);
+    void (*free)(void *impl);
+    /* Text: ids (B, L) right-padded, real lengths len (B) → hidden (B, L, hidden).
+     * NULL when the family takes no text. */
+    enum cge_status (*forward_text)(const void *impl, const int32_t *ids, const int64_t *len,
+                                    int64_t B, int64_t L, float *hidden);
+    /* Optional: the family's own text embedding from hidden states (CLIP: EOS token + text
+     * projection) into out (B, dim); NULL = generic pooling over hidden. */
+    enum cge_status (*pool_text)(const void *impl, const float *hidden, const int32_t *ids,
+                                 const int64_t *len, int64_t B, int64_t L, float *out);
+    /* Optional: image / audio file → embedding (before Normalize) into out (dim). */
+    enum cge_status (*embed_image)(const void *impl, const char *path, float *out);
+    enum cge_status (*embed_audio)(const void *impl, const char *path, float *out);
+    /* Output dimension of pool_text / embed_image / embed_audio (0 = hidden). */
+    int64_t (*out_dim)(const void *impl);
+};
+
+/* The registered families (families.c); NULL-terminated. */
+extern const struct cge_family *const cge__families[];
+
+#endif /* CGE_MODELS_MODEL_H */

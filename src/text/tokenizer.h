@@ -1,0 +1,42 @@
+/*
+ * tokenizer.h: Hugging Face tokenizer.json and SentencePiece .model tokenizers.
+ *
+ * A loaded tokenizer is read-only and every function here is thread-safe.
+ * Ids are int32. Text is UTF-8; invalid UTF-8 is an error (CGE_ERR_TOKENIZE), never a crash.
+ */
+#ifndef CGE_TEXT_TOKENIZER_H
+#define CGE_TEXT_TOKENIZER_H
+
+#include "cge.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cge_tokenizer;
+
+/* Loads a tokenizer.json, a SentencePiece .model file, or a model folder (tokenizer.json if
+ * present, else tokenizer.model / spiece.model with tokenizer_config.json's add_bos_token and
+ * add_eos_token deciding the special tokens). A bare .model file adds no special tokens, as
+ * SentencePiece's encode() does. */
+enum cge_status cge_tokenizer_load(const char *path, struct cge_tokenizer **out);
+void cge_tokenizer_free(struct cge_tokenizer *t);
+
+/* Encodes text (len bytes) to ids. add_special: add the post-processor's special tokens (HF
+ * add_special_tokens=True). max_len > 0 truncates as HF does for one sequence: the content is
+ * cut from the right to max_len minus the number of special tokens, which are kept;
+ * *truncated (may be NULL) is set to 1 when that happened. *ids is allocated with cge__malloc
+ * and owned by the caller. */
+enum cge_status cge_tokenizer_encode(const struct cge_tokenizer *t, const char *text, size_t len,
+                                     int add_special, int64_t max_len, int32_t **ids, int64_t *n,
+                                     int *truncated);
+/* Size of the vocabulary including added tokens (the largest id + 1). */
+int64_t cge_tokenizer_vocab_size(const struct cge_tokenizer *t);
+/* Id of a token string (vocabulary or added token), -1 if absent. */
+int32_t cge_tokenizer_token_to_id(const struct cge_tokenizer *t, const char *token);
+/* Id used for padding (-1 if the tokenizer has none). */
+int32_t cge_tokenizer_pad_id(const struct cge_tokenizer *t);
+/* Decodes ids to text for debugging (NUL-terminated, cge__free it). */
+enum cge_status cge_tokenizer_decode(const struct cge_tokenizer *t, const int32_t *ids, int64_t n,
+                                     int skip_special, char **out);
+
+#endif /* CGE_TEXT_TOKENIZER_H */

@@ -1,0 +1,113 @@
+/*
+ * testhelp.h: the in-house test harness (redis testhelp.h in spirit).
+ *
+ * Each CHECK counts one passed or failed check; test_report() prints the summary line
+ * "<suite>: N passed, N failed" that tests/run.sh sums, and returns the exit status.
+ * Helpers for fixtures: read a file, read float32 arrays, relative error.
+ */
+#ifndef CGE_TESTHELP_H
+#define CGE_TESTHELP_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int th_passed, th_failed;
+
+#define CHECK(cond)                                                                   \
+    do {                                                                              \
+        if (cond) {                                                                   \
+            th_passed++;                                                              \
+        } else {                                                                      \
+            th_failed++;                                                              \
+            printf("  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                  \
+        }                                                                             \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                          \
+    do {                                                                              \
+        if (cond) {                                                                   \
+            th_passed++;                                                              \
+        } else {                                                                      \
+            th_failed++;                                                              \
+            printf("  FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                  \
+            printf(__VA_ARGS__);                                                      \
+            printf("\n");                                                             \
+        }                                                                             \
+    } while (0)
+
+/* |a - b| <= tol */
+#define CHECK_NEAR(a, b, tol)                                                         \
+    CHECK_MSG(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g (tol %g)",      \
+              (double)(a), (double)(b), (double)(tol))
+
+#define RUN(fn)                                                                       \
+    do {                                                                              \
+        int f0_ = th_failed;                                                          \
+        fn();                                                                         \
+        if (th_failed != f0_) printf("  in %s\n", #fn);                               \
+    } while (0)
+
+static inline int test_report(const char *suite) {
+    printf("%s: %d passed, %d failed\n", suite, th_passed, th_failed);
+    return th_failed ? 1 : 0;
+}
+
+/* Reads a whole file; returns malloc'd bytes (NUL-terminated) or NULL. */
+static inline char *th_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) buf[n] = '\0';
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+/* Reads a raw little-endian float32 file; *n = number of floats. */
+static inline float *th_read_f32(const char *path, size_t *n) {
+    size_t len = 0;
+    float *p = (float *)th_read_file(path, &len);
+    if (n) *n = len / sizeof(float);
+    return p;
+}
+
+/* ||a - b|| / ||b|| in double. */
+static inline double th_rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * (double)b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static inline double th_cosine(const float *a, const float *b, size_t n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return ab / (sqrt(aa) * sqrt(bb) + 1e-300);
+}
+
+/* Deterministic uniform floats in [-1, 1) (xorshift), for random-input tests. */
+static inline float th_randf(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (float)((*s >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+#endif /* CGE_TESTHELP_H */

@@ -1,0 +1,11 @@
+/*
+ * commands.h: the subcommands of the cge tool. Each lives in tools/cmd_<name>.c and is listed
+ * in the table in tools/cge.c. A command returns the process exit status (0 = success) and
+ * prints errors as one line on stderr: "cge <cmd>: <what failed>".
+ */
+#ifndef CGE_COMMANDS_H
+#define CGE_COMMANDS_H
+
+int cmd_models(int argc, char **argv);
+
+#endif
