@@ -1,0 +1,296 @@
+/*
+ * audio.c: audio decoding (libsndfile), mixdown to mono, resampling (libsamplerate).
+ *
+ * Key decision: nothing is sized from the header. The header is checked against hard limits
+ * (channels, rate, duration) and then samples are decoded in fixed chunks into a buffer that
+ * grows with what was actually decoded (and never past max_frames), so a WAV whose header lies
+ * about its length costs nothing. In-memory images go through sf_open_virtual with callbacks
+ * that clamp every read and seek to the buffer, so we never read outside it ourselves.
+ */
+#include "media/audio.h"
+
+#include "core/core.h"
+
+#include <errno.h>
+#include <math.h>
+#include <samplerate.h>
+#include <sndfile.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CHUNK_FRAMES 4096
+
+/* ==== decoding ================================================================================ */
+
+static enum cge_status open_error(const char *label, int err) {
+    switch (err) {
+    case SF_ERR_UNRECOGNISED_FORMAT:
+        return cge__err(CGE_ERR_UNSUPPORTED,
+                        "%s: not an audio format libsndfile recognises (WAV, FLAC, OGG...)", label);
+    case SF_ERR_SYSTEM:
+        return cge__err(CGE_ERR_IO, "%s: %s", label, sf_error_number(err));
+    case SF_ERR_UNSUPPORTED_ENCODING:
+        return cge__err(CGE_ERR_UNSUPPORTED, "%s: unsupported audio encoding", label);
+    default:
+        return cge__err(CGE_ERR_SERIALIZATION, "%s: malformed audio file: %s", label,
+                        sf_error_number(err));
+    }
+}
+
+/* Header checks, then chunked decoding with mixdown. Does not close sf. */
+static enum cge_status decode(SNDFILE *sf, const SF_INFO *si, const char *label,
+                              int64_t max_frames, float **out, int64_t *n_out,
+                              struct cge_audio_info *info) {
+    if (info) {
+        info->sample_rate = si->samplerate;
+        info->channels = si->channels;
+        info->frames = si->frames == SF_COUNT_MAX ? -1 : (int64_t)si->frames;
+        info->format = si->format;
+    }
+    if (si->channels < 1 || si->channels > CGE_AUDIO_MAX_CHANNELS)
+        return cge__err(CGE_ERR_UNSUPPORTED, "%s: %d channels (supported: 1..%d)", label,
+                        si->channels, CGE_AUDIO_MAX_CHANNELS);
+    if (si->samplerate < CGE_AUDIO_MIN_RATE || si->samplerate > CGE_AUDIO_MAX_RATE)
+        return cge__err(CGE_ERR_UNSUPPORTED, "%s: sample rate %d Hz (supported: %d..%d)", label,
+                        si->samplerate, CGE_AUDIO_MIN_RATE, CGE_AUDIO_MAX_RATE);
+    int known = si->frames != SF_COUNT_MAX;
+    if (known && si->frames <= 0)
+        return cge__err(CGE_ERR_EMPTY_INPUT, "%s: the recording holds no samples", label);
+    int64_t limit = (int64_t)CGE_AUDIO_MAX_SECONDS * si->samplerate;
+    if (known && si->frames > limit)
+        return cge__err(CGE_ERR_INPUT_TOO_LONG,
+                        "%s: %lld frames at %d Hz (%.0f s), limit %d s", label,
+                        (long long)si->frames, si->samplerate,
+                        (double)si->frames / si->samplerate, CGE_AUDIO_MAX_SECONDS);
+    int64_t want = limit;
+    if (known && si->frames < want) want = si->frames;
+    if (max_frames > 0 && max_frames < want) want = max_frames;
+
+    const int ch = si->channels;
+    float *chunk = cge__malloc(sizeof(float) * CHUNK_FRAMES * (size_t)ch);
+    if (!chunk) return cge__err(CGE_ERR_NOMEM, "%s: decode buffer", label);
+    float *buf = NULL;
+    int64_t n = 0, cap = 0;
+    enum cge_status st = CGE_OK;
+    while (n < want) {
+        int64_t ask = want - n < CHUNK_FRAMES ? want - n : CHUNK_FRAMES;
+        sf_count_t got = sf_readf_float(sf, chunk, (sf_count_t)ask);
+        if (got <= 0) break;
+        if (got > ask) got = ask; /* defensive: never trust a count past what we asked */
+        if (n + got > cap) {
+            int64_t ncap = cap ? cap * 2 : 16 * CHUNK_FRAMES;
+            if (ncap > want) ncap = want;
+            if (ncap < n + got) ncap = n + got;
+            float *nb = cge__realloc(buf, sizeof(float) * (size_t)ncap);
+            if (!nb) {
+                st = cge__err(CGE_ERR_NOMEM, "%s: %lld samples", label, (long long)ncap);
+                break;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        for (sf_count_t i = 0; i < got; i++) {
+            const float *fr = chunk + (size_t)i * (size_t)ch;
+            float v;
+            if (ch == 1) {
+                v = fr[0];
+            } else {
+                double s = 0;
+                for (int c = 0; c < ch; c++) s += fr[c];
+                v = (float)(s / ch);
+            }
+            if (!isfinite(v)) {
+                st = cge__err(CGE_ERR_INVALID_VALUE, "%s: non-finite sample at frame %lld", label,
+                              (long long)(n + i));
+                break;
+            }
+            buf[n + i] = v;
+        }
+        if (st != CGE_OK) break;
+        n += got;
+    }
+    cge__free(chunk);
+    if (st == CGE_OK && sf_error(sf) != SF_ERR_NO_ERROR)
+        st = cge__err(CGE_ERR_SERIALIZATION, "%s: decoding failed after %lld frames: %s", label,
+                      (long long)n, sf_strerror(sf));
+    if (st == CGE_OK && n == 0)
+        st = cge__err(CGE_ERR_EMPTY_INPUT, "%s: no samples could be decoded", label);
+    if (st == CGE_OK && known && n < want)
+        st = cge__err(CGE_ERR_SERIALIZATION,
+                      "%s: truncated: the header announces %lld frames, only %lld decode", label,
+                      (long long)want, (long long)n);
+    if (st != CGE_OK) {
+        cge__free(buf);
+        return st;
+    }
+    *out = buf;
+    *n_out = n;
+    return CGE_OK;
+}
+
+enum cge_status cge_audio_decode_file(const char *path, int64_t max_frames, float **out,
+                                      int64_t *n_out, struct cge_audio_info *info) {
+    *out = NULL;
+    *n_out = 0;
+    struct stat stt;
+    if (stat(path, &stt) != 0) return cge__err(CGE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(stt.st_mode)) return cge__err(CGE_ERR_IO, "%s: not a regular file", path);
+    SF_INFO si;
+    memset(&si, 0, sizeof si);
+    SNDFILE *sf = sf_open(path, SFM_READ, &si);
+    if (!sf) return open_error(path, sf_error(NULL));
+    enum cge_status st = decode(sf, &si, path, max_frames, out, n_out, info);
+    sf_close(sf);
+    return st;
+}
+
+/* ---- in-memory images through sf_open_virtual ---- */
+struct membuf {
+    const unsigned char *p;
+    sf_count_t len, pos;
+};
+
+static sf_count_t vio_len(void *u) {
+    return ((struct membuf *)u)->len;
+}
+
+static sf_count_t vio_seek(sf_count_t off, int whence, void *u) {
+    struct membuf *m = u;
+    sf_count_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? m->pos : m->len;
+    if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END) return -1;
+    /* overflow-safe: base is within [0, len], off is anything */
+    if (off < -base || off > m->len - base) return -1;
+    m->pos = base + off;
+    return m->pos;
+}
+
+static sf_count_t vio_read(void *dst, sf_count_t n, void *u) {
+    struct membuf *m = u;
+    if (n <= 0 || m->pos >= m->len) return 0;
+    if (n > m->len - m->pos) n = m->len - m->pos;
+    memcpy(dst, m->p + m->pos, (size_t)n);
+    m->pos += n;
+    return n;
+}
+
+static sf_count_t vio_write(const void *src, sf_count_t n, void *u) {
+    (void)src;
+    (void)n;
+    (void)u;
+    return 0;
+}
+
+static sf_count_t vio_tell(void *u) {
+    return ((struct membuf *)u)->pos;
+}
+
+enum cge_status cge_audio_decode_memory(const void *data, size_t len, const char *label,
+                                        int64_t max_frames, float **out, int64_t *n_out,
+                                        struct cge_audio_info *info) {
+    *out = NULL;
+    *n_out = 0;
+    if (!label) label = "<memory>";
+    if (!data || len == 0) return cge__err(CGE_ERR_EMPTY_INPUT, "%s: empty file", label);
+    struct membuf m = {data, (sf_count_t)len, 0};
+    SF_VIRTUAL_IO vio = {vio_len, vio_seek, vio_read, vio_write, vio_tell};
+    SF_INFO si;
+    memset(&si, 0, sizeof si);
+    SNDFILE *sf = sf_open_virtual(&vio, SFM_READ, &si, &m);
+    if (!sf) return open_error(label, sf_error(NULL));
+    enum cge_status st = decode(sf, &si, label, max_frames, out, n_out, info);
+    sf_close(sf);
+    return st;
+}
+
+/* ==== resampling ============================================================================== */
+
+enum cge_status cge_audio_resample(const float *in, int64_t n_in, int rate_in, int rate_out,
+                                   float **out, int64_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    if (n_in <= 0) return cge__err(CGE_ERR_EMPTY_INPUT, "resample: no samples");
+    if (rate_in < CGE_AUDIO_MIN_RATE || rate_in > CGE_AUDIO_MAX_RATE ||
+        rate_out < CGE_AUDIO_MIN_RATE || rate_out > CGE_AUDIO_MAX_RATE)
+        return cge__err(CGE_ERR_INVALID_VALUE, "resample: rates %d -> %d Hz out of range",
+                        rate_in, rate_out);
+    if (rate_in == rate_out) {
+        float *o = cge__malloc(sizeof(float) * (size_t)n_in);
+        if (!o) return cge__err(CGE_ERR_NOMEM, "resample: %lld samples", (long long)n_in);
+        memcpy(o, in, sizeof(float) * (size_t)n_in);
+        *out = o;
+        *n_out = n_in;
+        return CGE_OK;
+    }
+    double ratio = (double)rate_out / rate_in;
+    int64_t cap = (int64_t)ceil((double)n_in * ratio) + 64;
+    float *o = cge__malloc(sizeof(float) * (size_t)cap);
+    if (!o) return cge__err(CGE_ERR_NOMEM, "resample: %lld samples", (long long)cap);
+    SRC_DATA d;
+    memset(&d, 0, sizeof d);
+    d.data_in = in;
+    d.input_frames = (long)n_in;
+    d.data_out = o;
+    d.output_frames = (long)cap;
+    d.src_ratio = ratio;
+    d.end_of_input = 1;
+    int e = src_simple(&d, SRC_SINC_BEST_QUALITY, 1);
+    if (e != 0) {
+        cge__free(o);
+        /* 1 is SRC_ERR_MALLOC_FAILED, which the public header does not name */
+        return cge__err(e == 1 ? CGE_ERR_NOMEM : CGE_ERR_INVALID_VALUE,
+                        "resample %d -> %d Hz: %s", rate_in, rate_out, src_strerror(e));
+    }
+    if (d.output_frames_gen <= 0) {
+        cge__free(o);
+        return cge__err(CGE_ERR_EMPTY_INPUT, "resample %d -> %d Hz: %lld samples gave none",
+                        rate_in, rate_out, (long long)n_in);
+    }
+    *out = o;
+    *n_out = d.output_frames_gen;
+    return CGE_OK;
+}
+
+enum cge_status cge_audio_load(const char *path, int rate, double max_seconds, float **out,
+                               int64_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    struct cge_audio_info info;
+    memset(&info, 0, sizeof info);
+    /* The header's rate is only known after opening; decode a bound that holds for any rate,
+     * then trim below once the rate is known. */
+    int64_t max_frames = 0;
+    float *x = NULL;
+    int64_t n = 0;
+    if (max_seconds > 0) {
+        /* open once to learn the rate cheaply: sf_open only parses the header */
+        SF_INFO si;
+        memset(&si, 0, sizeof si);
+        struct stat stt;
+        if (stat(path, &stt) != 0) return cge__err(CGE_ERR_IO, "%s: %s", path, strerror(errno));
+        if (!S_ISREG(stt.st_mode)) return cge__err(CGE_ERR_IO, "%s: not a regular file", path);
+        SNDFILE *sf = sf_open(path, SFM_READ, &si);
+        if (!sf) return open_error(path, sf_error(NULL));
+        double secs = max_seconds + (si.samplerate == rate ? 0.0 : 1.0);
+        if (si.samplerate > 0 && si.samplerate <= CGE_AUDIO_MAX_RATE)
+            max_frames = (int64_t)ceil(secs * si.samplerate);
+        enum cge_status st = decode(sf, &si, path, max_frames, &x, &n, &info);
+        sf_close(sf);
+        if (st != CGE_OK) return st;
+    } else {
+        enum cge_status st = cge_audio_decode_file(path, 0, &x, &n, &info);
+        if (st != CGE_OK) return st;
+    }
+    if (info.sample_rate == rate) {
+        *out = x;
+        *n_out = n;
+        return CGE_OK;
+    }
+    enum cge_status st = cge_audio_resample(x, n, info.sample_rate, rate, out, n_out);
+    cge__free(x);
+    if (st != CGE_OK) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", cge_errmsg()); /* errmsg is the buffer cge__err writes */
+        cge__err(st, "%s: %s", path, msg);
+    }
+    return st;
+}
