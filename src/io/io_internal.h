@@ -59,10 +59,12 @@ enum cge_status cge__map_file(const char *path, struct cge__region *out);
 enum cge_status cge__safetensors_parse(struct cge_weights *w, const uint8_t *buf, size_t len,
                                        const char *label);
 
+/* Maps a safetensors file and appends its tensors (and the map) to w. */
+enum cge_status cge__safetensors_load_file(struct cge_weights *w, const char *path);
+/* Reads a torch.save zip (pytorch_model.bin) and appends its tensors (and memory) to w. */
+enum cge_status cge__torch_load_file(struct cge_weights *w, const char *path);
 /* Opens model.safetensors.index.json / pytorch_model.bin.index.json. */
 enum cge_status cge__weights_open_index(const char *path, struct cge_weights **out);
-/* Opens a torch.save zip (pytorch_model.bin). */
-enum cge_status cge__weights_open_torch(const char *path, struct cge_weights **out);
 
 /* ---- the restricted unpickler (pickle.c) ------------------------------------------------------
  * Runs a pickle that must evaluate to a state dict (a dict of tensors, possibly nested under

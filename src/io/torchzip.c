@@ -4,8 +4,8 @@
  */
 #include "io/io_internal.h"
 
-enum cge_status cge__weights_open_torch(const char *path, struct cge_weights **out) {
-    *out = NULL;
+enum cge_status cge__torch_load_file(struct cge_weights *w, const char *path) {
+    (void)w;
     return cge__err(CGE_ERR_UNSUPPORTED, "%s: PyTorch .bin checkpoints are not supported yet",
                     path);
 }

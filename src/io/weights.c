@@ -174,20 +174,23 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-static enum cge_status open_safetensors(const char *path, struct cge_weights **out) {
+enum cge_status cge__safetensors_load_file(struct cge_weights *w, const char *path) {
     struct cge__region r;
     enum cge_status st = cge__map_file(path, &r);
     if (st) return st;
-    struct cge_weights *w = cge__weights_new(path);
-    if (!w) {
-        cge__region_release(&r);
-        return cge__err(CGE_ERR_NOMEM, "%s: weights", path);
-    }
     const uint8_t *base = r.base;
     size_t len = r.len;
     st = cge__weights_add_region(w, r);
-    if (!st) st = cge__safetensors_parse(w, base, len, path);
-    if (!st) st = cge__weights_finish(w, 0);
+    if (st) return st;
+    return cge__safetensors_parse(w, base, len, path);
+}
+
+static enum cge_status open_single(const char *path, int is_torch, struct cge_weights **out) {
+    struct cge_weights *w = cge__weights_new(path);
+    if (!w) return cge__err(CGE_ERR_NOMEM, "%s: weights", path);
+    enum cge_status st = is_torch ? cge__torch_load_file(w, path)
+                                  : cge__safetensors_load_file(w, path);
+    if (!st) st = cge__weights_finish(w, is_torch);
     if (st) {
         cge_weights_free(w);
         return st;
@@ -214,14 +217,14 @@ static enum cge_status open_file(const char *path, struct cge_weights **out) {
     enum cge_status st = sniff(path, head, &n);
     if (st) return st;
     if (n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4)
-        return cge__weights_open_torch(path, out);
+        return open_single(path, 1, out);
     if (n >= 2 && head[0] == 0x80 && head[1] <= 5)
         return cge__err(CGE_ERR_UNSUPPORTED,
                         "%s: legacy (pre-1.6, non-zip) torch.save format is not supported; "
                         "re-save it with torch.save or convert it to safetensors",
                         path);
     if (ends_with(path, ".json")) return cge__weights_open_index(path, out);
-    return open_safetensors(path, out);
+    return open_single(path, 0, out);
 }
 
 enum cge_status cge_weights_open(const char *path, struct cge_weights **out) {
