@@ -1,9 +1,22 @@
 /*
- * linear.c: fp32 GEMM and linear layers (y = x·Wᵀ + b) through oneDNN.
+ * linear.c: linear layers (y = x·Wᵀ + b) on oneDNN's matmul primitive, and fp32 GEMM.
  *
- * Stage 1: fp32 through dnnl_sgemm; BF16 storage keeps bf16 weights and runs the product in fp32
- * on bf16-rounded activations; I8 storage keeps s8 weights with per-output-channel scales and
- * runs u8×s8→s32 (dnnl_gemm_u8s8s32) on activations quantized per row with a zero point.
+ * Weights are converted and reordered ONCE, at init, into the blocked layout oneDNN's brgemm
+ * kernels want (weights format "any", queried from a primitive built for a reference M; that
+ * layout does not depend on M — checked for fp32, bf16 and int8 over M = 1..20000). A forward
+ * then only needs a primitive for its M: each layer keeps a small LRU cache of primitives keyed
+ * by M (runtime-M primitives would fall back to the plain-layout gemm:jit, which repacks the
+ * weights on every call). The cache is guarded by a mutex and entries are reference-counted, so
+ * concurrent forwards on one layer are safe; each call uses its own stream and a user-mode
+ * scratchpad (oneDNN's library scratchpad is per primitive and not safe to share).
+ *
+ *   F32:  src f32 (the caller's x, no copy) × packed f32 weights + f32 bias → y.
+ *   BF16: x rounded to bf16 (RNE) into a per-thread buffer × packed bf16 weights, f32
+ *         accumulation, f32 bias → y. Falls back to fp32 math on bf16-rounded weights where the
+ *         CPU has no bf16 matmul.
+ *   I8:   x quantized per row to u8 with a zero point (x ≈ s_m·(q − z_m)), s8 weights with one
+ *         scale per output channel (w ≈ s_n·q), u8×s8→s32 on VNNI with the weight scales applied
+ *         by oneDNN (output scales), then y = s_m·(acc − z_m·Σ_k q_nk·s_n) + b.
  */
 #include "tensor/ops.h"
 
@@ -12,14 +25,66 @@
 
 #include <math.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
 #include <string.h>
 
-struct linear_impl {
-    void *w;        /* (n_out, n_in) in the storage dtype */
-    float *wscale;  /* I8: (n_out) per-channel scale */
-    int32_t *wsum;  /* I8: (n_out) Σ_k w[n,k], for the activation zero point */
+#define PRIM_CACHE 8 /* distinct M per layer kept; a forward pass reuses one M for all layers */
+
+/* ---- engine, per-thread stream and buffer ------------------------------------------------------ */
+static dnnl_engine_t g_engine;
+static dnnl_status_t g_engine_status = dnnl_runtime_error;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static pthread_key_t g_tls_key;
+
+struct tls {
+    dnnl_stream_t stream;
+    void *buf; /* activations converted for the primitive (bf16 or u8) and scratchpad */
+    size_t cap;
 };
 
+static void tls_free(void *p) {
+    struct tls *t = p;
+    if (!t) return;
+    if (t->stream) dnnl_stream_destroy(t->stream);
+    cge__free_aligned(t->buf);
+    cge__free(t);
+}
+
+static void engine_init(void) {
+    g_engine_status = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
+    pthread_key_create(&g_tls_key, tls_free);
+}
+
+static dnnl_engine_t engine(void) {
+    pthread_once(&g_once, engine_init);
+    return g_engine_status == dnnl_success ? g_engine : NULL;
+}
+
+/* The calling thread's stream and a buffer of at least n bytes; NULL on failure. */
+static struct tls *tls_get(size_t n) {
+    if (!engine()) return NULL;
+    struct tls *t = pthread_getspecific(g_tls_key);
+    if (!t) {
+        t = cge__calloc(1, sizeof *t);
+        if (!t) return NULL;
+        if (dnnl_stream_create(&t->stream, g_engine, dnnl_stream_default_flags) != dnnl_success ||
+            pthread_setspecific(g_tls_key, t) != 0) {
+            tls_free(t);
+            return NULL;
+        }
+    }
+    if (n > t->cap) {
+        size_t cap = n + n / 4 + 4096;
+        void *b = cge__malloc_aligned(cap);
+        if (!b) return NULL;
+        cge__free_aligned(t->buf);
+        t->buf = b;
+        t->cap = cap;
+    }
+    return t;
+}
+
+/* ---- fp32 GEMM --------------------------------------------------------------------------------- */
 void cge_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                int64_t ldc) {
@@ -30,11 +95,140 @@ void cge_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
     CGE_ASSERT(st == dnnl_success);
 }
 
+/* ---- the layer's engine state ------------------------------------------------------------------ */
+struct prim {
+    dnnl_primitive_t p;
+    int64_t m;
+    size_t scratch;  /* scratchpad bytes */
+    int refs;        /* forwards running on it */
+    int cached;      /* still in the cache (else freed by the last user) */
+    uint64_t used;   /* LRU stamp */
+};
+
+struct linear_impl {
+    dnnl_data_type_t src_t, wei_t, dst_t; /* what the primitive computes with */
+    dnnl_memory_desc_t wmd;               /* packed weights layout */
+    void *w;                              /* packed weights (wmd) */
+    size_t w_bytes;
+    float *wscale;  /* I8: (n_out) per-channel weight scales */
+    float *wcomp;   /* I8: (n_out) s_n·Σ_k q_nk: what a zero point of 1 adds to a row */
+    int8_t *wq;     /* I8, during init only: quantized weights in plain layout */
+    pthread_mutex_t mu;
+    struct prim *cache[PRIM_CACHE];
+    uint64_t tick;
+};
+
+static enum cge_status dnnl_fail(dnnl_status_t s, const char *what, const struct cge_linear *l) {
+    return cge__err(s == dnnl_out_of_memory ? CGE_ERR_NOMEM : CGE_ERR_UNSUPPORTED,
+                    "linear (%lld → %lld, %s): oneDNN %s failed (status %d)", (long long)l->n_in,
+                    (long long)l->n_out, cge_dtype_str(l->dtype), what, (int)s);
+}
+
+/* A matmul primitive desc for m rows; weights in `wmd` or, when NULL, format "any". */
+static dnnl_status_t make_pd(const struct cge_linear *l, const struct linear_impl *im, int64_t m,
+                             const dnnl_memory_desc_t *wmd, dnnl_primitive_desc_t *pd) {
+    dnnl_memory_desc_t src, wei, dst, bias;
+    dnnl_dims_t sd = {m, l->n_in}, wd = {l->n_in, l->n_out}, dd = {m, l->n_out},
+                bd = {1, l->n_out};
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_status_t s = dnnl_memory_desc_init_by_tag(&src, 2, sd, im->src_t, dnnl_ab);
+    if (s == dnnl_success) {
+        if (wmd) wei = *wmd;
+        else s = dnnl_memory_desc_init_by_tag(&wei, 2, wd, im->wei_t, dnnl_format_tag_any);
+    }
+    if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&dst, 2, dd, im->dst_t, dnnl_ab);
+    if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&bias, 2, bd, dnnl_f32, dnnl_ab);
+    int fused_bias = l->bias && im->src_t != dnnl_u8; /* int8 adds it in its own epilogue */
+    dnnl_matmul_desc_t md;
+    if (s == dnnl_success) s = dnnl_matmul_desc_init(&md, &src, &wei, fused_bias ? &bias : NULL, &dst);
+    if (s == dnnl_success) s = dnnl_primitive_attr_create(&attr);
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (s == dnnl_success && im->src_t == dnnl_u8)
+        s = dnnl_primitive_attr_set_output_scales(attr, l->n_out, 1 << 1, im->wscale);
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(pd, &md, attr, engine(), NULL);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return s;
+}
+
+static void prim_destroy(struct prim *p) {
+    if (!p) return;
+    if (p->p) dnnl_primitive_destroy(p->p);
+    cge__free(p);
+}
+
+/* A primitive for m rows, with a reference held (release with prim_release). */
+static enum cge_status prim_acquire(const struct cge_linear *l, int64_t m, struct prim **out) {
+    struct linear_impl *im = l->impl;
+    pthread_mutex_lock(&im->mu);
+    for (int i = 0; i < PRIM_CACHE; i++) {
+        struct prim *p = im->cache[i];
+        if (p && p->m == m) {
+            p->refs++;
+            p->used = ++im->tick;
+            pthread_mutex_unlock(&im->mu);
+            *out = p;
+            return CGE_OK;
+        }
+    }
+    pthread_mutex_unlock(&im->mu);
+
+    /* Build outside the lock (JIT code generation takes a while). */
+    struct prim *np = cge__calloc(1, sizeof *np);
+    if (!np) return cge__err(CGE_ERR_NOMEM, "linear: primitive cache entry");
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s = make_pd(l, im, m, &im->wmd, &pd);
+    if (s == dnnl_success) {
+        const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        np->scratch = sp ? dnnl_memory_desc_get_size(sp) : 0;
+        s = dnnl_primitive_create(&np->p, pd);
+    }
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (s != dnnl_success) {
+        prim_destroy(np);
+        return dnnl_fail(s, "matmul primitive", l);
+    }
+    np->m = m;
+    np->refs = 1;
+
+    struct prim *victim = NULL;
+    pthread_mutex_lock(&im->mu);
+    np->used = ++im->tick;
+    int slot = -1;
+    for (int i = 0; i < PRIM_CACHE && slot < 0; i++)
+        if (!im->cache[i]) slot = i;
+    if (slot < 0) { /* evict the least recently used entry that nobody is running */
+        for (int i = 0; i < PRIM_CACHE; i++) {
+            struct prim *p = im->cache[i];
+            if (p->refs == 0 && (slot < 0 || p->used < im->cache[slot]->used)) slot = i;
+        }
+        if (slot >= 0) victim = im->cache[slot];
+    }
+    if (slot >= 0) {
+        im->cache[slot] = np;
+        np->cached = 1;
+    }
+    pthread_mutex_unlock(&im->mu);
+    prim_destroy(victim);
+    *out = np;
+    return CGE_OK;
+}
+
+static void prim_release(const struct cge_linear *l, struct prim *p) {
+    struct linear_impl *im = l->impl;
+    pthread_mutex_lock(&im->mu);
+    int dead = --p->refs == 0 && !p->cached;
+    pthread_mutex_unlock(&im->mu);
+    if (dead) prim_destroy(p);
+}
+
 static void impl_free(struct linear_impl *im) {
     if (!im) return;
+    for (int i = 0; i < PRIM_CACHE; i++) prim_destroy(im->cache[i]);
+    pthread_mutex_destroy(&im->mu);
     cge__free_aligned(im->w);
     cge__free(im->wscale);
-    cge__free(im->wsum);
+    cge__free(im->wcomp);
+    cge__free_aligned(im->wq);
     cge__free(im);
 }
 
@@ -45,13 +239,135 @@ void cge_linear_deinit(struct cge_linear *l) {
     memset(l, 0, sizeof *l);
 }
 
+/* Reorders plain (n_out, n_in) weights of type t into im->w in layout im->wmd. */
+static dnnl_status_t pack_weights(const struct cge_linear *l, struct linear_impl *im,
+                                  const void *plain, dnnl_data_type_t t) {
+    dnnl_memory_desc_t pmd;
+    dnnl_dims_t wd = {l->n_in, l->n_out};
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_memory_t from = NULL, to = NULL;
+    struct tls *t_ = tls_get(0);
+    if (!t_) return dnnl_out_of_memory;
+    /* (n_out, n_in) row-major is the (K, N) matrix in "ba" order */
+    dnnl_status_t s = dnnl_memory_desc_init_by_tag(&pmd, 2, wd, t, dnnl_ba);
+    if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&rpd, &pmd, engine(), &im->wmd, engine(), NULL);
+    if (s == dnnl_success) s = dnnl_primitive_create(&r, rpd);
+    if (s == dnnl_success) s = dnnl_memory_create(&from, &pmd, engine(), (void *)plain);
+    if (s == dnnl_success) s = dnnl_memory_create(&to, &im->wmd, engine(), im->w);
+    if (s == dnnl_success) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+        cge__sync_threads();
+        s = dnnl_primitive_execute(r, t_->stream, 2, args);
+        if (s == dnnl_success) s = dnnl_stream_wait(t_->stream);
+    }
+    if (from) dnnl_memory_destroy(from);
+    if (to) dnnl_memory_destroy(to);
+    if (r) dnnl_primitive_destroy(r);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    return s;
+}
+
+/* I8: symmetric per-output-channel quantization, q = round(w / s), s = max|w| / 127, into
+ * im->wq (plain layout), im->wscale, im->wcomp. Done before the primitive is described, since the
+ * primitive bakes the weight scales in (output scales). */
+static enum cge_status quantize_weights(const struct cge_linear *l, struct linear_impl *im,
+                                        const float *wf) {
+    const int64_t N = l->n_out, K = l->n_in, nw = N * K;
+    int8_t *wq = cge__malloc_aligned((size_t)nw);
+    im->wscale = cge__malloc((size_t)N * sizeof(float));
+    im->wcomp = cge__malloc((size_t)N * sizeof(float));
+    if (!wq || !im->wscale || !im->wcomp) {
+        cge__free_aligned(wq);
+        return cge__err(CGE_ERR_NOMEM, "linear: int8 weight buffers");
+    }
+    /* symmetric per output channel: q = round(w / s), s = max|w| / 127 */
+    for (int64_t n = 0; n < N; n++) {
+        const float *row = wf + n * K;
+        float amax = 0;
+        for (int64_t k = 0; k < K; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
+        float sc = amax > 0 ? amax / 127.0f : 1.0f;
+        float inv = 1.0f / sc;
+        int64_t sum = 0;
+        for (int64_t k = 0; k < K; k++) {
+            float q = nearbyintf(row[k] * inv);
+            q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+            wq[n * K + k] = (int8_t)q;
+            sum += (int64_t)q;
+        }
+        im->wscale[n] = sc;
+        im->wcomp[n] = (float)((double)sc * (double)sum);
+    }
+    im->wq = wq;
+    return CGE_OK;
+}
+
+/* Settles the primitive's types and packed layout (reference M = 128) and packs the weights. */
+static enum cge_status build(struct cge_linear *l, struct linear_impl *im, const float *wf) {
+    const int64_t N = l->n_out, K = l->n_in;
+    void *plain = NULL;
+    dnnl_data_type_t pt;
+    if (l->dtype == CGE_DTYPE_F32) {
+        im->src_t = im->wei_t = im->dst_t = dnnl_f32;
+    } else if (l->dtype == CGE_DTYPE_BF16) {
+        im->src_t = im->wei_t = dnnl_bf16;
+        im->dst_t = dnnl_f32;
+    } else {
+        im->src_t = dnnl_u8;
+        im->wei_t = dnnl_s8;
+        im->dst_t = dnnl_f32;
+        enum cge_status st = quantize_weights(l, im, wf);
+        if (st != CGE_OK) return st;
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s = make_pd(l, im, 128, NULL, &pd);
+    if (s != dnnl_success && l->dtype == CGE_DTYPE_BF16) {
+        /* no bf16 matmul on this CPU: fp32 math on bf16-rounded weights (same numerics) */
+        im->src_t = im->wei_t = im->dst_t = dnnl_f32;
+        s = make_pd(l, im, 128, NULL, &pd);
+    }
+    if (s != dnnl_success) return dnnl_fail(s, "matmul descriptor", l);
+    im->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    im->w_bytes = dnnl_memory_desc_get_size(&im->wmd);
+    im->w = cge__malloc_aligned(im->w_bytes ? im->w_bytes : 1);
+    if (!im->w) return cge__err(CGE_ERR_NOMEM, "linear: %zu bytes of packed weights", im->w_bytes);
+
+    const int64_t nw = N * K;
+    if (im->wei_t == dnnl_f32) {
+        plain = (void *)wf;
+        if (l->dtype == CGE_DTYPE_BF16) { /* the fallback: weights rounded as bf16 storage would */
+            float *r = cge__malloc_aligned((size_t)nw * sizeof(float));
+            if (!r) return cge__err(CGE_ERR_NOMEM, "linear: weight conversion buffer");
+            for (int64_t i = 0; i < nw; i++) r[i] = cge_bf16_to_f32(cge_f32_to_bf16(wf[i]));
+            plain = r;
+        }
+        pt = dnnl_f32;
+    } else if (im->wei_t == dnnl_bf16) {
+        uint16_t *wb = cge__malloc_aligned((size_t)nw * sizeof(uint16_t));
+        if (!wb) return cge__err(CGE_ERR_NOMEM, "linear: weight conversion buffer");
+        CGE_PARALLEL_FOR(nw)
+        for (int64_t i = 0; i < nw; i++) wb[i] = cge_f32_to_bf16(wf[i]);
+        plain = wb;
+        pt = dnnl_bf16;
+    } else {
+        plain = im->wq;
+        im->wq = NULL;
+        pt = dnnl_s8;
+    }
+    s = pack_weights(l, im, plain, pt);
+    if (plain != (const void *)wf) cge__free_aligned(plain);
+    if (s != dnnl_success) return dnnl_fail(s, "weight reorder", l);
+    return CGE_OK;
+}
+
 enum cge_status cge_linear_init(struct cge_linear *l, const void *w, enum cge_dtype src_dtype,
                                 const float *b, int64_t n_out, int64_t n_in, enum cge_dtype dtype) {
     if (!l) return cge__err(CGE_ERR_INVALID_VALUE, "linear_init: NULL layer");
     memset(l, 0, sizeof *l);
-    if (!w || n_out <= 0 || n_in <= 0 || n_out > ((int64_t)1 << 31) / 1 ||
-        n_in > ((int64_t)1 << 31) || n_out * n_in > ((int64_t)1 << 40))
-        return cge__err(CGE_ERR_INVALID_DIM, "linear_init: bad shape (%lld, %lld)",
+    if (!w || n_out <= 0 || n_in <= 0 || n_out > ((int64_t)1 << 31) ||
+        n_in > ((int64_t)1 << 31) || n_out * n_in > ((int64_t)1 << 36))
+        return cge__err(CGE_ERR_INVALID_DIM, "linear_init: bad weight shape (%lld, %lld)",
                         (long long)n_out, (long long)n_in);
     if (src_dtype != CGE_DTYPE_F32 && src_dtype != CGE_DTYPE_F16 && src_dtype != CGE_DTYPE_BF16)
         return cge__err(CGE_ERR_UNSUPPORTED, "linear_init: source weights in %s",
@@ -59,82 +375,70 @@ enum cge_status cge_linear_init(struct cge_linear *l, const void *w, enum cge_dt
     if (dtype != CGE_DTYPE_F32 && dtype != CGE_DTYPE_BF16 && dtype != CGE_DTYPE_I8)
         return cge__err(CGE_ERR_UNSUPPORTED, "linear_init: storage dtype %s",
                         cge_dtype_str(dtype));
-    struct linear_impl *im = cge__calloc(1, sizeof *im);
-    float *wf = cge__malloc_aligned((size_t)(n_out * n_in) * sizeof(float));
-    if (!im || !wf) goto nomem;
-    cge_convert_to_f32(w, src_dtype, n_out * n_in, wf);
-    if (b) {
-        l->bias = cge__malloc((size_t)n_out * sizeof(float));
-        if (!l->bias) goto nomem;
-        memcpy(l->bias, b, (size_t)n_out * sizeof(float));
-    }
-    if (dtype == CGE_DTYPE_F32) {
-        im->w = wf;
-        wf = NULL;
-    } else if (dtype == CGE_DTYPE_BF16) {
-        uint16_t *wb = cge__malloc_aligned((size_t)(n_out * n_in) * sizeof(uint16_t));
-        if (!wb) goto nomem;
-        for (int64_t i = 0; i < n_out * n_in; i++) wb[i] = cge_f32_to_bf16(wf[i]);
-        im->w = wb;
-    } else {
-        int8_t *wq = cge__malloc_aligned((size_t)(n_out * n_in));
-        im->wscale = cge__malloc((size_t)n_out * sizeof(float));
-        im->wsum = cge__malloc((size_t)n_out * sizeof(int32_t));
-        if (!wq || !im->wscale || !im->wsum) {
-            cge__free_aligned(wq);
-            goto nomem;
-        }
-        for (int64_t n = 0; n < n_out; n++) {
-            const float *row = wf + n * n_in;
-            float amax = 0;
-            for (int64_t k = 0; k < n_in; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
-            float sc = amax > 0 ? amax / 127.0f : 1.0f;
-            int32_t s = 0;
-            for (int64_t k = 0; k < n_in; k++) {
-                float qv = nearbyintf(row[k] / sc);
-                qv = qv > 127 ? 127 : (qv < -127 ? -127 : qv);
-                wq[n * n_in + k] = (int8_t)qv;
-                s += (int32_t)qv;
-            }
-            im->wscale[n] = sc;
-            im->wsum[n] = s;
-        }
-        im->w = wq;
-    }
-    cge__free_aligned(wf);
+    if (!engine()) return cge__err(CGE_ERR_UNSUPPORTED, "linear_init: no oneDNN CPU engine");
     l->n_out = n_out;
     l->n_in = n_in;
     l->dtype = dtype;
+
+    enum cge_status st = CGE_OK;
+    struct linear_impl *im = cge__calloc(1, sizeof *im);
+    float *wf = NULL;
+    if (!im) return cge__err(CGE_ERR_NOMEM, "linear_init: state");
+    pthread_mutex_init(&im->mu, NULL);
+    if (src_dtype == CGE_DTYPE_F32) {
+        wf = (float *)w; /* read only */
+    } else {
+        wf = cge__malloc_aligned((size_t)(n_out * n_in) * sizeof(float));
+        if (!wf) {
+            st = cge__err(CGE_ERR_NOMEM, "linear_init: (%lld, %lld) weights", (long long)n_out,
+                          (long long)n_in);
+            goto fail;
+        }
+        cge_convert_to_f32(w, src_dtype, n_out * n_in, wf);
+    }
+    if (b) {
+        l->bias = cge__malloc((size_t)n_out * sizeof(float));
+        if (!l->bias) {
+            st = cge__err(CGE_ERR_NOMEM, "linear_init: bias");
+            goto fail;
+        }
+        memcpy(l->bias, b, (size_t)n_out * sizeof(float));
+    }
+    st = build(l, im, wf);
+    if (st != CGE_OK) goto fail;
+    if (wf != w) cge__free_aligned(wf);
     l->impl = im;
     return CGE_OK;
-nomem:
-    cge__free_aligned(wf);
+fail:
+    if (wf != w) cge__free_aligned(wf);
     impl_free(im);
     cge__free(l->bias);
-    l->bias = NULL;
-    return cge__err(CGE_ERR_NOMEM, "linear_init: (%lld, %lld) weights", (long long)n_out,
-                    (long long)n_in);
+    memset(l, 0, sizeof *l);
+    return st;
 }
 
-/* Per-row asymmetric u8 quantization: x ≈ scale · (q − zp). */
+/* ---- forward ----------------------------------------------------------------------------------- */
+/* Per-row asymmetric u8 quantization, the range always holding 0: x ≈ scale·(q − zp). */
 static void quantize_rows(const float *x, int64_t m, int64_t k, uint8_t *q, float *scale,
-                          int32_t *zp) {
+                          float *zp) {
+    CGE_PARALLEL_FOR(m * k * 2)
     for (int64_t r = 0; r < m; r++) {
         const float *row = x + r * k;
-        float lo = 0, hi = 0; /* range always includes 0 so that 0 is exact */
+        uint8_t *qr = q + r * k;
+        float lo = 0, hi = 0;
         for (int64_t i = 0; i < k; i++) {
             lo = row[i] < lo ? row[i] : lo;
             hi = row[i] > hi ? row[i] : hi;
         }
         float sc = (hi - lo) / 255.0f;
-        if (!(sc > 0)) sc = 1.0f;
-        int32_t z = (int32_t)nearbyintf(-lo / sc);
+        if (!(sc > 0) || !isfinite(sc)) sc = 1.0f;
+        float z = nearbyintf(-lo / sc);
         z = z < 0 ? 0 : (z > 255 ? 255 : z);
         float inv = 1.0f / sc;
         for (int64_t i = 0; i < k; i++) {
-            float v = nearbyintf(row[i] * inv) + (float)z;
-            v = v < 0 ? 0 : (v > 255 ? 255 : v);
-            q[r * k + i] = (uint8_t)v;
+            float v = nearbyintf(row[i] * inv) + z;
+            v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+            qr[i] = (uint8_t)v;
         }
         scale[r] = sc;
         zp[r] = z;
@@ -149,63 +453,94 @@ enum cge_status cge_linear_forward(const struct cge_linear *l, const float *x, i
     if (m == 0) return CGE_OK;
     const struct linear_impl *im = l->impl;
     const int64_t N = l->n_out, K = l->n_in;
-    if (l->dtype == CGE_DTYPE_F32) {
-        cge_sgemm(0, 1, m, N, K, 1.0f, x, K, im->w, K, 0.0f, y, N);
-    } else if (l->dtype == CGE_DTYPE_BF16) {
-        float *xb = cge__malloc_aligned((size_t)(m * K) * sizeof(float));
-        float *wf = cge__malloc_aligned((size_t)(N * K) * sizeof(float));
-        if (!xb || !wf) {
-            cge__free_aligned(xb);
-            cge__free_aligned(wf);
-            return cge__err(CGE_ERR_NOMEM, "linear_forward: bf16 scratch");
-        }
-        for (int64_t i = 0; i < m * K; i++) xb[i] = cge_bf16_to_f32(cge_f32_to_bf16(x[i]));
-        cge_convert_to_f32(im->w, CGE_DTYPE_BF16, N * K, wf);
-        cge_sgemm(0, 1, m, N, K, 1.0f, xb, K, wf, K, 0.0f, y, N);
-        cge__free_aligned(xb);
-        cge__free_aligned(wf);
-    } else {
-        uint8_t *xq = cge__malloc_aligned((size_t)(m * K));
-        float *xs = cge__malloc((size_t)m * sizeof(float));
-        int32_t *xz = cge__malloc((size_t)m * sizeof(int32_t));
-        int32_t *acc = cge__malloc_aligned((size_t)(m * N) * sizeof(int32_t));
-        enum cge_status st = CGE_OK;
-        if (!xq || !xs || !xz || !acc) {
-            st = cge__err(CGE_ERR_NOMEM, "linear_forward: int8 scratch");
-            goto done;
-        }
-        quantize_rows(x, m, K, xq, xs, xz);
-        int32_t co = 0;
+
+    struct prim *p = NULL;
+    enum cge_status st = prim_acquire(l, m, &p);
+    if (st != CGE_OK) return st;
+
+    /* one per-thread buffer: [converted activations | row scales, zero points | scratchpad] */
+    size_t act = 0, rowq = 0;
+    if (im->src_t == dnnl_bf16) act = (size_t)(m * K) * 2;
+    if (im->src_t == dnnl_u8) {
+        act = (size_t)(m * K);
+        rowq = (size_t)m * 2 * sizeof(float);
+    }
+    act = (act + 63) & ~(size_t)63;
+    rowq = (rowq + 63) & ~(size_t)63;
+    struct tls *t = tls_get(act + rowq + p->scratch);
+    if (!t) {
+        prim_release(l, p);
+        return cge__err(CGE_ERR_NOMEM, "linear_forward: %zu bytes of per-thread buffer",
+                        act + rowq + p->scratch);
+    }
+    char *buf = t->buf;
+    const void *src = x;
+    float *xs = (float *)(buf + act), *xz = xs + m;
+    if (im->src_t == dnnl_bf16) {
+        uint16_t *xb = (uint16_t *)buf;
+        CGE_PARALLEL_FOR(m * K)
+        for (int64_t i = 0; i < m * K; i++) xb[i] = cge_f32_to_bf16(x[i]);
+        src = xb;
+    } else if (im->src_t == dnnl_u8) {
+        quantize_rows(x, m, K, (uint8_t *)buf, xs, xz);
+        src = buf;
+    }
+
+    dnnl_memory_desc_t smd, dmd, bmd;
+    dnnl_dims_t sd = {m, K}, dd = {m, N}, bd = {1, N};
+    dnnl_memory_t ms = NULL, mw = NULL, md = NULL, mb = NULL, msp = NULL;
+    dnnl_status_t s = dnnl_memory_desc_init_by_tag(&smd, 2, sd, im->src_t, dnnl_ab);
+    if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab);
+    if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab);
+    if (s == dnnl_success) s = dnnl_memory_create(&ms, &smd, engine(), (void *)src);
+    if (s == dnnl_success) s = dnnl_memory_create(&mw, &im->wmd, engine(), im->w);
+    if (s == dnnl_success) s = dnnl_memory_create(&md, &dmd, engine(), y);
+    int fused_bias = l->bias && im->src_t != dnnl_u8;
+    if (s == dnnl_success && fused_bias) s = dnnl_memory_create(&mb, &bmd, engine(), l->bias);
+    if (s == dnnl_success && p->scratch) {
+        dnnl_memory_desc_t spd;
+        dnnl_dims_t spdim = {(dnnl_dim_t)p->scratch};
+        s = dnnl_memory_desc_init_by_tag(&spd, 1, spdim, dnnl_u8, dnnl_a);
+        if (s == dnnl_success) s = dnnl_memory_create(&msp, &spd, engine(), buf + act + rowq);
+    }
+    if (s == dnnl_success) {
+        dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
+        int na = 3;
+        if (mb) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mb};
+        if (msp) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, msp};
         cge__sync_threads();
-        dnnl_status_t ds = dnnl_gemm_u8s8s32('N', 'T', 'F', m, N, K, 1.0f, xq, K, 0, im->w, K, 0,
-                                             0.0f, acc, N, &co);
-        if (ds != dnnl_success) {
-            st = cge__err(CGE_ERR_INVALID_VALUE, "linear_forward: oneDNN gemm failed (%d)",
-                          (int)ds);
-            goto done;
-        }
+        s = dnnl_primitive_execute(p->p, t->stream, na, args);
+        if (s == dnnl_success) s = dnnl_stream_wait(t->stream);
+    }
+    dnnl_memory_destroy(ms);
+    dnnl_memory_destroy(mw);
+    dnnl_memory_destroy(md);
+    dnnl_memory_destroy(mb);
+    dnnl_memory_destroy(msp);
+    prim_release(l, p);
+    if (s != dnnl_success) return dnnl_fail(s, "matmul execution", l);
+
+    if (im->src_t == dnnl_u8) { /* y = s_m·(acc·s_n − z_m·comp_n) + b */
+        const float *bias = l->bias, *comp = im->wcomp;
+        CGE_PARALLEL_FOR(m * N)
         for (int64_t r = 0; r < m; r++) {
-            for (int64_t n = 0; n < N; n++) {
-                int32_t a = acc[r * N + n] - xz[r] * im->wsum[n];
-                y[r * N + n] = xs[r] * im->wscale[n] * (float)a;
+            float *yr = y + r * N;
+            const float sr = xs[r], zr = xz[r];
+            if (bias) {
+                for (int64_t n = 0; n < N; n++) yr[n] = sr * (yr[n] - zr * comp[n]) + bias[n];
+            } else {
+                for (int64_t n = 0; n < N; n++) yr[n] = sr * (yr[n] - zr * comp[n]);
             }
         }
-    done:
-        cge__free_aligned(xq);
-        cge__free(xs);
-        cge__free(xz);
-        cge__free_aligned(acc);
-        if (st != CGE_OK) return st;
     }
-    if (l->bias) cge_add_row(y, m, N, l->bias);
     return CGE_OK;
 }
 
 size_t cge_linear_bytes(const struct cge_linear *l) {
     if (!l || !l->impl) return 0;
-    size_t n = (size_t)(l->n_out * l->n_in);
-    size_t bytes = n * (l->dtype == CGE_DTYPE_F32 ? 4 : l->dtype == CGE_DTYPE_BF16 ? 2 : 1);
-    if (l->dtype == CGE_DTYPE_I8) bytes += (size_t)l->n_out * (sizeof(float) + sizeof(int32_t));
+    const struct linear_impl *im = l->impl;
+    size_t bytes = im->w_bytes;
+    if (im->wscale) bytes += (size_t)l->n_out * 2 * sizeof(float);
     if (l->bias) bytes += (size_t)l->n_out * sizeof(float);
     return bytes;
 }
