@@ -17,6 +17,7 @@
 
 #include "cge.h"
 #include "io/weights.h"
+#include "tensor/ops.h"
 #include "text/tokenizer.h"
 
 #include <stdint.h>
@@ -57,7 +58,11 @@ struct cge_embed_info {
     enum cge_status status;    /* per input: a failed input does not fail the others */
     int truncated;             /* 1 if the input was cut to max_seq_len */
     int64_t n_tokens;          /* tokens (or frames) that went into the model */
+    char errmsg[256];          /* cge_errmsg() of this input's failure ("" when status is OK) */
 };
+
+/* The max_seq_len in effect (after sentence_bert_config / config / tokenizer_config / params). */
+int64_t cge_model_max_seq_len(const struct cge_model *m);
 
 /* Embeds n inputs into out (n × dim floats). Inputs are batched internally; each row equals
  * that input embedded alone. Returns CGE_OK when the call itself worked; per-input failures
@@ -80,6 +85,8 @@ struct cge_family_load {
     unsigned modalities;             /* what the family accepts */
     enum cge_pooling default_pooling;/* fallback when the folder has no sentence-transformers files */
     int default_normalize;
+    int64_t vocab_size;              /* rows of the token embedding table (0 = takes no text) */
+    const char *vocab_tensor;        /* its tensor name, for errors (may be NULL) */
 };
 
 struct cge_family {
@@ -105,5 +112,45 @@ struct cge_family {
 
 /* The registered families (families.c); NULL-terminated. */
 extern const struct cge_family *const cge__families[];
+
+/* ---- internals shared by model.c, the family files and tests ----------------------------------- */
+
+/* The family and its impl behind a loaded model (tests call family forwards directly). */
+const struct cge_family *cge__model_family(const struct cge_model *m);
+const void *cge__model_impl(const struct cge_model *m);
+const struct cge_tokenizer *cge__model_tokenizer(const struct cge_model *m);
+
+/* config.json fields. Missing → def (when !required) or an error naming the model folder and
+ * the key; present with the wrong type or out of [lo, hi] → error. */
+enum cge_status cge__cfg_int(const struct cge_family_load *lc, const char *key, int required,
+                             int64_t def, int64_t lo, int64_t hi, int64_t *out);
+enum cge_status cge__cfg_float(const struct cge_family_load *lc, const char *key, int required,
+                               double def, double *out);
+/* A string field, or NULL. */
+const char *cge__cfg_str(const struct cJSON *config, const char *key);
+
+/* The tensor `name` with exactly this shape (shape NULL: any). Missing tensors and wrong shapes
+ * are CGE_ERR_MODEL_LOAD errors naming the model folder, the tensor and the shapes. */
+enum cge_status cge__tensor(const struct cge_family_load *lc, const char *name, int n_dim,
+                            const int64_t *shape, const struct cge_tensor_info **out);
+/* Same, as a fresh fp32 copy (cge__free it). */
+enum cge_status cge__tensor_f32(const struct cge_family_load *lc, const char *name, int n_dim,
+                                const int64_t *shape, float **out);
+/* A linear layer whose weight stacks n_parts checkpoint matrices along n_out (fused Q/K/V):
+ * part i is w_names[i], shape (part_out[i], n_in), with bias b_names[i] (b_names NULL or entry
+ * NULL: no bias; all parts must agree). Stored in lc->p->dtype. */
+enum cge_status cge__linear_load(const struct cge_family_load *lc, struct cge_linear *l,
+                                 int n_parts, const char *const *w_names,
+                                 const char *const *b_names, const int64_t *part_out, int64_t n_in);
+
+/* Bucketed relative positions of T5 and MPNet (bidirectional): bucket of key − query. */
+int cge__rel_bucket(int64_t rel, int n_buckets, int max_distance);
+
+/* BERT/RoBERTa/MPNet with explicit token types (NULL = all zero) and the pooler
+ * (tanh(dense(h[:, 0])), CGE_ERR_UNSUPPORTED when the checkpoint has none): bert.c. */
+enum cge_status cge__bert_forward(const void *impl, const int32_t *ids, const int32_t *types,
+                                  const int64_t *len, int64_t B, int64_t L, float *hidden);
+enum cge_status cge__bert_pooler(const void *impl, const float *hidden, int64_t B, int64_t L,
+                                 float *out);
 
 #endif /* CGE_MODELS_MODEL_H */

@@ -1,0 +1,447 @@
+/*
+ * bert.c: the BERT-style encoders: BERT (MiniLM, BGE, GTE, Contriever, DRAGON+), RoBERTa
+ * (CodeBERT) and MPNet. One forward serves all three; they differ only in the embeddings
+ * (absolute positions + token types / RoBERTa's padding-offset positions / MPNet without token
+ * types) and in MPNet's relative position bias added to every layer's attention scores.
+ *
+ * Design: post-LN transformer written llama2.c-style over tensor ops. Q, K and V are one fused
+ * cge_linear (one GEMM of width 3d instead of three), attention reads the fused matrix through
+ * leading dimensions, and every forward call allocates its own scratch, so one loaded model
+ * serves any number of threads. Embedding tables stay in the memory-mapped checkpoint.
+ */
+#include "core/core.h"
+#include "models/model.h"
+#include "tensor/ops.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ==== hyperparameters and weights =================================================================== */
+
+enum bert_kind { KIND_BERT, KIND_ROBERTA, KIND_MPNET };
+enum bert_act { ACT_GELU_ERF, ACT_GELU_TANH, ACT_RELU, ACT_SILU };
+
+struct bert_layer {
+    struct cge_linear qkv; /* (3d, d) attention.self.{query,key,value} | attention.attn.{q,k,v} */
+    struct cge_linear o;   /* (d, d) attention.output.dense | attention.attn.o */
+    float *ln1_w, *ln1_b;  /* (d) attention.output.LayerNorm | attention.LayerNorm */
+    struct cge_linear ff1; /* (d_ff, d) intermediate.dense */
+    struct cge_linear ff2; /* (d, d_ff) output.dense */
+    float *ln2_w, *ln2_b;  /* (d) output.LayerNorm */
+};
+
+struct bert {
+    enum bert_kind kind;
+    int64_t d, n_layer, n_head, d_ff, vocab, n_pos, n_type;
+    int32_t pad_id;  /* RoBERTa/MPNet: padding_idx of the position table */
+    float eps;       /* layer_norm_eps */
+    enum bert_act act;
+    const struct cge_tensor_info *tok;  /* (vocab, d) embeddings.word_embeddings.weight, mmap'd */
+    const struct cge_tensor_info *pos;  /* (n_pos, d) embeddings.position_embeddings.weight */
+    float *type0;                       /* (n_type, d) embeddings.token_type_embeddings, or NULL */
+    float *eln_w, *eln_b;               /* (d) embeddings.LayerNorm */
+    float *rel;                         /* (n_buckets, n_head) encoder.relative_attention_bias (MPNet) */
+    int n_buckets;
+    struct bert_layer *layers;          /* n_layer */
+    int has_pooler;
+    struct cge_linear pooler;           /* (d, d) pooler.dense */
+};
+
+/* ==== load ========================================================================================= */
+
+static void bert_free(void *impl) {
+    struct bert *m = impl;
+    if (!m) return;
+    if (m->layers) {
+        for (int64_t i = 0; i < m->n_layer; i++) {
+            struct bert_layer *l = &m->layers[i];
+            cge_linear_deinit(&l->qkv);
+            cge_linear_deinit(&l->o);
+            cge_linear_deinit(&l->ff1);
+            cge_linear_deinit(&l->ff2);
+            cge__free(l->ln1_w);
+            cge__free(l->ln1_b);
+            cge__free(l->ln2_w);
+            cge__free(l->ln2_b);
+        }
+    }
+    cge__free(m->layers);
+    cge__free(m->type0);
+    cge__free(m->eln_w);
+    cge__free(m->eln_b);
+    cge__free(m->rel);
+    if (m->has_pooler) cge_linear_deinit(&m->pooler);
+    cge__free(m);
+}
+
+static const char *model_type(const cJSON *config) {
+    return cge__cfg_str(config, "model_type");
+}
+
+static int match_bert(const cJSON *c) {
+    const char *t = model_type(c);
+    return t && !strcmp(t, "bert");
+}
+static int match_roberta(const cJSON *c) {
+    const char *t = model_type(c);
+    return t && (!strcmp(t, "roberta") || !strcmp(t, "xlm-roberta") || !strcmp(t, "camembert"));
+}
+static int match_mpnet(const cJSON *c) {
+    const char *t = model_type(c);
+    return t && !strcmp(t, "mpnet");
+}
+
+/* Real checkpoints sometimes carry the base-model prefix (BertForMaskedLM → "bert."). */
+static const char *find_prefix(const struct cge_family_load *lc, enum bert_kind kind) {
+    static const char *const pre[3][3] = {{"", "bert.", "model."},
+                                          {"", "roberta.", "model."},
+                                          {"", "mpnet.", "model."}};
+    char name[256];
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", pre[kind][i]);
+        if (cge_weights_find(lc->w, name)) return pre[kind][i];
+    }
+    return "";
+}
+
+static enum cge_status bert_load_kind(struct cge_family_load *lc, void **impl, enum bert_kind kind) {
+    enum cge_status st;
+    struct bert *m = cge__calloc(1, sizeof *m);
+    if (!m) return cge__err(CGE_ERR_NOMEM, "model %s: out of memory", lc->dir);
+    m->kind = kind;
+    int64_t v;
+    double eps;
+    const char *act;
+    if ((st = cge__cfg_int(lc, "hidden_size", 1, 0, 1, 1 << 20, &m->d))) goto fail;
+    if ((st = cge__cfg_int(lc, "num_hidden_layers", 1, 0, 1, 4096, &m->n_layer))) goto fail;
+    if ((st = cge__cfg_int(lc, "num_attention_heads", 1, 0, 1, 4096, &m->n_head))) goto fail;
+    if ((st = cge__cfg_int(lc, "intermediate_size", 1, 0, 1, 1 << 22, &m->d_ff))) goto fail;
+    if ((st = cge__cfg_int(lc, "vocab_size", 1, 0, 1, 1 << 26, &m->vocab))) goto fail;
+    if ((st = cge__cfg_int(lc, "max_position_embeddings", 0, 512, 1, 1 << 24, &m->n_pos))) goto fail;
+    if ((st = cge__cfg_int(lc, "type_vocab_size", 0, kind == KIND_MPNET ? 0 : 2, 0, 1 << 16, &m->n_type)))
+        goto fail;
+    if ((st = cge__cfg_int(lc, "pad_token_id", 0, kind == KIND_BERT ? 0 : 1, 0, 1 << 26, &v))) goto fail;
+    m->pad_id = (int32_t)v;
+    if ((st = cge__cfg_float(lc, "layer_norm_eps", 0, 1e-12, &eps))) goto fail;
+    m->eps = (float)eps;
+    if (m->d % m->n_head) {
+        st = cge__err(CGE_ERR_MODEL_LOAD, "model %s: config.json: hidden_size %lld is not a multiple of num_attention_heads %lld", lc->dir, (long long)m->d, (long long)m->n_head);
+        goto fail;
+    }
+    act = cge__cfg_str(lc->config, "hidden_act");
+    m->act = ACT_GELU_ERF;
+    if (act) {
+        if (!strcmp(act, "gelu")) m->act = ACT_GELU_ERF;
+        else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh") || !strcmp(act, "gelu_fast"))
+            m->act = ACT_GELU_TANH;
+        else if (!strcmp(act, "relu")) m->act = ACT_RELU;
+        else if (!strcmp(act, "silu") || !strcmp(act, "swish")) m->act = ACT_SILU;
+        else {
+            st = cge__err(CGE_ERR_UNSUPPORTED, "model %s: config.json: hidden_act '%s' is not supported", lc->dir, act);
+            goto fail;
+        }
+    }
+    if (kind == KIND_BERT) {
+        const char *pet = cge__cfg_str(lc->config, "position_embedding_type");
+        if (pet && strcmp(pet, "absolute")) {
+            st = cge__err(CGE_ERR_UNSUPPORTED, "model %s: position_embedding_type '%s' is not supported", lc->dir, pet);
+            goto fail;
+        }
+    }
+    if (kind != KIND_BERT && m->pad_id + 1 >= m->n_pos) {
+        st = cge__err(CGE_ERR_MODEL_LOAD, "model %s: config.json: pad_token_id %d leaves no positions in max_position_embeddings %lld", lc->dir, m->pad_id, (long long)m->n_pos);
+        goto fail;
+    }
+
+    const char *pre = find_prefix(lc, kind);
+    char name[256], n2[256], n3[256];
+    int64_t d = m->d;
+    {
+        int64_t sh[2] = {m->vocab, d};
+        snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", pre);
+        if ((st = cge__tensor(lc, name, 2, sh, &m->tok))) goto fail;
+        int64_t shp[2] = {m->n_pos, d};
+        snprintf(name, sizeof name, "%sembeddings.position_embeddings.weight", pre);
+        if ((st = cge__tensor(lc, name, 2, shp, &m->pos))) goto fail;
+        if (m->tok->dtype != CGE_DTYPE_F32 && m->tok->dtype != CGE_DTYPE_F16 && m->tok->dtype != CGE_DTYPE_BF16) {
+            st = cge__err(CGE_ERR_UNSUPPORTED, "model %s: tensor '%s': dtype %s (expected F32, F16 or BF16)", lc->dir, m->tok->name, cge_dtype_str(m->tok->dtype));
+            goto fail;
+        }
+        if (m->pos->dtype != m->tok->dtype && m->pos->dtype != CGE_DTYPE_F32 && m->pos->dtype != CGE_DTYPE_F16 && m->pos->dtype != CGE_DTYPE_BF16) {
+            st = cge__err(CGE_ERR_UNSUPPORTED, "model %s: tensor '%s': dtype %s", lc->dir, m->pos->name, cge_dtype_str(m->pos->dtype));
+            goto fail;
+        }
+        if (m->n_type > 0) {
+            int64_t sht[2] = {m->n_type, d};
+            snprintf(name, sizeof name, "%sembeddings.token_type_embeddings.weight", pre);
+            if ((st = cge__tensor_f32(lc, name, 2, sht, &m->type0))) goto fail;
+        }
+        int64_t sd[1] = {d};
+        snprintf(name, sizeof name, "%sembeddings.LayerNorm.weight", pre);
+        if ((st = cge__tensor_f32(lc, name, 1, sd, &m->eln_w))) goto fail;
+        snprintf(name, sizeof name, "%sembeddings.LayerNorm.bias", pre);
+        if ((st = cge__tensor_f32(lc, name, 1, sd, &m->eln_b))) goto fail;
+    }
+    if (kind == KIND_MPNET) {
+        int64_t nb;
+        if ((st = cge__cfg_int(lc, "relative_attention_num_buckets", 0, 32, 2, 1 << 16, &nb))) goto fail;
+        m->n_buckets = (int)nb;
+        int64_t sh[2] = {nb, m->n_head};
+        snprintf(name, sizeof name, "%sencoder.relative_attention_bias.weight", pre);
+        if ((st = cge__tensor_f32(lc, name, 2, sh, &m->rel))) goto fail;
+    }
+
+    m->layers = cge__calloc((size_t)m->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        st = cge__err(CGE_ERR_NOMEM, "model %s: out of memory", lc->dir);
+        goto fail;
+    }
+    for (int64_t i = 0; i < m->n_layer; i++) {
+        struct bert_layer *l = &m->layers[i];
+        char wq[256], wk[256], wv[256], bq[256], bk[256], bv[256];
+        const char *att = kind == KIND_MPNET ? "attention.attn" : "attention.self";
+        const char *q = kind == KIND_MPNET ? "q" : "query";
+        const char *k = kind == KIND_MPNET ? "k" : "key";
+        const char *vv = kind == KIND_MPNET ? "v" : "value";
+        snprintf(wq, sizeof wq, "%sencoder.layer.%lld.%s.%s.weight", pre, (long long)i, att, q);
+        snprintf(wk, sizeof wk, "%sencoder.layer.%lld.%s.%s.weight", pre, (long long)i, att, k);
+        snprintf(wv, sizeof wv, "%sencoder.layer.%lld.%s.%s.weight", pre, (long long)i, att, vv);
+        snprintf(bq, sizeof bq, "%sencoder.layer.%lld.%s.%s.bias", pre, (long long)i, att, q);
+        snprintf(bk, sizeof bk, "%sencoder.layer.%lld.%s.%s.bias", pre, (long long)i, att, k);
+        snprintf(bv, sizeof bv, "%sencoder.layer.%lld.%s.%s.bias", pre, (long long)i, att, vv);
+        const char *wn[3] = {wq, wk, wv}, *bn[3] = {bq, bk, bv};
+        int64_t po[3] = {d, d, d};
+        if ((st = cge__linear_load(lc, &l->qkv, 3, wn, bn, po, d))) goto fail;
+
+        if (kind == KIND_MPNET) {
+            snprintf(name, sizeof name, "%sencoder.layer.%lld.attention.attn.o.weight", pre, (long long)i);
+            snprintf(n2, sizeof n2, "%sencoder.layer.%lld.attention.attn.o.bias", pre, (long long)i);
+        } else {
+            snprintf(name, sizeof name, "%sencoder.layer.%lld.attention.output.dense.weight", pre, (long long)i);
+            snprintf(n2, sizeof n2, "%sencoder.layer.%lld.attention.output.dense.bias", pre, (long long)i);
+        }
+        const char *ow[1] = {name}, *ob[1] = {n2};
+        int64_t od[1] = {d};
+        if ((st = cge__linear_load(lc, &l->o, 1, ow, ob, od, d))) goto fail;
+
+        int64_t sd[1] = {d};
+        const char *ln1 = kind == KIND_MPNET ? "attention.LayerNorm" : "attention.output.LayerNorm";
+        snprintf(name, sizeof name, "%sencoder.layer.%lld.%s.weight", pre, (long long)i, ln1);
+        if ((st = cge__tensor_f32(lc, name, 1, sd, &l->ln1_w))) goto fail;
+        snprintf(name, sizeof name, "%sencoder.layer.%lld.%s.bias", pre, (long long)i, ln1);
+        if ((st = cge__tensor_f32(lc, name, 1, sd, &l->ln1_b))) goto fail;
+
+        snprintf(name, sizeof name, "%sencoder.layer.%lld.intermediate.dense.weight", pre, (long long)i);
+        snprintf(n2, sizeof n2, "%sencoder.layer.%lld.intermediate.dense.bias", pre, (long long)i);
+        int64_t fo[1] = {m->d_ff};
+        if ((st = cge__linear_load(lc, &l->ff1, 1, ow, ob, fo, d))) goto fail;
+        snprintf(name, sizeof name, "%sencoder.layer.%lld.output.dense.weight", pre, (long long)i);
+        snprintf(n2, sizeof n2, "%sencoder.layer.%lld.output.dense.bias", pre, (long long)i);
+        if ((st = cge__linear_load(lc, &l->ff2, 1, ow, ob, od, m->d_ff))) goto fail;
+
+        snprintf(n3, sizeof n3, "%sencoder.layer.%lld.output.LayerNorm.weight", pre, (long long)i);
+        if ((st = cge__tensor_f32(lc, n3, 1, sd, &l->ln2_w))) goto fail;
+        snprintf(n3, sizeof n3, "%sencoder.layer.%lld.output.LayerNorm.bias", pre, (long long)i);
+        if ((st = cge__tensor_f32(lc, n3, 1, sd, &l->ln2_b))) goto fail;
+    }
+    snprintf(name, sizeof name, "%spooler.dense.weight", pre);
+    if (cge_weights_find(lc->w, name)) {
+        snprintf(n2, sizeof n2, "%spooler.dense.bias", pre);
+        const char *pw[1] = {name}, *pb[1] = {n2};
+        int64_t pd[1] = {d};
+        if ((st = cge__linear_load(lc, &m->pooler, 1, pw, pb, pd, d))) goto fail;
+        m->has_pooler = 1;
+    }
+
+    lc->hidden = d;
+    /* RoBERTa/MPNet positions start at pad+1, so the table holds n_pos - pad - 1 tokens. */
+    lc->max_positions = kind == KIND_BERT ? m->n_pos : m->n_pos - m->pad_id - 1;
+    lc->pad_id = m->pad_id;
+    lc->modalities = CGE_MOD_TEXT | CGE_MOD_CODE;
+    lc->default_pooling = CGE_POOL_MEAN;
+    lc->default_normalize = 0;
+    lc->vocab_size = m->vocab;
+    lc->vocab_tensor = m->tok->name;
+    *impl = m;
+    return CGE_OK;
+fail:
+    bert_free(m);
+    return st;
+}
+
+static enum cge_status load_bert(struct cge_family_load *lc, void **impl) {
+    return bert_load_kind(lc, impl, KIND_BERT);
+}
+static enum cge_status load_roberta(struct cge_family_load *lc, void **impl) {
+    return bert_load_kind(lc, impl, KIND_ROBERTA);
+}
+static enum cge_status load_mpnet(struct cge_family_load *lc, void **impl) {
+    return bert_load_kind(lc, impl, KIND_MPNET);
+}
+
+/* ==== forward ====================================================================================== */
+
+static void activate(enum bert_act a, float *x, int64_t n) {
+    switch (a) {
+    case ACT_GELU_ERF:
+        cge_gelu_erf(x, n);
+        break;
+    case ACT_GELU_TANH:
+        cge_gelu_tanh(x, n);
+        break;
+    case ACT_RELU:
+        cge_relu(x, n);
+        break;
+    case ACT_SILU:
+        cge_silu(x, n);
+        break;
+    }
+}
+
+enum cge_status cge__bert_forward(const void *impl, const int32_t *ids, const int32_t *types,
+                                  const int64_t *len, int64_t B, int64_t L, float *x) {
+    const struct bert *m = impl;
+    const int64_t d = m->d, rows = B * L;
+    if (B <= 0 || L <= 0) return cge__err(CGE_ERR_INVALID_VALUE, "bert forward: empty batch");
+    int64_t max_pos = m->kind == KIND_BERT ? m->n_pos : m->n_pos - m->pad_id - 1;
+    if (L > max_pos)
+        return cge__err(CGE_ERR_INPUT_TOO_LONG, "bert forward: %lld tokens, the model takes at most %lld", (long long)L, (long long)max_pos);
+    if (types)
+        for (int64_t i = 0; i < rows; i++)
+            if (types[i] < 0 || types[i] >= (m->n_type > 0 ? m->n_type : 1))
+                return cge__err(CGE_ERR_INVALID_VALUE, "bert forward: token type %d outside [0, %lld)", types[i], (long long)(m->n_type > 0 ? m->n_type : 1));
+
+    /* Scratch for the whole forward: qkv | ctx | h1 | ff | positions | bias. */
+    const int64_t H = m->n_head;
+    size_t n_qkv = (size_t)(rows * 3 * d), n_ctx = (size_t)(rows * d), n_ff = (size_t)(rows * m->d_ff);
+    size_t n_bias = m->kind == KIND_MPNET ? (size_t)(H * L * L) : 0;
+    size_t total = n_qkv + 2 * n_ctx + n_ff + n_bias;
+    float *scratch = cge__malloc_aligned(total * sizeof(float));
+    int32_t *pos = cge__malloc((size_t)rows * sizeof *pos);
+    if (!scratch || !pos) {
+        cge__free_aligned(scratch);
+        cge__free(pos);
+        return cge__err(CGE_ERR_NOMEM, "bert forward: %zu floats of scratch", total);
+    }
+    float *qkv = scratch, *ctx = qkv + n_qkv, *h1 = ctx + n_ctx, *ff = h1 + n_ctx;
+    float *bias = n_bias ? ff + n_ff : NULL;
+    enum cge_status st;
+
+    /* ---- embeddings ---- */
+    if ((st = cge_embed_gather(m->tok->data, m->tok->dtype, m->vocab, d, ids, rows, x))) goto done;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t n = len ? len[b] : L;
+        int32_t c = 0;
+        for (int64_t t = 0; t < L; t++) {
+            int32_t p;
+            if (m->kind == KIND_BERT) {
+                p = (int32_t)t;
+            } else {
+                /* HF create_position_ids_from_input_ids: cumsum(ids != pad) * (ids != pad) + pad;
+                 * padding beyond the real length gets the padding position. */
+                int real = t < n && ids[b * L + t] != m->pad_id;
+                c += real;
+                p = real ? c + m->pad_id : m->pad_id;
+            }
+            pos[b * L + t] = p;
+        }
+    }
+    if ((st = cge_embed_gather(m->pos->data, m->pos->dtype, m->n_pos, d, pos, rows, ctx))) goto done;
+    cge_add(x, ctx, rows * d);
+    if (m->type0) {
+        if (types) {
+            for (int64_t i = 0; i < rows; i++) cge_add(x + i * d, m->type0 + (int64_t)types[i] * d, d);
+        } else {
+            cge_add_row(x, rows, d, m->type0);
+        }
+    }
+    cge_layernorm(x, rows, d, m->eln_w, m->eln_b, m->eps);
+
+    if (bias) {
+        /* MPNet: bucket of key − query (plain 0..L-1 positions), max_distance 128, one
+         * (n_head, L, L) bias shared by the batch and by every layer. */
+        int *bk = cge__malloc((size_t)(2 * L - 1) * sizeof *bk);
+        if (!bk) {
+            st = cge__err(CGE_ERR_NOMEM, "mpnet forward");
+            goto done;
+        }
+        for (int64_t r = -(L - 1); r <= L - 1; r++) bk[r + L - 1] = cge__rel_bucket(r, m->n_buckets, 128);
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < L; i++)
+                for (int64_t j = 0; j < L; j++) bias[(h * L + i) * L + j] = m->rel[bk[j - i + L - 1] * H + h];
+        cge__free(bk);
+    }
+
+    struct cge_attn a = {
+        .n_batch = B,
+        .n_seq = L,
+        .n_head = (int)H,
+        .n_kv_head = (int)H,
+        .d_head = (int)(d / H),
+        .scale = 1.0f / sqrtf((float)(d / H)),
+        .len = len,
+        .bias = bias,
+        .causal = 0,
+        .window = 0,
+    };
+    /* ---- layers ---- */
+    for (int64_t li = 0; li < m->n_layer; li++) {
+        const struct bert_layer *l = &m->layers[li];
+        if ((st = cge_linear_forward(&l->qkv, x, rows, qkv))) goto done;
+        if ((st = cge_attention(&a, qkv, 3 * d, qkv + d, 3 * d, qkv + 2 * d, 3 * d, ctx, d))) goto done;
+        if ((st = cge_linear_forward(&l->o, ctx, rows, h1))) goto done;
+        cge_add(h1, x, rows * d);
+        cge_layernorm(h1, rows, d, l->ln1_w, l->ln1_b, m->eps);
+        if ((st = cge_linear_forward(&l->ff1, h1, rows, ff))) goto done;
+        activate(m->act, ff, rows * m->d_ff);
+        if ((st = cge_linear_forward(&l->ff2, ff, rows, x))) goto done;
+        cge_add(x, h1, rows * d);
+        cge_layernorm(x, rows, d, l->ln2_w, l->ln2_b, m->eps);
+    }
+done:
+    cge__free_aligned(scratch);
+    cge__free(pos);
+    return st;
+}
+
+static enum cge_status bert_forward_text(const void *impl, const int32_t *ids, const int64_t *len,
+                                         int64_t B, int64_t L, float *hidden) {
+    return cge__bert_forward(impl, ids, NULL, len, B, L, hidden);
+}
+
+enum cge_status cge__bert_pooler(const void *impl, const float *hidden, int64_t B, int64_t L,
+                                 float *out) {
+    const struct bert *m = impl;
+    if (!m->has_pooler) return cge__err(CGE_ERR_UNSUPPORTED, "bert pooler: the checkpoint has no pooler.dense");
+    float *cls = cge__malloc((size_t)(B * m->d) * sizeof *cls);
+    if (!cls) return cge__err(CGE_ERR_NOMEM, "bert pooler");
+    for (int64_t b = 0; b < B; b++) memcpy(cls + b * m->d, hidden + b * L * m->d, (size_t)m->d * sizeof *cls);
+    enum cge_status st = cge_linear_forward(&m->pooler, cls, B, out);
+    if (!st) cge_tanh_inplace(out, B * m->d);
+    cge__free(cls);
+    return st;
+}
+
+const struct cge_family cge__family_bert = {
+    .name = "bert",
+    .matches = match_bert,
+    .load = load_bert,
+    .free = bert_free,
+    .forward_text = bert_forward_text,
+};
+const struct cge_family cge__family_roberta = {
+    .name = "roberta",
+    .matches = match_roberta,
+    .load = load_roberta,
+    .free = bert_free,
+    .forward_text = bert_forward_text,
+};
+const struct cge_family cge__family_mpnet = {
+    .name = "mpnet",
+    .matches = match_mpnet,
+    .load = load_mpnet,
+    .free = bert_free,
+    .forward_text = bert_forward_text,
+};
