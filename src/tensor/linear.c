@@ -23,6 +23,9 @@
 #include "core/core.h"
 #include "tensor/internal.h"
 
+#ifdef __AVX512F__
+#    include <immintrin.h>
+#endif
 #include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
@@ -418,31 +421,77 @@ fail:
 }
 
 /* ---- forward ----------------------------------------------------------------------------------- */
+/* Activations → bf16, round to nearest even (bit-identical to cge_f32_to_bf16). */
+static void to_bf16(const float *x, uint16_t *y, int64_t n) {
+    const int64_t chunk = 1 << 14;
+    CGE_PARALLEL_FOR(n)
+    for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+        int64_t c1 = c0 + chunk < n ? c0 + chunk : n, i = c0;
+#ifdef __AVX512F__
+        const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+                      quiet = _mm512_set1_epi32(0x40);
+        for (; i + 16 <= c1; i += 16) {
+            __m512 v = _mm512_loadu_ps(x + i);
+            __m512i u = _mm512_castps_si512(v);
+            __m512i hi = _mm512_srli_epi32(u, 16);
+            __m512i r = _mm512_srli_epi32(
+                _mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(hi, one)), 16);
+            __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet));
+            _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtepi32_epi16(r));
+        }
+#endif
+        for (; i < c1; i++) y[i] = cge_f32_to_bf16(x[i]);
+    }
+}
+
 /* Per-row asymmetric u8 quantization, the range always holding 0: x ≈ scale·(q − zp). */
+static void quantize_row(const float *row, int64_t k, uint8_t *qr, float *scale, float *zp) {
+    float lo = 0, hi = 0;
+    int64_t i = 0;
+#ifdef __AVX512F__
+    __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
+    for (; i + 16 <= k; i += 16) {
+        __m512 v = _mm512_loadu_ps(row + i);
+        vlo = _mm512_min_ps(vlo, v);
+        vhi = _mm512_max_ps(vhi, v);
+    }
+    lo = _mm512_reduce_min_ps(vlo);
+    hi = _mm512_reduce_max_ps(vhi);
+#endif
+    for (; i < k; i++) {
+        lo = row[i] < lo ? row[i] : lo;
+        hi = row[i] > hi ? row[i] : hi;
+    }
+    float sc = (hi - lo) / 255.0f;
+    if (!(sc > 0) || !isfinite(sc)) sc = 1.0f;
+    float z = nearbyintf(-lo / sc);
+    z = z < 0 ? 0 : (z > 255 ? 255 : z);
+    float inv = 1.0f / sc;
+    i = 0;
+#ifdef __AVX512F__
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i vz = _mm512_set1_epi32((int)z), zero = _mm512_setzero_si512();
+    for (; i + 16 <= k; i += 16) {
+        __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + i), vinv),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q = _mm512_max_epi32(_mm512_add_epi32(q, vz), zero);
+        _mm_storeu_si128((__m128i *)(qr + i), _mm512_cvtusepi32_epi8(q));
+    }
+#endif
+    for (; i < k; i++) {
+        float v = nearbyintf(row[i] * inv) + z;
+        v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+        qr[i] = (uint8_t)v;
+    }
+    *scale = sc;
+    *zp = z;
+}
+
 static void quantize_rows(const float *x, int64_t m, int64_t k, uint8_t *q, float *scale,
                           float *zp) {
     CGE_PARALLEL_FOR(m * k * 2)
-    for (int64_t r = 0; r < m; r++) {
-        const float *row = x + r * k;
-        uint8_t *qr = q + r * k;
-        float lo = 0, hi = 0;
-        for (int64_t i = 0; i < k; i++) {
-            lo = row[i] < lo ? row[i] : lo;
-            hi = row[i] > hi ? row[i] : hi;
-        }
-        float sc = (hi - lo) / 255.0f;
-        if (!(sc > 0) || !isfinite(sc)) sc = 1.0f;
-        float z = nearbyintf(-lo / sc);
-        z = z < 0 ? 0 : (z > 255 ? 255 : z);
-        float inv = 1.0f / sc;
-        for (int64_t i = 0; i < k; i++) {
-            float v = nearbyintf(row[i] * inv) + z;
-            v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
-            qr[i] = (uint8_t)v;
-        }
-        scale[r] = sc;
-        zp[r] = z;
-    }
+    for (int64_t r = 0; r < m; r++) quantize_row(x + r * k, k, q + r * k, scale + r, zp + r);
 }
 
 enum cge_status cge_linear_forward(const struct cge_linear *l, const float *x, int64_t m, float *y) {
@@ -477,10 +526,8 @@ enum cge_status cge_linear_forward(const struct cge_linear *l, const float *x, i
     const void *src = x;
     float *xs = (float *)(buf + act), *xz = xs + m;
     if (im->src_t == dnnl_bf16) {
-        uint16_t *xb = (uint16_t *)buf;
-        CGE_PARALLEL_FOR(m * K)
-        for (int64_t i = 0; i < m * K; i++) xb[i] = cge_f32_to_bf16(x[i]);
-        src = xb;
+        to_bf16(x, (uint16_t *)buf, m * K);
+        src = buf;
     } else if (im->src_t == dnnl_u8) {
         quantize_rows(x, m, K, (uint8_t *)buf, xs, xz);
         src = buf;
