@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void cge_fusion_config_default(struct cge_fusion_config *c) {
@@ -164,7 +165,17 @@ enum cge_status cge_fusion_config_load(const char *path, struct cge_fusion_confi
     return st;
 }
 
+/* Shortest decimal that reads back as the same float ("0.7", not "0.699999988"). */
+static const char *fmt_float(float v, char *buf, size_t cap) {
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, cap, "%.*g", prec, (double)v);
+        if ((float)strtod(buf, NULL) == v) break;
+    }
+    return buf;
+}
+
 enum cge_status cge_fusion_config_save(const struct cge_fusion_config *c, const char *path) {
+    char f1[32], f2[32], f3[32], f4[32];
     struct cge_buf b;
     cge__buf_init(&b, 1 << 20);
     enum cge_status st = cge__buf_printf(&b, "{\n  \"slot_dims\": [");
@@ -175,12 +186,13 @@ enum cge_status cge_fusion_config_save(const struct cge_fusion_config *c, const 
             &b,
             "],\n  \"num_experts\": %d,\n  \"top_k\": %d,\n  \"shared_dim\": %lld,\n"
             "  \"expert_hidden_dim\": %lld,\n  \"output_dim\": %lld,\n  \"gating\": \"%s\",\n"
-            "  \"temperature\": %.9g,\n  \"layer_norm_eps\": %.9g,\n"
-            "  \"load_balance_coef\": %.9g,\n  \"capacity_factor\": %.9g\n}\n",
+            "  \"temperature\": %s,\n  \"layer_norm_eps\": %s,\n"
+            "  \"load_balance_coef\": %s,\n  \"capacity_factor\": %s\n}\n",
             c->n_experts, c->top_k, (long long)c->shared_dim, (long long)c->hidden_dim,
             (long long)c->out_dim, c->gating == CGE_FUSION_GATE_LAPLACE ? "laplace" : "softmax",
-            (double)c->temperature, (double)c->eps, (double)c->load_balance_coef,
-            (double)c->capacity_factor);
+            fmt_float(c->temperature, f1, sizeof f1), fmt_float(c->eps, f2, sizeof f2),
+            fmt_float(c->load_balance_coef, f3, sizeof f3),
+            fmt_float(c->capacity_factor, f4, sizeof f4));
     if (st) {
         cge__buf_free(&b);
         return st;
