@@ -1,0 +1,157 @@
+/*
+ * test_models_e2e_text.c: text in, embedding out, through the real tokenizer files of
+ * tests/fixtures/e2e/<case>/model (folders as a user downloads them): the token ids must equal
+ * case.json token_ids exactly, then every row of cge_model_embed (all inputs in one call, so in
+ * padded batches, and one at a time) must match expected.f32 to rel err < 1e-5.
+ */
+#include "testhelp.h"
+
+#include "core/core.h"
+#include "models/model.h"
+
+#include <cjson/cJSON.h>
+
+static void run_case(const char *name, const char *family, int normalized) {
+    char dir[256], p[512];
+    snprintf(dir, sizeof dir, "tests/fixtures/e2e/%s", name);
+    snprintf(p, sizeof p, "%s/case.json", dir);
+    char *txt = th_read_file(p, NULL);
+    cJSON *cj = txt ? cJSON_Parse(txt) : NULL;
+    free(txt);
+    CHECK(cj != NULL);
+    if (!cj) return;
+    int dim = cJSON_GetObjectItem(cj, "dim")->valueint;
+    int n = cJSON_GetObjectItem(cj, "n_inputs")->valueint;
+    const cJSON *tids = cJSON_GetObjectItem(cj, "token_ids");
+    snprintf(p, sizeof p, "%s/expected.f32", dir);
+    size_t n_exp = 0;
+    float *exp = th_read_f32(p, &n_exp);
+    CHECK(exp && n_exp == (size_t)(n * dim));
+
+    /* inputs.jsonl */
+    snprintf(p, sizeof p, "%s/inputs.jsonl", dir);
+    char *lines = th_read_file(p, NULL);
+    CHECK(lines != NULL);
+    struct cge_input *in = calloc((size_t)n, sizeof *in);
+    cJSON **docs = calloc((size_t)n, sizeof *docs);
+    char *save = NULL;
+    int k = 0;
+    for (char *ln = strtok_r(lines, "\n", &save); ln && k < n; ln = strtok_r(NULL, "\n", &save)) {
+        docs[k] = cJSON_Parse(ln);
+        const cJSON *t = cJSON_GetObjectItem(docs[k], "text");
+        in[k].text = t->valuestring;
+        in[k].text_len = strlen(t->valuestring);
+        k++;
+    }
+    CHECK(k == n);
+
+    snprintf(p, sizeof p, "%s/model", dir);
+    struct cge_model *m = NULL;
+    enum cge_status st = cge_model_load(p, NULL, &m);
+    CHECK_MSG(st == CGE_OK, "%s: load: %s", name, cge_errmsg());
+    if (st) goto out;
+    CHECK_MSG(!strcmp(cge_model_family(m), family), "%s: family %s", name, cge_model_family(m));
+    CHECK(cge_model_dim(m) == dim);
+    const int64_t max_len = cge_model_max_seq_len(m);
+    CHECK(max_len == cJSON_GetObjectItem(cJSON_GetObjectItem(cj, "tokenization"), "max_length")->valueint);
+
+    /* Token ids. */
+    int ids_ok = 1;
+    for (int i = 0; i < n; i++) {
+        int32_t *ids = NULL;
+        int64_t ni = 0;
+        int trunc = 0;
+        st = cge_tokenizer_encode(cge__model_tokenizer(m), in[i].text, in[i].text_len, 1, max_len, &ids, &ni, &trunc);
+        const cJSON *want = cJSON_GetArrayItem(tids, i);
+        int same = st == CGE_OK && ni == cJSON_GetArraySize(want);
+        for (int64_t t = 0; same && t < ni; t++) same = ids[t] == cJSON_GetArrayItem(want, (int)t)->valueint;
+        CHECK_MSG(same, "%s input %d: token ids differ (%lld vs %d ids)", name, i, (long long)ni, cJSON_GetArraySize(want));
+        ids_ok &= same;
+        cge__free(ids);
+    }
+
+    /* All inputs in one call (padded batches) and one at a time. */
+    float *out = calloc((size_t)(n * dim), sizeof *out);
+    struct cge_embed_info *info = calloc((size_t)n, sizeof *info);
+    st = cge_model_embed(m, in, n, out, info);
+    CHECK(st == CGE_OK);
+    double worst = 0, worst1 = 0;
+    for (int i = 0; i < n; i++) {
+        CHECK_MSG(info[i].status == CGE_OK, "%s input %d: %s", name, i, info[i].errmsg);
+        CHECK(info[i].n_tokens == cJSON_GetArraySize(cJSON_GetArrayItem(tids, i)));
+        double e = th_rel_err(out + i * dim, exp + i * dim, (size_t)dim);
+        if (e > worst) worst = e;
+        float one[64];
+        CHECK(cge_model_embed(m, &in[i], 1, one, NULL) == CGE_OK);
+        e = th_rel_err(one, exp + i * dim, (size_t)dim);
+        if (e > worst1) worst1 = e;
+        if (normalized) {
+            double nn = 0;
+            for (int j = 0; j < dim; j++) nn += (double)one[j] * one[j];
+            CHECK_NEAR(sqrt(nn), 1.0, 1e-5);
+        }
+    }
+    CHECK_MSG(worst < 1e-5, "%s: batched rel err %.3g", name, worst);
+    CHECK_MSG(worst1 < 1e-5, "%s: one-at-a-time rel err %.3g", name, worst1);
+    printf("  %s: token ids %s, max rel err batched %.3g, alone %.3g\n", name, ids_ok ? "equal" : "DIFFER", worst, worst1);
+    /* Truncation is reported. */
+    for (int i = 0; i < n; i++) {
+        const cJSON *ji = cJSON_GetArrayItem(cJSON_GetObjectItem(cj, "inputs"), i);
+        CHECK(info[i].truncated == cJSON_IsTrue(cJSON_GetObjectItem(ji, "truncated")));
+    }
+    free(out);
+    free(info);
+    cge_model_free(m);
+
+    /* --no-truncate: the long inputs fail, the others still run. */
+    struct cge_model_params prm = cge_model_default_params();
+    prm.no_truncate = 1;
+    st = cge_model_load(p, &prm, &m);
+    CHECK(st == CGE_OK);
+    if (!st) {
+        out = calloc((size_t)(n * dim), sizeof *out);
+        info = calloc((size_t)n, sizeof *info);
+        CHECK(cge_model_embed(m, in, n, out, info) == CGE_OK);
+        for (int i = 0; i < n; i++) {
+            const cJSON *ji = cJSON_GetArrayItem(cJSON_GetObjectItem(cj, "inputs"), i);
+            int tr = cJSON_IsTrue(cJSON_GetObjectItem(ji, "truncated"));
+            CHECK(info[i].status == (tr ? CGE_ERR_INPUT_TOO_LONG : CGE_OK));
+            if (!tr) CHECK(th_rel_err(out + i * dim, exp + i * dim, (size_t)dim) < 1e-5);
+        }
+        free(out);
+        free(info);
+        cge_model_free(m);
+    }
+out:
+    for (int i = 0; i < n; i++) cJSON_Delete(docs[i]);
+    free(docs);
+    free(in);
+    free(lines);
+    free(exp);
+    cJSON_Delete(cj);
+}
+
+static void test_bert_mean_l2(void) {
+    run_case("bert_mean_l2", "bert", 1);
+}
+static void test_bert_cls(void) {
+    run_case("bert_cls", "bert", 1);
+}
+static void test_roberta_mean(void) {
+    run_case("roberta_mean", "roberta", 0);
+}
+static void test_mpnet_mean_l2(void) {
+    run_case("mpnet_mean_l2", "mpnet", 1);
+}
+static void test_t5_mean_dense_l2(void) {
+    run_case("t5_mean_dense_l2", "t5", 1);
+}
+
+int main(void) {
+    RUN(test_bert_mean_l2);
+    RUN(test_bert_cls);
+    RUN(test_roberta_mean);
+    RUN(test_mpnet_mean_l2);
+    RUN(test_t5_mean_dense_l2);
+    return test_report("models_e2e_text");
+}
