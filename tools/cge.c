@@ -16,6 +16,7 @@ struct command {
 
 static const struct command commands[] = {
     {"models", cmd_models, "print the table of the twelve models (slots E1..E12)"},
+    {"fusion", cmd_fusion, "FuseMoE: init, run and train the fusion weights"},
 };
 
 static void usage(FILE *f) {

@@ -7,5 +7,6 @@
 #define CGE_COMMANDS_H
 
 int cmd_models(int argc, char **argv);
+int cmd_fusion(int argc, char **argv);
 
 #endif
