@@ -238,9 +238,14 @@ enum cge_status cge_weights_open(const char *path, struct cge_weights **out) {
     }
     static const char *const names[] = {"model.safetensors", "model.safetensors.index.json",
                                         "pytorch_model.bin", "pytorch_model.bin.index.json"};
-    char buf[4096];
+    char dir[4096], buf[4096];
+    size_t dl = strlen(path);
+    while (dl > 1 && path[dl - 1] == '/') dl--; /* "model/" -> "model" */
+    if (dl >= sizeof dir) return cge__err(CGE_ERR_INVALID_VALUE, "path too long: %s", path);
+    memcpy(dir, path, dl);
+    dir[dl] = '\0';
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        enum cge_status st = cge__path_join(buf, sizeof buf, path, names[i]);
+        enum cge_status st = cge__path_join(buf, sizeof buf, dir, names[i]);
         if (st) return st;
         if (cge__file_exists(buf)) return open_file(buf, out);
     }
