@@ -13,6 +13,7 @@ extern const struct cge_family cge__family_mpnet;
 extern const struct cge_family cge__family_t5;
 extern const struct cge_family cge__family_mistral;
 extern const struct cge_family cge__family_whisper;
+extern const struct cge_family cge__family_clip;
 
 const struct cge_family *const cge__families[] = {
     &cge__family_bert,
@@ -21,5 +22,6 @@ const struct cge_family *const cge__families[] = {
     &cge__family_t5,
     &cge__family_mistral,
     &cge__family_whisper,
+    &cge__family_clip,
     NULL,
 };
