@@ -176,6 +176,82 @@ enum cge_status cge_fused_validate(const struct cge_fused_embedding *f);
 /* Scales the vector to unit L2 length; CGE_ERR_INVALID_VALUE for a zero or non-finite vector. */
 enum cge_status cge_fused_normalize(struct cge_fused_embedding *f);
 
+/* ==== Configuration (src/core/config.c) =======================================================
+ * The engine's settings, read from a JSON file whose sections mirror these structs:
+ *   {"models": {"E1": {"enabled": true, "path": "...", "dtype": "bf16"}, ...},
+ *    "batch":  {"max_batch_size": 32, "min_batch_size": 1, "max_wait_ms": 50},
+ *    "fusion": {"weights": "...", "temperature": 1.0, "top_k": 2},
+ *    "cache":  {"enabled": true, "policy": "lru", "max_entries": 100000,
+ *               "max_bytes": 1073741824, "ttl_seconds": 0, "path": ""},
+ *    "gpu":    {"enabled": false, "device": 0, "memory_limit_bytes": 17179869184}}
+ * Every key is optional (cge_config_default's value); an unknown key, a wrong type or a value
+ * out of range is CGE_ERR_INVALID_VALUE naming the key path ("cache.max_entries: expected
+ * integer"). A config is a plain struct (no heap memory, nothing to free); these functions are
+ * thread-safe. */
+#define CGE_CONFIG_PATH_MAX 1024 /* bytes, including the NUL */
+
+enum cge_cache_policy {
+    CGE_CACHE_LRU = 0,     /* "lru" (default) */
+    CGE_CACHE_LFU = 1,     /* "lfu" */
+    CGE_CACHE_TTL_LRU = 2, /* "ttl_lru": LRU whose entries also expire after ttl_seconds */
+    CGE_CACHE_ARC = 3,     /* "arc" */
+};
+
+struct cge_model_config {
+    int enabled;                    /* 1 (default): the slot takes part */
+    char path[CGE_CONFIG_PATH_MAX]; /* model folder; "" (default): not configured */
+    enum cge_dtype dtype;           /* weight storage; default: the slot table's dtype */
+};
+
+struct cge_batch_config {
+    int max_batch_size; /* 32: a batch goes when it holds this many items */
+    int min_batch_size; /* 1: ... or when max_wait_ms passed with at least this many */
+    int max_wait_ms;    /* 50 */
+};
+
+struct cge_fusion_config {
+    char weights[CGE_CONFIG_PATH_MAX]; /* FuseMoE weights folder/file; "" = not configured */
+    double temperature;                /* 1.0: gate softmax temperature, > 0 */
+    int top_k;                         /* 2: experts per input, 1..CGE_N_EXPERTS */
+};
+
+struct cge_cache_config {
+    int enabled;                    /* 1 */
+    enum cge_cache_policy policy;   /* CGE_CACHE_LRU */
+    int64_t max_entries;            /* 100000 */
+    int64_t max_bytes;              /* 1 GiB */
+    int64_t ttl_seconds;            /* 0: entries never expire */
+    char path[CGE_CONFIG_PATH_MAX]; /* persistent cache folder; "" = memory only */
+};
+
+struct cge_gpu_config {
+    int enabled;                /* 0: CPU only */
+    int device;                 /* 0: CUDA device index */
+    int64_t memory_limit_bytes; /* 16 GiB; 0 = no limit */
+};
+
+struct cge_config {
+    struct cge_model_config models[CGE_N_SLOTS]; /* index = slot - 1 ("E1" is models[0]) */
+    struct cge_batch_config batch;
+    struct cge_fusion_config fusion;
+    struct cge_cache_config cache;
+    struct cge_gpu_config gpu;
+};
+
+/* The defaults listed above. */
+void cge_config_default(struct cge_config *c);
+/* Defaults, then the JSON file at `path` over them. Relative paths in the file (models.*.path,
+ * fusion.weights, cache.path) are taken relative to the file's folder. On failure *out holds
+ * the defaults and cge_errmsg() names the file and the key path. */
+enum cge_status cge_config_load(const char *path, struct cge_config *out);
+/* The same from JSON text in memory (len bytes; need not be NUL-terminated); relative paths are
+ * kept as written. `label` names the source in messages. */
+enum cge_status cge_config_parse(const char *json, size_t len, const char *label,
+                                 struct cge_config *out);
+/* Checks ranges and cross-field rules (min_batch_size <= max_batch_size, ...). */
+enum cge_status cge_config_validate(const struct cge_config *c);
+/* ==== end of Configuration ==================================================================== */
+
 #ifdef __cplusplus
 }
 #endif
