@@ -97,7 +97,29 @@ static int ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-static enum cge_status load_file(struct cge_tokenizer *t, const char *path) {
+/* In a model folder, transformers' slow SentencePiece tokenizers (Llama, T5) treat the control
+ * and unknown pieces (<s>, </s>, <unk>, <pad>) as special added tokens: they are recognised in
+ * the text, and each stretch between them is encoded on its own (with its own dummy prefix, the
+ * "legacy" behaviour). A bare .model file keeps SentencePiece's behaviour instead. */
+static enum cge_status spm_add_specials(struct cge_tokenizer *t) {
+    size_t n = 0;
+    for (int64_t i = 0; i < t->n_vocab; i++)
+        n += t->tok_len[i] && (t->type[i] == SPM_CONTROL || t->type[i] == SPM_UNKNOWN);
+    if (!n) return CGE_OK;
+    t->added = cge__calloc(n, sizeof *t->added);
+    if (!t->added) return cge__err(CGE_ERR_NOMEM, "tokenizer: out of memory");
+    for (int64_t i = 0; i < t->n_vocab; i++) {
+        if (!t->tok_len[i] || (t->type[i] != SPM_CONTROL && t->type[i] != SPM_UNKNOWN)) continue;
+        struct added_token *a = &t->added[t->n_added++];
+        a->content = t->tok[i];
+        a->len = t->tok_len[i];
+        a->id = (int32_t)i;
+        a->special = 1;
+    }
+    return CGE_OK;
+}
+
+static enum cge_status load_file(struct cge_tokenizer *t, const char *path, int folder) {
     char *data;
     size_t len;
     enum cge_status st = cge__read_file(path, (size_t)512 << 20, &data, &len);
@@ -111,6 +133,7 @@ static enum cge_status load_file(struct cge_tokenizer *t, const char *path) {
     else
         st = tok_load_spm(t, data, len, path);
     cge__free(data);
+    if (!st && folder && t->type) st = spm_add_specials(t);
     if (!st) st = finish_added(t);
     return st;
 }
@@ -191,7 +214,7 @@ enum cge_status cge_tokenizer_load(const char *path, struct cge_tokenizer **out)
             st = cge__path_join(file, sizeof file, path, names[i]);
             if (!st && cge__file_exists(file)) {
                 found = 1;
-                st = load_file(t, file);
+                st = load_file(t, file, 1);
                 if (!st) st = apply_config(t, path, i > 0);
                 if (!st && i > 0) st = spm_template(t);
             }
@@ -202,7 +225,7 @@ enum cge_status cge_tokenizer_load(const char *path, struct cge_tokenizer **out)
     } else if (!cge__file_exists(path)) {
         st = cge__err(CGE_ERR_MODEL_NOT_FOUND, "%s: no such tokenizer file or folder", path);
     } else {
-        st = load_file(t, path);
+        st = load_file(t, path, 0);
     }
     if (st) {
         cge_tokenizer_free(t);
