@@ -123,13 +123,13 @@ static int fusion_init(int argc, char **argv) {
         usage_init(stderr);
         return 2;
     }
-    struct cge_fusion_config c;
-    enum cge_status st = cge_fusion_config_load(config, &c);
+    struct cge_fusemoe_config c;
+    enum cge_status st = cge_fusemoe_config_load(config, &c);
     if (st) return fail_st("init", st);
     struct cge_fusion *f = NULL;
     if ((st = cge_fusion_new(&c, (uint64_t)seed, &f))) return fail_st("init", st);
     st = cge_fusion_save(f, out);
-    int64_t np = cge_fusion_config_n_params(&c);
+    int64_t np = cge_fusemoe_config_n_params(&c);
     cge_fusion_free(f);
     if (st) return fail_st("init", st);
     fprintf(stderr, "cge fusion init: %s: %lld slots (%lld dims) -> %d experts -> %lld, %lld parameters\n",
@@ -147,7 +147,7 @@ struct items {
     int any_pair;
 };
 
-static int items_push(struct items *it, const struct cge_fusion_config *c) {
+static int items_push(struct items *it, const struct cge_fusemoe_config *c) {
     if (it->n < it->cap) return 0;
     int64_t cap = it->cap ? it->cap * 2 : 64;
     float *x = realloc(it->x, (size_t)(cap * c->total_dim) * sizeof(float));
@@ -179,7 +179,7 @@ static void print_floats(FILE *f, const float *v, int64_t n) {
 static int flush_batch(const struct cge_fusion *f, struct cge_fusion_ctx *ctx, struct items *it,
                        float *emb, float *gate, int *sel, int64_t first_line) {
     if (!it->n) return 0;
-    const struct cge_fusion_config *c = cge_fusion_get_config(f);
+    const struct cge_fusemoe_config *c = cge_fusion_get_config(f);
     enum cge_status st = cge_fusion_forward(f, ctx, it->n, it->x, it->present, emb, gate, sel);
     if (st) {
         fprintf(stderr, "cge fusion run: lines %lld..%lld: %s\n", (long long)first_line,
@@ -235,7 +235,7 @@ static int fusion_run(int argc, char **argv) {
         if (in != stdin) fclose(in);
         return fail_st("run", st);
     }
-    const struct cge_fusion_config *c = cge_fusion_get_config(f);
+    const struct cge_fusemoe_config *c = cge_fusion_get_config(f);
     int64_t nb = (int64_t)batch;
     struct items it = {0, 0, NULL, NULL, NULL, 0};
     float *emb = malloc((size_t)(nb * c->out_dim) * sizeof(float));
@@ -370,7 +370,7 @@ static int fusion_train(int argc, char **argv) {
     struct cge_fusion *f = NULL;
     enum cge_status st = cge_fusion_load(weights, CGE_DTYPE_F32, &f);
     if (st) return fail_st("train", st);
-    const struct cge_fusion_config *c = cge_fusion_get_config(f);
+    const struct cge_fusemoe_config *c = cge_fusion_get_config(f);
     struct items it = {0, 0, NULL, NULL, NULL, 0};
     struct cge_fusion_trainer *t = NULL;
     float *bx = NULL;

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cge_fusion_config_default(struct cge_fusion_config *c) {
+void cge_fusemoe_config_default(struct cge_fusemoe_config *c) {
     memset(c, 0, sizeof *c);
     c->n_slots = CGE_N_SLOTS;
     c->total_dim = 0;
@@ -67,10 +67,10 @@ static enum cge_status get_float(const cJSON *root, const char *key, const char 
 
 #define MAX_DIM ((int64_t)1 << 20)
 
-enum cge_status cge_fusion_config_parse(const char *json, size_t len, const char *label,
-                                        struct cge_fusion_config *out) {
-    struct cge_fusion_config c;
-    cge_fusion_config_default(&c);
+enum cge_status cge_fusemoe_config_parse(const char *json, size_t len, const char *label,
+                                        struct cge_fusemoe_config *out) {
+    struct cge_fusemoe_config c;
+    cge_fusemoe_config_default(&c);
     if (!label) label = "fusion config";
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root) return cge__err(CGE_ERR_SERIALIZATION, "%s: not valid JSON", label);
@@ -144,9 +144,9 @@ enum cge_status cge_fusion_config_parse(const char *json, size_t len, const char
         goto done;
     if ((st = get_float(root, "capacity_factor", label, 0.01, 1e3, &c.capacity_factor))) goto done;
     /* Parameter count must stay addressable: reject absurd products up front. */
-    if (cge_fusion_config_n_params(&c) > ((int64_t)1 << 34)) {
+    if (cge_fusemoe_config_n_params(&c) > ((int64_t)1 << 34)) {
         st = cge__err(CGE_ERR_INVALID_VALUE, "%s: %lld parameters is too many", label,
-                      (long long)cge_fusion_config_n_params(&c));
+                      (long long)cge_fusemoe_config_n_params(&c));
         goto done;
     }
     *out = c;
@@ -155,12 +155,12 @@ done:
     return st;
 }
 
-enum cge_status cge_fusion_config_load(const char *path, struct cge_fusion_config *out) {
+enum cge_status cge_fusemoe_config_load(const char *path, struct cge_fusemoe_config *out) {
     char *text = NULL;
     size_t len = 0;
     enum cge_status st = cge__read_file(path, 1 << 20, &text, &len);
     if (st) return st;
-    st = cge_fusion_config_parse(text, len, path, out);
+    st = cge_fusemoe_config_parse(text, len, path, out);
     cge__free(text);
     return st;
 }
@@ -174,7 +174,7 @@ static const char *fmt_float(float v, char *buf, size_t cap) {
     return buf;
 }
 
-enum cge_status cge_fusion_config_save(const struct cge_fusion_config *c, const char *path) {
+enum cge_status cge_fusemoe_config_save(const struct cge_fusemoe_config *c, const char *path) {
     char f1[32], f2[32], f3[32], f4[32];
     struct cge_buf b;
     cge__buf_init(&b, 1 << 20);
@@ -209,7 +209,7 @@ enum cge_status cge_fusion_config_save(const struct cge_fusion_config *c, const 
     return bad ? cge__err(CGE_ERR_IO, "%s: write failed", path) : CGE_OK;
 }
 
-int64_t cge_fusion_config_n_params(const struct cge_fusion_config *c) {
+int64_t cge_fusemoe_config_n_params(const struct cge_fusemoe_config *c) {
     int64_t D = c->total_dim, E = c->n_experts, H = c->shared_dim, Hd = c->hidden_dim,
             O = c->out_dim, S = c->n_slots;
     int64_t n = D          /* missing_embed */
@@ -220,7 +220,7 @@ int64_t cge_fusion_config_n_params(const struct cge_fusion_config *c) {
 }
 
 /* ==== item lines ============================================================================ */
-enum cge_status cge_fusion_parse_item(const struct cge_fusion_config *c, const char *line,
+enum cge_status cge_fusion_parse_item(const struct cge_fusemoe_config *c, const char *line,
                                       size_t len, float *x, uint8_t *present, int64_t *pair) {
     if (pair) *pair = -1;
     cJSON *root = cJSON_ParseWithLength(line, len);
@@ -303,7 +303,7 @@ done:
 }
 
 /* ==== similarity targets ===================================================================== */
-enum cge_status cge_fusion_similarity_targets(const struct cge_fusion_config *c, int64_t n,
+enum cge_status cge_fusion_similarity_targets(const struct cge_fusemoe_config *c, int64_t n,
                                               const float *x, const uint8_t *present, double *T) {
     int S = c->n_slots;
     int64_t D = c->total_dim;

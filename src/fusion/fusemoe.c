@@ -80,7 +80,7 @@ static int64_t *off_slot(struct cge__fz_off *o, const char *name) {
 
 /* Builds the tensor table and offsets; allocates params (without the big matrices unless
  * with_master). */
-static enum cge_status fz_alloc(const struct cge_fusion_config *c, int with_master,
+static enum cge_status fz_alloc(const struct cge_fusemoe_config *c, int with_master,
                                 struct cge_fusion **out) {
     *out = NULL;
     struct cge_fusion *f = cge__calloc(1, sizeof *f);
@@ -156,7 +156,7 @@ void cge_fusion_free(struct cge_fusion *f) {
     cge__free(f);
 }
 
-const struct cge_fusion_config *cge_fusion_get_config(const struct cge_fusion *f) {
+const struct cge_fusemoe_config *cge_fusion_get_config(const struct cge_fusion *f) {
     return &f->c;
 }
 
@@ -223,13 +223,13 @@ static void random_orth(float *W, int64_t n_out, int64_t n_in, uint64_t *rng) {
 #define INIT_BIAS 3.0f  /* puts GELU in its near-linear regime */
 #define INIT_PERTURB 0.05
 
-enum cge_status cge_fusion_new(const struct cge_fusion_config *c, uint64_t seed,
+enum cge_status cge_fusion_new(const struct cge_fusemoe_config *c, uint64_t seed,
                                struct cge_fusion **out) {
     struct cge_fusion *f;
     enum cge_status st = fz_alloc(c, 1, &f);
     *out = NULL;
     if (st) return st;
-    const struct cge_fusion_config *k = &f->c;
+    const struct cge_fusemoe_config *k = &f->c;
     int64_t D = k->total_dim, E = k->n_experts, H = k->shared_dim, Hd = k->hidden_dim,
             O = k->out_dim;
     float *p = f->params;
@@ -284,7 +284,7 @@ enum cge_status cge_fusion_pack(struct cge_fusion *f, enum cge_dtype dtype) {
     int n = 1 + 2 * f->c.n_experts;
     struct cge_linear *lin = cge__calloc((size_t)n, sizeof *lin);
     if (!lin) return cge__err(CGE_ERR_NOMEM, "fusion: pack");
-    const struct cge_fusion_config *c = &f->c;
+    const struct cge_fusemoe_config *c = &f->c;
     enum cge_status st = cge_linear_init(&lin[0], f->params + f->o.ip_w, CGE_DTYPE_F32,
                                          f->params + f->o.ip_b, c->shared_dim, c->total_dim, dtype);
     int done = st ? 0 : 1;
@@ -324,8 +324,8 @@ enum cge_status cge_fusion_load(const char *dir, enum cge_dtype dtype, struct cg
     if (st) return st;
     if (!cge__file_exists(path))
         return cge__err(CGE_ERR_MODEL_NOT_FOUND, "%s: no FuseMoE config.json", dir);
-    struct cge_fusion_config c;
-    if ((st = cge_fusion_config_load(path, &c))) return st;
+    struct cge_fusemoe_config c;
+    if ((st = cge_fusemoe_config_load(path, &c))) return st;
     if ((st = cge__path_join(path, sizeof path, dir, "model.safetensors"))) return st;
     struct cge_weights *w = NULL;
     if ((st = cge_weights_open(path, &w))) return st;
@@ -449,7 +449,7 @@ enum cge_status cge_fusion_save(const struct cge_fusion *f, const char *dir) {
     if ((st = cge__path_join(path, sizeof path, dir, "model.safetensors"))) return st;
     if ((st = cge__fz_save_params(f, f->params, path, "", "cge-fusion"))) return st;
     if ((st = cge__path_join(path, sizeof path, dir, "config.json"))) return st;
-    return cge_fusion_config_save(&f->c, path);
+    return cge_fusemoe_config_save(&f->c, path);
 }
 
 /* ==== workspace ============================================================================== */
@@ -470,7 +470,7 @@ void cge__fz_work_free(struct cge__fz_work *w) {
     w->cap_n = 0;
 }
 
-enum cge_status cge__fz_work_reserve(struct cge__fz_work *w, const struct cge_fusion_config *c,
+enum cge_status cge__fz_work_reserve(struct cge__fz_work *w, const struct cge_fusemoe_config *c,
                                      int64_t n, int training) {
     if (n <= w->cap_n && (!training || w->hmask)) return CGE_OK;
     if (n < w->cap_n) n = w->cap_n;
@@ -560,7 +560,7 @@ static enum cge_status linear(const struct cge_fusion *f, int li, int64_t w_off,
 enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work *w, int64_t n,
                                 const float *x, const uint8_t *present,
                                 const struct cge__fz_train *tr) {
-    const struct cge_fusion_config *c = &f->c;
+    const struct cge_fusemoe_config *c = &f->c;
     const int64_t D = c->total_dim, S = c->n_slots, E = c->n_experts, k = c->top_k,
                   H = c->shared_dim, Hd = c->hidden_dim, O = c->out_dim;
     const float *p = f->params;
@@ -736,7 +736,7 @@ enum cge_status cge_fusion_forward(const struct cge_fusion *f, struct cge_fusion
                                    float *gate, int *selected) {
     enum cge_status st = cge__fz_forward(f, &ctx->w, n, x, present, NULL);
     if (st) return st;
-    const struct cge_fusion_config *c = &f->c;
+    const struct cge_fusemoe_config *c = &f->c;
     memcpy(emb, ctx->w.F, (size_t)(n * c->out_dim) * sizeof(float));
     if (gate) memcpy(gate, ctx->w.P, (size_t)(n * c->n_experts) * sizeof(float));
     if (selected) memcpy(selected, ctx->w.sel, (size_t)(n * c->top_k) * sizeof(int));

@@ -16,7 +16,7 @@
  * At inference there is no capacity limit, no noise and no dropout: an item's result never
  * depends on the rest of its batch (the batch path gives the same numbers as the single path).
  *
- * Weight layout (a folder): config.json (struct cge_fusion_config, keys as in the fixtures) and
+ * Weight layout (a folder): config.json (struct cge_fusemoe_config, keys as in the fixtures) and
  * model.safetensors with the tensors missing_embed (D), gate.norm.{weight,bias} (D),
  * gate.proj.weight (E, D), gate.proj.bias (E), gate.mask_proj.weight (E, S),
  * input_proj.weight (H, D), input_proj.bias (H), experts.e.fc1.weight (Hd, H),
@@ -54,7 +54,7 @@
 /* ==== configuration ========================================================================== */
 enum cge_fusion_gating { CGE_FUSION_GATE_SOFTMAX = 0, CGE_FUSION_GATE_LAPLACE = 1 };
 
-struct cge_fusion_config {
+struct cge_fusemoe_config {
     int n_slots;                              /* S: "slot_dims" length */
     int slot_dims[CGE_FUSION_MAX_SLOTS];      /* "slot_dims": d_s */
     int64_t total_dim;                        /* D = Σ d_s (derived) */
@@ -73,22 +73,22 @@ struct cge_fusion_config {
 /* Production defaults: the twelve slots of cge's table (dims from cge_slot_get), 8 experts,
  * top-2, 4096 shared, 4096 hidden, 1536 out, softmax gating, temperature 1, eps 1e-5,
  * load-balance 0.01, capacity 1.25. */
-void cge_fusion_config_default(struct cge_fusion_config *c);
+void cge_fusemoe_config_default(struct cge_fusemoe_config *c);
 /* Parses config JSON over the defaults (every key optional) and validates it. Errors name the
  * key and the value ("<label>: num_experts = 0, expected 1..64"). */
-enum cge_status cge_fusion_config_parse(const char *json, size_t len, const char *label,
-                                        struct cge_fusion_config *out);
-enum cge_status cge_fusion_config_load(const char *path, struct cge_fusion_config *out);
+enum cge_status cge_fusemoe_config_parse(const char *json, size_t len, const char *label,
+                                        struct cge_fusemoe_config *out);
+enum cge_status cge_fusemoe_config_load(const char *path, struct cge_fusemoe_config *out);
 /* Writes config.json (the fixture keys). */
-enum cge_status cge_fusion_config_save(const struct cge_fusion_config *c, const char *path);
+enum cge_status cge_fusemoe_config_save(const struct cge_fusemoe_config *c, const char *path);
 /* Number of parameters of a model with this config. */
-int64_t cge_fusion_config_n_params(const struct cge_fusion_config *c);
+int64_t cge_fusemoe_config_n_params(const struct cge_fusemoe_config *c);
 
 /* ==== model ================================================================================== */
 struct cge_fusion;
 
 /* A model with the deterministic initialization described above (seed 0 is a valid seed). */
-enum cge_status cge_fusion_new(const struct cge_fusion_config *c, uint64_t seed,
+enum cge_status cge_fusion_new(const struct cge_fusemoe_config *c, uint64_t seed,
                                struct cge_fusion **out);
 /* Loads a weight folder (config.json + model.safetensors). `dtype` is the storage of the large
  * matrices for inference: CGE_DTYPE_F32 keeps fp32 master weights (trainable); CGE_DTYPE_BF16
@@ -99,7 +99,7 @@ enum cge_status cge_fusion_load(const char *dir, enum cge_dtype dtype, struct cg
 /* Writes config.json + model.safetensors into dir (created if needed); fp32 models only. */
 enum cge_status cge_fusion_save(const struct cge_fusion *f, const char *dir);
 void cge_fusion_free(struct cge_fusion *f);
-const struct cge_fusion_config *cge_fusion_get_config(const struct cge_fusion *f);
+const struct cge_fusemoe_config *cge_fusion_get_config(const struct cge_fusion *f);
 /* Re-packs a fp32 model's large matrices into `dtype` cge_linear storage (F32/BF16/I8) for
  * faster inference, keeping the fp32 master (so memory grows). Used by the benchmark. */
 enum cge_status cge_fusion_pack(struct cge_fusion *f, enum cge_dtype dtype);
@@ -138,7 +138,7 @@ enum cge_status cge_fusion_forward(const struct cge_fusion *f, struct cge_fusion
  * and present (S). "pair" (optional; an integer ≥ 0 or a string, hashed) goes to *pair, else
  * -1 (pair may be NULL). Errors: wrong slot count or dimension, a non-number, a non-finite
  * value, all slots missing — each with a one-line message naming the slot. */
-enum cge_status cge_fusion_parse_item(const struct cge_fusion_config *c, const char *line,
+enum cge_status cge_fusion_parse_item(const struct cge_fusemoe_config *c, const char *line,
                                       size_t len, float *x, uint8_t *present, int64_t *pair);
 
 /* ==== training ===============================================================================
@@ -202,7 +202,7 @@ enum cge_status cge_fusion_trainer_resume(struct cge_fusion_trainer *t, const ch
                                           int *resumed);
 
 /* Losses only (no gradient), for evaluation: the similarity loss of a batch at inference. */
-enum cge_status cge_fusion_similarity_targets(const struct cge_fusion_config *c, int64_t n,
+enum cge_status cge_fusion_similarity_targets(const struct cge_fusemoe_config *c, int64_t n,
                                               const float *x, const uint8_t *present,
                                               double *T /* OUT: (n, n) */);
 

@@ -35,7 +35,7 @@ struct cge__fz_off {
 };
 
 struct cge_fusion {
-    struct cge_fusion_config c;
+    struct cge_fusemoe_config c;
     int64_t slot_off[CGE_FUSION_MAX_SLOTS + 1]; /* slot s spans [slot_off[s], slot_off[s+1]) */
     int n_tensors;
     struct cge__fz_tensor *t; /* (n_tensors) sorted by name */
@@ -90,7 +90,7 @@ struct cge__fz_work {
     int64_t dropped;
 };
 
-enum cge_status cge__fz_work_reserve(struct cge__fz_work *w, const struct cge_fusion_config *c,
+enum cge_status cge__fz_work_reserve(struct cge__fz_work *w, const struct cge_fusemoe_config *c,
                                      int64_t n, int training);
 void cge__fz_work_free(struct cge__fz_work *w);
 /* Validates the inputs and runs the forward pass into w (tr = NULL: inference). */

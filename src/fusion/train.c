@@ -62,7 +62,7 @@ static void free_scratch(struct cge_fusion_trainer *t) {
 static enum cge_status reserve_scratch(struct cge_fusion_trainer *t, int64_t n) {
     if (n <= t->cap_n) return CGE_OK;
     free_scratch(t);
-    const struct cge_fusion_config *c = &t->f->c;
+    const struct cge_fusemoe_config *c = &t->f->c;
     int64_t D = c->total_dim, E = c->n_experts, k = c->top_k, H = c->shared_dim,
             Hd = c->hidden_dim, O = c->out_dim, nk = n * k;
     t->T = cge__malloc((size_t)(n * n) * sizeof(double));
@@ -160,7 +160,7 @@ static void layernorm_bwd(const float *dy, const float *xhat, const float *rstd,
 static enum cge_status losses(struct cge_fusion_trainer *t, int64_t n, const float *x,
                               const uint8_t *present, const int64_t *pair,
                               struct cge_fusion_stats *s) {
-    const struct cge_fusion_config *c = &t->f->c;
+    const struct cge_fusemoe_config *c = &t->f->c;
     const int64_t O = c->out_dim, E = c->n_experts, k = c->top_k;
     struct cge__fz_work *w = &t->w;
     enum cge_status st = cge_fusion_similarity_targets(c, n, x, present, t->T);
@@ -255,7 +255,7 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
                                         const uint8_t *present, const int64_t *pair,
                                         int training, struct cge_fusion_stats *stats) {
     struct cge_fusion *f = t->f;
-    const struct cge_fusion_config *c = &f->c;
+    const struct cge_fusemoe_config *c = &f->c;
     const int64_t D = c->total_dim, S = c->n_slots, E = c->n_experts, k = c->top_k,
                   H = c->shared_dim, Hd = c->hidden_dim, O = c->out_dim;
     struct cge_fusion_stats s_local;

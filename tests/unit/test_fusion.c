@@ -20,7 +20,7 @@ struct items {
     uint8_t *present;
 };
 
-static int read_items(const struct cge_fusion_config *c, const char *path, struct items *it) {
+static int read_items(const struct cge_fusemoe_config *c, const char *path, struct items *it) {
     size_t len;
     char *text = th_read_file(path, &len);
     if (!text) return -1;
@@ -54,7 +54,7 @@ static void test_fixture(const char *name) {
     enum cge_status st = cge_fusion_load(dir, CGE_DTYPE_F32, &f);
     CHECK_MSG(st == CGE_OK, "%s", cge_errmsg());
     if (st) return;
-    const struct cge_fusion_config *c = cge_fusion_get_config(f);
+    const struct cge_fusemoe_config *c = cge_fusion_get_config(f);
     CHECK(c->n_slots == 4 && c->total_dim == 29 && c->n_experts == 4 && c->out_dim == 12);
     struct items it = {0, NULL, NULL};
     snprintf(path, sizeof path, "tests/fixtures/fusion/%s/inputs.jsonl", name);
@@ -188,7 +188,7 @@ static void test_bad_inputs(void) {
     struct cge_fusion *f = NULL;
     CHECK(cge_fusion_load("tests/fixtures/fusion/softmax/weights", CGE_DTYPE_F32, &f) == CGE_OK);
     if (!f) return;
-    const struct cge_fusion_config *c = cge_fusion_get_config(f);
+    const struct cge_fusemoe_config *c = cge_fusion_get_config(f);
     float x[64];
     uint8_t pr[8];
     int64_t pair;
@@ -265,21 +265,21 @@ static void test_bad_inputs(void) {
 }
 
 static void test_config(void) {
-    struct cge_fusion_config c;
-    cge_fusion_config_default(&c);
+    struct cge_fusemoe_config c;
+    cge_fusemoe_config_default(&c);
     CHECK(c.total_dim == cge_total_dim());
     CHECK(c.n_slots == CGE_N_SLOTS && c.out_dim == CGE_FUSED_DIM && c.n_experts == 8);
-    int64_t np = cge_fusion_config_n_params(&c);
+    int64_t np = cge_fusemoe_config_n_params(&c);
     printf("  production: D=%lld, %lld parameters (%.0f MB fp32)\n", (long long)c.total_dim,
            (long long)np, (double)np * 4 / 1e6);
     CHECK(np > 230000000 && np < 250000000);
-    struct cge_fusion_config d;
-    CHECK(cge_fusion_config_parse("{}", 2, "t", &d) == CGE_OK && d.total_dim == c.total_dim);
+    struct cge_fusemoe_config d;
+    CHECK(cge_fusemoe_config_parse("{}", 2, "t", &d) == CGE_OK && d.total_dim == c.total_dim);
     const char *bad[] = {"{\"top_k\": 9}", "{\"gating\": \"relu\"}", "{\"slot_dims\": []}",
                          "{\"slot_dims\": [0]}", "{\"temperature\": -1}", "[]", "{",
                          "{\"output_dim\": 1.5}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK_MSG(cge_fusion_config_parse(bad[i], strlen(bad[i]), "t", &d) != CGE_OK, "%s", bad[i]);
+        CHECK_MSG(cge_fusemoe_config_parse(bad[i], strlen(bad[i]), "t", &d) != CGE_OK, "%s", bad[i]);
 }
 
 int main(void) {

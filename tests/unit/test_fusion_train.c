@@ -19,7 +19,7 @@
 
 #define MAXN 64
 
-static int64_t read_items(const struct cge_fusion_config *c, const char *path, float *x,
+static int64_t read_items(const struct cge_fusemoe_config *c, const char *path, float *x,
                           uint8_t *present) {
     size_t len;
     char *text = th_read_file(path, &len);
@@ -55,7 +55,7 @@ static void test_train_step(const char *name) {
     struct cge_fusion *f = NULL;
     CHECK(cge_fusion_load(dir, CGE_DTYPE_F32, &f) == CGE_OK);
     if (!f) return;
-    const struct cge_fusion_config *c = cge_fusion_get_config(f);
+    const struct cge_fusemoe_config *c = cge_fusion_get_config(f);
     float *x = calloc((size_t)(MAXN * c->total_dim), 4);
     uint8_t *pr = calloc((size_t)(MAXN * c->n_slots), 1);
     snprintf(path, sizeof path, "tests/fixtures/fusion/%s/inputs.jsonl", name);
@@ -119,7 +119,7 @@ static void test_finite_differences(const char *name) {
     struct cge_fusion *f = NULL;
     CHECK(cge_fusion_load(dir, CGE_DTYPE_F32, &f) == CGE_OK);
     if (!f) return;
-    const struct cge_fusion_config *c = cge_fusion_get_config(f);
+    const struct cge_fusemoe_config *c = cge_fusion_get_config(f);
     float *x = calloc((size_t)(MAXN * c->total_dim), 4);
     uint8_t *pr = calloc((size_t)(MAXN * c->n_slots), 1);
     snprintf(path, sizeof path, "tests/fixtures/fusion/%s/inputs.jsonl", name);
@@ -173,7 +173,7 @@ static void test_finite_differences(const char *name) {
 /* ---- training bars on synthetic data -------------------------------------------------------- */
 /* Items from latent clusters: latent u = centre_k + 0.5·noise (8-d); slot s holds A_s·u plus a
  * little slot noise; each slot is missing with probability 0.2 (at least one kept). */
-static void synth(const struct cge_fusion_config *c, int64_t n, uint64_t *rng, const float *A,
+static void synth(const struct cge_fusemoe_config *c, int64_t n, uint64_t *rng, const float *A,
                   const float *centres, int n_clusters, float *x, uint8_t *pr) {
     const int r = 8;
     for (int64_t i = 0; i < n; i++) {
@@ -243,7 +243,7 @@ static double spearman(const double *a, const double *b, int n) {
 
 /* Ensemble similarity written independently of the library: mean per-slot cosine over the
  * slots both items hold. */
-static double ensemble_sim(const struct cge_fusion_config *c, const float *xi, const uint8_t *pi,
+static double ensemble_sim(const struct cge_fusemoe_config *c, const float *xi, const uint8_t *pi,
                            const float *xj, const uint8_t *pj) {
     double sum = 0;
     int cnt = 0;
@@ -264,7 +264,7 @@ struct eval {
 };
 
 static struct eval evaluate(struct cge_fusion *f, int64_t n, const float *x, const uint8_t *pr) {
-    const struct cge_fusion_config *c = cge_fusion_get_config(f);
+    const struct cge_fusemoe_config *c = cge_fusion_get_config(f);
     struct eval ev = {0, 0, 0};
     struct cge_fusion_ctx *ctx = NULL;
     cge_fusion_ctx_new(&ctx);
@@ -300,13 +300,13 @@ done:
 }
 
 static void test_training_bars(enum cge_fusion_gating gating) {
-    struct cge_fusion_config c;
+    struct cge_fusemoe_config c;
     const char *cfg = gating == CGE_FUSION_GATE_LAPLACE
                           ? "{\"slot_dims\": [16, 24, 32, 16, 24], \"num_experts\": 4, "
                             "\"expert_hidden_dim\": 32, \"output_dim\": 24, \"gating\": \"laplace\"}"
                           : "{\"slot_dims\": [16, 24, 32, 16, 24], \"num_experts\": 4, "
                             "\"expert_hidden_dim\": 32, \"output_dim\": 24}";
-    CHECK(cge_fusion_config_parse(cfg, strlen(cfg), "t", &c) == CGE_OK);
+    CHECK(cge_fusemoe_config_parse(cfg, strlen(cfg), "t", &c) == CGE_OK);
     uint64_t rng = 777;
     const int r = 8, n_clusters = 6;
     float *A = malloc((size_t)(c.total_dim * r) * 4), centres[6 * 8];
@@ -372,7 +372,7 @@ static void test_resume(void) {
     struct cge_fusion *f = NULL;
     CHECK(cge_fusion_load("tests/fixtures/fusion/laplace/weights", CGE_DTYPE_F32, &f) == CGE_OK);
     if (!f) return;
-    const struct cge_fusion_config *c = cge_fusion_get_config(f);
+    const struct cge_fusemoe_config *c = cge_fusion_get_config(f);
     float *x = calloc((size_t)(MAXN * c->total_dim), 4);
     uint8_t *pr = calloc((size_t)(MAXN * c->n_slots), 1);
     int64_t n = read_items(c, "tests/fixtures/fusion/laplace/inputs.jsonl", x, pr);
