@@ -28,4 +28,8 @@ int cge__threads_for(int64_t work);
  * cge_set_threads; cheap, called before every oneDNN call. */
 void cge__sync_threads(void);
 
+/* Softmax in place on row[lo, hi) of a row of n floats, zeros outside [lo, hi); a row with
+ * nothing above -inf becomes all zeros. (elementwise.c; attention uses it per masked row.) */
+void cge__softmax_range(float *row, int64_t lo, int64_t hi, int64_t n);
+
 #endif /* CGE_TENSOR_INTERNAL_H */
