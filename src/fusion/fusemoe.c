@@ -180,11 +180,22 @@ enum cge_status cge_fusion_tensor(const struct cge_fusion *f, int i, struct cge_
 /* ==== initialization ========================================================================= */
 /* W (n_out, n_in) with norm-preserving random rows: orthonormal (Gram-Schmidt over the smaller
  * side) when small, else scaled Gaussian. Scaled so that E‖W·x‖² = ‖x‖². */
+/* n values of zero mean and standard deviation sd: uniform on [-√3·sd, √3·sd] (a projection
+ * only needs i.i.d. entries of the right variance, and this is ~20x faster than Box-Muller on
+ * the 238 M production parameters). */
+static void random_fill(float *w, int64_t n, double sd, uint64_t *rng) {
+    double a = 2.0 * 1.7320508075688772 * sd;
+    for (int64_t i = 0; i < n; i++) w[i] = (float)((cge__fz_uniform(rng) - 0.5) * a);
+}
+
 static void random_orth(float *W, int64_t n_out, int64_t n_in, uint64_t *rng) {
     double sd = 1.0 / sqrt((double)n_out);
-    for (int64_t i = 0; i < n_out * n_in; i++) W[i] = (float)(cge__fz_gauss(rng) * sd);
     int64_t small = n_out < n_in ? n_out : n_in, large = n_out < n_in ? n_in : n_out;
-    if ((double)small * small * large > 2147483648.0) return;
+    if ((double)small * small * large > 2147483648.0) {
+        random_fill(W, n_out * n_in, sd, rng);
+        return;
+    }
+    for (int64_t i = 0; i < n_out * n_in; i++) W[i] = (float)(cge__fz_gauss(rng) * sd);
     /* Vectors to orthonormalize: rows when n_out <= n_in, else columns. */
     int rows = n_out <= n_in;
     int64_t nv = small, len = large;
@@ -259,8 +270,10 @@ enum cge_status cge_fusion_new(const struct cge_fusemoe_config *c, uint64_t seed
     for (int e = 0; e < E; e++) {
         float *w1 = p + f->o.fc1_w[e], *b1 = p + f->o.fc1_b[e];
         float *w2 = p + f->o.fc2_w[e], *b2 = p + f->o.fc2_b[e];
-        for (int64_t i = 0; i < Hd * H; i++) w1[i] = q2[i] + (float)(sd2 * cge__fz_gauss(&rng));
-        for (int64_t i = 0; i < O * Hd; i++) w2[i] = q3[i] + (float)(sd3 * cge__fz_gauss(&rng));
+        random_fill(w1, Hd * H, sd2, &rng);
+        random_fill(w2, O * Hd, sd3, &rng);
+        for (int64_t i = 0; i < Hd * H; i++) w1[i] += q2[i];
+        for (int64_t i = 0; i < O * Hd; i++) w2[i] += q3[i];
         for (int64_t r = 0; r < Hd; r++) {
             double s = 0;
             for (int64_t j = 0; j < H; j++) s += w1[r * H + j];

@@ -27,12 +27,13 @@
  * Deterministic initialization (cge_fusion_new; `cge fusion init`), usable before any training:
  * from a seed (splitmix64 + Box-Muller), a shared random projection chain
  *   input_proj = α·Q1 (H×D), fc1 = Q2 (Hd×H), fc2 = Q3 (O×Hd)
- * where Q are random matrices with orthonormal rows (Gram-Schmidt when the matrix is small,
- * scaled Gaussian — orthonormal in expectation — when n_out²·n_in > 2^31), and biases that put
+ * where Q are random matrices with orthonormal rows (Gram-Schmidt of a Gaussian when the matrix
+ * is small; when n_out²·n_in > 2^31, i.i.d. uniform entries of variance 1/n_out, which preserve
+ * inner products in expectation), and biases that put
  * every GELU into its near-linear regime (input_proj.bias = 3, fc1.bias = 3 − fc1·3,
  * fc2.bias = −fc2·3), so y ≈ Q3·Q2·α·Q1·x for every expert and the fused cosine of two items
  * ≈ the cosine of their slot-normalized concatenations ≈ the ensemble's mean per-slot cosine.
- * Each expert gets its own small perturbation (5 %) of the shared Q2, Q3 so experts can
+ * Each expert gets its own small (5 %, uniform) perturbation of the shared Q2, Q3 so experts can
  * specialize; missing_embed = 0; gate LayerNorm = identity; gate.proj.weight ~ N(0, 0.02²)
  * (softmax) or N(0, 0.02²) centres (laplace); gate biases and mask_proj = 0; out_norm identity.
  *

@@ -15,6 +15,9 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#ifdef __AVX512F__
+#    include <immintrin.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,7 +275,10 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
     struct cge__fz_work *w = &t->w;
     const float *p = f->params;
     float *G = t->grad;
-    memset(G, 0, (size_t)f->n_params * sizeof(float));
+    /* Zero the small tensors; each large matrix's gradient is written by exactly one GEMM with
+     * beta = 0 (or zeroed below when its expert received no rows). */
+    for (int i = 0; i < f->n_tensors; i++)
+        if (!f->t[i].big) memset(G + f->t[i].off, 0, (size_t)f->t[i].n * sizeof(float));
 
     /* L2 normalization: fused = Out / ‖Out‖. */
     for (int64_t i = 0; i < n; i++) {
@@ -302,10 +308,14 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
     memset(t->dHb, 0, (size_t)(n * H) * sizeof(float));
     for (int64_t e = 0; e < E; e++) {
         int64_t r0 = w->e_off[e], m = w->e_off[e + 1] - r0;
-        if (!m) continue;
+        if (!m) {
+            memset(G + f->o.fc1_w[e], 0, (size_t)(Hd * H) * sizeof(float));
+            memset(G + f->o.fc2_w[e], 0, (size_t)(O * Hd) * sizeof(float));
+            continue;
+        }
         const float *dB = t->dB + r0 * O, *A = w->A + r0 * Hd, *Hg = w->Hg + r0 * H;
         float *dA = t->dA + r0 * Hd, *dHg = t->dHg + r0 * H;
-        cge_sgemm(1, 0, O, Hd, m, 1.0f, dB, O, A, Hd, 1.0f, G + f->o.fc2_w[e], Hd);
+        cge_sgemm(1, 0, O, Hd, m, 1.0f, dB, O, A, Hd, 0.0f, G + f->o.fc2_w[e], Hd);
         for (int64_t r = 0; r < m; r++)
             for (int64_t q = 0; q < O; q++) G[f->o.fc2_b[e] + q] += dB[r * O + q];
         cge_sgemm(0, 0, m, Hd, O, 1.0f, dB, O, p + f->o.fc2_w[e], Hd, 0.0f, dA, Hd);
@@ -315,7 +325,7 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
             if (tr.dropout > 0 && training) g *= w->amask[r0 * Hd + q];
             dA[q] = g;
         }
-        cge_sgemm(1, 0, Hd, H, m, 1.0f, dA, Hd, Hg, H, 1.0f, G + f->o.fc1_w[e], H);
+        cge_sgemm(1, 0, Hd, H, m, 1.0f, dA, Hd, Hg, H, 0.0f, G + f->o.fc1_w[e], H);
         for (int64_t r = 0; r < m; r++)
             for (int64_t q = 0; q < Hd; q++) G[f->o.fc1_b[e] + q] += dA[r * Hd + q];
         cge_sgemm(0, 0, m, H, Hd, 1.0f, dA, Hd, p + f->o.fc1_w[e], H, 0.0f, dHg, H);
@@ -330,7 +340,7 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
         if (tr.dropout > 0 && training) g *= w->hmask[q];
         t->dHb[q] = g;
     }
-    cge_sgemm(1, 0, H, D, n, 1.0f, t->dHb, H, w->X, D, 1.0f, G + f->o.ip_w, D);
+    cge_sgemm(1, 0, H, D, n, 1.0f, t->dHb, H, w->X, D, 0.0f, G + f->o.ip_w, D);
     for (int64_t i = 0; i < n; i++)
         for (int64_t q = 0; q < H; q++) G[f->o.ip_b + q] += t->dHb[i * H + q];
     cge_sgemm(0, 0, n, D, H, 1.0f, t->dHb, H, p + f->o.ip_w, D, 0.0f, t->dX, D);
@@ -387,12 +397,49 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
                 G[f->o.missing + q] += t->dX[i * D + q];
         }
     double gn = 0;
-    for (int64_t q = 0; q < f->n_params; q++) gn += (double)G[q] * G[q];
+    for (int i = 0; i < f->n_tensors; i++) {
+        const float *g = G + f->t[i].off;
+        for (int64_t q = 0; q < f->t[i].n; q++) gn += (double)g[q] * g[q];
+    }
     s->grad_norm = sqrt(gn);
     return CGE_OK;
 }
 
 /* ==== optimizer ============================================================================== */
+/* AdamW on n elements (decoupled decay, bias-corrected moments):
+ * w -= decay·w; w -= step_size·m / (sqrt(v)·inv_sbc2 + eps). AVX-512 when the build has it. */
+static void adamw(float *w, const float *g, float *m, float *v, int64_t n, float clip, float b1,
+                  float b2, float step_size, float inv_sbc2, float eps, float decay) {
+    int64_t q = 0;
+#ifdef __AVX512F__
+    const __m512 vclip = _mm512_set1_ps(clip), vb1 = _mm512_set1_ps(b1),
+                 vb2 = _mm512_set1_ps(b2), v1b1 = _mm512_set1_ps(1.0f - b1),
+                 v1b2 = _mm512_set1_ps(1.0f - b2), vstep = _mm512_set1_ps(step_size),
+                 vinv = _mm512_set1_ps(inv_sbc2), veps = _mm512_set1_ps(eps),
+                 vdec = _mm512_set1_ps(decay);
+    for (; q + 16 <= n; q += 16) {
+        __m512 gq = _mm512_mul_ps(_mm512_loadu_ps(g + q), vclip);
+        __m512 mq = _mm512_fmadd_ps(vb1, _mm512_loadu_ps(m + q), _mm512_mul_ps(v1b1, gq));
+        __m512 vq = _mm512_fmadd_ps(vb2, _mm512_loadu_ps(v + q),
+                                    _mm512_mul_ps(v1b2, _mm512_mul_ps(gq, gq)));
+        _mm512_storeu_ps(m + q, mq);
+        _mm512_storeu_ps(v + q, vq);
+        __m512 wq = _mm512_loadu_ps(w + q);
+        wq = _mm512_fnmadd_ps(vdec, wq, wq);
+        __m512 den = _mm512_fmadd_ps(_mm512_sqrt_ps(vq), vinv, veps);
+        wq = _mm512_fnmadd_ps(vstep, _mm512_div_ps(mq, den), wq);
+        _mm512_storeu_ps(w + q, wq);
+    }
+#endif
+    for (; q < n; q++) {
+        float gq = g[q] * clip;
+        m[q] = b1 * m[q] + (1.0f - b1) * gq;
+        v[q] = b2 * v[q] + (1.0f - b2) * gq * gq;
+        w[q] -= decay * w[q];
+        w[q] -= step_size * m[q] / (sqrtf(v[q]) * inv_sbc2 + eps);
+    }
+}
+
 enum cge_status cge_fusion_trainer_step(struct cge_fusion_trainer *t, int64_t n, const float *x,
                                         const uint8_t *present, const int64_t *pair,
                                         struct cge_fusion_stats *stats) {
@@ -412,17 +459,20 @@ enum cge_status cge_fusion_trainer_step(struct cge_fusion_trainer *t, int64_t n,
     double bc1 = 1.0 - pow(p->beta1, (double)t->step), bc2 = 1.0 - pow(p->beta2, (double)t->step);
     float lr = p->lr, b1 = p->beta1, b2 = p->beta2;
     float step_size = (float)(lr / bc1), inv_sbc2 = (float)(1.0 / sqrt(bc2));
+    const int64_t chunk = (int64_t)1 << 16;
     for (int i = 0; i < f->n_tensors; i++) {
         const struct cge__fz_tensor *tt = &f->t[i];
         float *w = f->params + tt->off, *g = t->grad + tt->off, *m = t->m + tt->off,
               *v = t->v + tt->off;
         float decay = tt->decay ? lr * p->weight_decay : 0.0f;
-        for (int64_t q = 0; q < tt->n; q++) {
-            float gq = g[q] * clip;
-            m[q] = b1 * m[q] + (1.0f - b1) * gq;
-            v[q] = b2 * v[q] + (1.0f - b2) * gq * gq;
-            w[q] -= decay * w[q];
-            w[q] -= step_size * m[q] / (sqrtf(v[q]) * inv_sbc2 + p->adam_eps);
+        int64_t n_chunks = (tt->n + chunk - 1) / chunk;
+#ifdef _OPENMP
+#    pragma omp parallel for schedule(static) num_threads(cge_get_threads()) if (n_chunks > 1)
+#endif
+        for (int64_t ch = 0; ch < n_chunks; ch++) {
+            int64_t q0 = ch * chunk, len = tt->n - q0 < chunk ? tt->n - q0 : chunk;
+            adamw(w + q0, g + q0, m + q0, v + q0, len, clip, b1, b2, step_size, inv_sbc2,
+                  p->adam_eps, decay);
         }
     }
     return CGE_OK;
