@@ -260,21 +260,40 @@ enum cge_status cge_attention(const struct cge_attn *a, const float *q, int64_t 
 void cge_rope(float *x, int64_t n_tok, int64_t ld, int n_head, int d_head, const int32_t *pos,
               float theta) {
     if (n_tok <= 0 || n_head <= 0 || d_head < 2) return;
+    enum { MAX_HALF = 512 };
     const int half = d_head / 2;
-    CGE_PARALLEL_FOR(n_tok * n_head * d_head * 8)
+    if (half > MAX_HALF) { /* beyond any model here: the same math, without the tables */
+        for (int64_t t = 0; t < n_tok; t++)
+            for (int i = 0; i < half; i++) {
+                float f = (float)pos[t] * (1.0f / powf(theta, (float)(2 * i) / (float)d_head));
+                float c = cosf(f), sn = sinf(f);
+                for (int hh = 0; hh < n_head; hh++) {
+                    float *xh = x + t * ld + (int64_t)hh * d_head;
+                    float x0 = xh[i], x1 = xh[i + half];
+                    xh[i] = x0 * c - x1 * sn;
+                    xh[i + half] = x1 * c + x0 * sn;
+                }
+            }
+        return;
+    }
+    /* As HF: inv_freq = 1 / theta^(2i/d) in float32, angle = pos · inv_freq in float32. */
+    float inv_freq[MAX_HALF];
+    for (int i = 0; i < half; i++) inv_freq[i] = 1.0f / powf(theta, (float)(2 * i) / (float)d_head);
+    CGE_PARALLEL_FOR(n_tok * n_head * d_head * 2)
     for (int64_t t = 0; t < n_tok; t++) {
-        float *row = x + t * ld;
-        float p = (float)pos[t];
+        float cs[MAX_HALF], sn[MAX_HALF];
+        const float p = (float)pos[t];
         for (int i = 0; i < half; i++) {
-            /* As HF: inv_freq = 1 / theta^(2i/d) in float32, angle = pos · inv_freq in float32. */
-            float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)d_head);
-            float f = p * inv_freq;
-            float c = cosf(f), sn = sinf(f);
-            for (int hh = 0; hh < n_head; hh++) {
-                float *xh = row + (int64_t)hh * d_head;
-                float x0 = xh[i], x1 = xh[i + half];
-                xh[i] = x0 * c - x1 * sn;
-                xh[i + half] = x1 * c + x0 * sn;
+            float f = p * inv_freq[i];
+            cs[i] = cosf(f);
+            sn[i] = sinf(f);
+        }
+        for (int hh = 0; hh < n_head; hh++) {
+            float *x0 = x + t * ld + (int64_t)hh * d_head, *x1 = x0 + half;
+            for (int i = 0; i < half; i++) { /* vectorized by the compiler */
+                float a0 = x0[i], a1 = x1[i];
+                x0[i] = a0 * cs[i] - a1 * sn[i];
+                x1[i] = a1 * cs[i] + a0 * sn[i];
             }
         }
     }

@@ -348,6 +348,11 @@ static void test_attention(void) {
     attn_case("gqa", 2, 12, 8, 2, 16, NULL, 0, 0, 0);
     attn_case("gqa+window+padding", 3, 17, 4, 1, 8, len3, 0, 1, 4);
     attn_case("bert-like", 4, 64, 12, 12, 64, NULL, 0, 0, 0);
+    int64_t len2[2] = {150, 77};
+    attn_case("d_head 72, long, padded", 2, 150, 2, 2, 72, len2, 1, 0, 0);
+    attn_case("d_head 128 gqa causal window", 2, 150, 4, 2, 128, len2, 0, 1, 40);
+    attn_case("d_head 32 causal, 16-multiple", 1, 64, 3, 3, 32, NULL, 0, 1, 0);
+    attn_case("d_head 5, odd", 2, 9, 2, 1, 5, NULL, 1, 1, 0);
     /* padded query rows are written (zeros here), padded keys cannot leak: poisoning them must
      * not change the real rows */
     int64_t B = 2, L = 8, dh = 4, len[2] = {3, 8};
