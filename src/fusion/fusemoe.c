@@ -342,14 +342,24 @@ enum cge_status cge_fusion_load(const char *dir, enum cge_dtype dtype, struct cg
     if ((st = cge__path_join(path, sizeof path, dir, "model.safetensors"))) return st;
     struct cge_weights *w = NULL;
     if ((st = cge_weights_open(path, &w))) return st;
+    st = cge__fusion_from_weights(&c, w, path, dtype, out);
+    cge_weights_free(w);
+    return st;
+}
+
+enum cge_status cge__fusion_from_weights(const struct cge_fusemoe_config *c,
+                                         const struct cge_weights *w, const char *path,
+                                         enum cge_dtype dtype, struct cge_fusion **out) {
+    *out = NULL;
+    if (dtype != CGE_DTYPE_F32 && dtype != CGE_DTYPE_BF16 && dtype != CGE_DTYPE_I8)
+        return cge__err(CGE_ERR_UNSUPPORTED, "fusion: storage dtype %s (use f32, bf16 or i8)",
+                        cge_dtype_str(dtype));
+    enum cge_status st;
     struct cge_fusion *f = NULL;
     int packed = dtype != CGE_DTYPE_F32;
-    if ((st = fz_alloc(&c, !packed, &f))) {
-        cge_weights_free(w);
-        return st;
-    }
+    if ((st = fz_alloc(c, !packed, &f))) return st;
     if (packed) {
-        f->lin = cge__calloc((size_t)(1 + 2 * c.n_experts), sizeof *f->lin);
+        f->lin = cge__calloc((size_t)(1 + 2 * c->n_experts), sizeof *f->lin);
         if (!f->lin) {
             st = cge__err(CGE_ERR_NOMEM, "fusion: load");
             goto fail;
@@ -412,11 +422,9 @@ enum cge_status cge_fusion_load(const char *dir, enum cge_dtype dtype, struct cg
             }
         }
     }
-    cge_weights_free(w);
     *out = f;
     return CGE_OK;
 fail:
-    cge_weights_free(w);
     cge_fusion_free(f);
     return st;
 }

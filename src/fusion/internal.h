@@ -49,6 +49,12 @@ struct cge_fusion {
     int n_lin;
 };
 
+/* Builds a model from opened weights (path: for messages) checked against config c. */
+struct cge_weights;
+enum cge_status cge__fusion_from_weights(const struct cge_fusemoe_config *c,
+                                         const struct cge_weights *w, const char *path,
+                                         enum cge_dtype dtype, struct cge_fusion **out);
+
 /* Training-time options of one forward pass (NULL = inference). */
 struct cge__fz_train {
     float gate_noise;
