@@ -666,6 +666,66 @@ static void test_linear_big(void) {
     free(w), free(b), free(x), free(wh), free(ref), free(yref), free(y);
 }
 
+/* Every allocation of the ops, failed in turn: a clean CGE_ERR_NOMEM, no leak (ASan checks). */
+static void test_oom(void) {
+    int64_t n_out = 48, n_in = 40, m = 300;
+    float *w = rnd(n_out * n_in, 0.1f), *b = rnd(n_out, 0.1f), *x = rnd(m * n_in * 40, 1.0f);
+    float *y = malloc((size_t)(m * n_out * 40) * sizeof(float));
+    uint16_t *wh = malloc((size_t)(n_out * n_in) * 2);
+    for (int64_t i = 0; i < n_out * n_in; i++) wh[i] = cge_f32_to_bf16(w[i]);
+    const enum cge_dtype dts[3] = {CGE_DTYPE_F32, CGE_DTYPE_BF16, CGE_DTYPE_I8};
+    int bad = 0, ok = 0;
+    for (int d = 0; d < 3; d++) {
+        for (long k = 0; k < 64; k++) {
+            struct cge_linear l;
+            cge__fail_alloc_after(k);
+            enum cge_status st = cge_linear_init(&l, wh, CGE_DTYPE_BF16, b, n_out, n_in, dts[d]);
+            if (st == CGE_OK) st = cge_linear_forward(&l, x, m + 1 + k * 37, y); /* new M, buffers */
+            cge__fail_alloc_after(-1);
+            cge_linear_deinit(&l);
+            if (st == CGE_OK) {
+                ok++;
+                break;
+            }
+            if (st != CGE_ERR_NOMEM) bad++;
+        }
+    }
+    struct cge_attn a = {.n_batch = 2, .n_seq = 30, .n_head = 2, .n_kv_head = 2, .d_head = 20,
+                         .scale = 0.2f};
+    for (long k = 0; k < 8; k++) {
+        cge__fail_alloc_after(k);
+        enum cge_status st = cge_attention(&a, x, 40, x, 40, x, 40, y, 40);
+        cge__fail_alloc_after(-1);
+        if (st == CGE_OK) {
+            ok++;
+            break;
+        }
+        if (st != CGE_ERR_NOMEM) bad++;
+    }
+    for (long k = 0; k < 8; k++) {
+        cge__fail_alloc_after(k);
+        enum cge_status st = cge_conv1d(x, 4, 100, w, b, 6, 3, 2, 1, y);
+        cge__fail_alloc_after(-1);
+        if (st == CGE_OK) {
+            ok++;
+            break;
+        }
+        if (st != CGE_ERR_NOMEM) bad++;
+    }
+    for (long k = 0; k < 8; k++) {
+        cge__fail_alloc_after(k);
+        enum cge_status st = cge_patch_conv(x, 3, 16, 16, w, 2, 4, y);
+        cge__fail_alloc_after(-1);
+        if (st == CGE_OK) {
+            ok++;
+            break;
+        }
+        if (st != CGE_ERR_NOMEM) bad++;
+    }
+    CHECK_MSG(bad == 0 && ok == 6, "%d wrong statuses, %d of 6 recovered", bad, ok);
+    free(w), free(b), free(x), free(y), free(wh);
+}
+
 static void test_threads(void) {
     int n0 = cge_get_threads();
     CHECK(n0 >= 1);
@@ -690,6 +750,7 @@ int main(void) {
     RUN(test_sgemm);
     RUN(test_linear);
     RUN(test_linear_big);
+    RUN(test_oom);
     RUN(test_threads);
     return test_report("tensor_ops");
 }
