@@ -37,6 +37,34 @@ static enum cge_status open_error(const char *label, int err) {
     }
 }
 
+/* libsndfile quietly shortens a WAV whose data chunk announces more bytes than the file holds
+ * (it logs "data : N (should be M)"). That is a truncated download or a lying header: refuse
+ * it, rather than embed a fragment. The streaming placeholders (0 and 0xFFFFFFFF, written by
+ * recorders that never finalize the header) are accepted. Returns CGE_OK or the error. */
+static enum cge_status check_truncated(SNDFILE *sf, const char *label) {
+    enum { LOG_CAP = 16384 };
+    char *log = cge__malloc(LOG_CAP);
+    if (!log) return cge__err(CGE_ERR_NOMEM, "%s: header log", label);
+    log[0] = '\0';
+    sf_command(sf, SFC_GET_LOG_INFO, log, LOG_CAP);
+    log[LOG_CAP - 1] = '\0';
+    enum cge_status st = CGE_OK;
+    for (const char *p = log; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        unsigned long long declared = 0, real = 0;
+        if (strncmp(p, "data : ", 7) != 0) continue;
+        if (sscanf(p, "data : %llu (should be %llu)", &declared, &real) == 2 && declared != 0 &&
+            declared != 0xffffffffull && declared > real) {
+            st = cge__err(CGE_ERR_SERIALIZATION,
+                          "%s: truncated or lying header: the data chunk announces %llu bytes, "
+                          "the file holds %llu",
+                          label, declared, real);
+            break;
+        }
+    }
+    cge__free(log);
+    return st;
+}
+
 /* Header checks, then chunked decoding with mixdown. Does not close sf. */
 static enum cge_status decode(SNDFILE *sf, const SF_INFO *si, const char *label,
                               int64_t max_frames, float **out, int64_t *n_out,
@@ -53,6 +81,8 @@ static enum cge_status decode(SNDFILE *sf, const SF_INFO *si, const char *label,
     if (si->samplerate < CGE_AUDIO_MIN_RATE || si->samplerate > CGE_AUDIO_MAX_RATE)
         return cge__err(CGE_ERR_UNSUPPORTED, "%s: sample rate %d Hz (supported: %d..%d)", label,
                         si->samplerate, CGE_AUDIO_MIN_RATE, CGE_AUDIO_MAX_RATE);
+    enum cge_status tst = check_truncated(sf, label);
+    if (tst != CGE_OK) return tst;
     int known = si->frames != SF_COUNT_MAX;
     if (known && si->frames <= 0)
         return cge__err(CGE_ERR_EMPTY_INPUT, "%s: the recording holds no samples", label);

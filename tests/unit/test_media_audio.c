@@ -12,6 +12,7 @@
 #include "testhelp.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
@@ -271,15 +272,40 @@ static void test_errors(void) {
     st = cge_audio_decode_memory(w, len, "rate.wav", 0, &x, &n, &info);
     CHECK_MSG(st == CGE_ERR_UNSUPPORTED, "%d %s", st, cge_errmsg());
     free(w);
-    /* a header that claims ~2.2 hours at 8 kHz over 2000 real bytes: either refused as too
-     * long or decoded as what is there, never more, and nothing huge allocated */
+    /* a header whose data chunk claims far more than the file holds (lying or truncated):
+     * refused before anything is sized from it */
     w = make_wav(1, 8000, 0x7ffffff0u, 2000, &len);
     st = cge_audio_decode_memory(w, len, "lying.wav", 0, &x, &n, &info);
-    CHECK_MSG(st == CGE_ERR_INPUT_TOO_LONG || st == CGE_ERR_SERIALIZATION ||
-                  (st == CGE_OK && n == 1000),
-              "%d %s n=%lld", st, cge_errmsg(), (long long)n);
+    CHECK_MSG(st == CGE_ERR_SERIALIZATION, "%d %s n=%lld", st, cge_errmsg(), (long long)n);
+    CHECK(x == NULL);
+    free(w);
+    /* a truncated WAV: the first 100000 bytes of an 11 s file */
+    char *wv = th_read_file("tests/fixtures/e2e/whisper_audio/jfk_16k.wav", &len);
+    st = cge_audio_decode_memory(wv, 100000, "cut.wav", 0, &x, &n, NULL);
+    CHECK_MSG(st == CGE_ERR_SERIALIZATION, "%d %s", st, cge_errmsg());
+    /* the streaming placeholder 0xFFFFFFFF (a recorder that never finalized the header) */
+    put32((unsigned char *)wv + 40, 0xffffffffu);
+    put32((unsigned char *)wv + 4, 0xffffffffu);
+    st = cge_audio_decode_memory(wv, 100000, "stream.wav", 0, &x, &n, NULL);
+    CHECK_MSG(st == CGE_OK && n == (100000 - 44) / 2, "%d %s n=%lld", st, cge_errmsg(),
+              (long long)n);
     cge__free(x);
     x = NULL;
+    free(wv);
+    /* an honest header announcing two hours (a sparse 115 MB file): refused before decoding */
+    uint32_t two_h = 8000u * 2 * 7200;
+    w = make_wav(1, 8000, two_h, 0, &len);
+    char tmp[] = "/tmp/cge_test_audio_XXXXXX";
+    int fd = mkstemp(tmp);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, w, 44) == 44 && ftruncate(fd, 44 + (off_t)two_h) == 0);
+        close(fd);
+        st = cge_audio_decode_file(tmp, 0, &x, &n, &info);
+        CHECK_MSG(st == CGE_ERR_INPUT_TOO_LONG, "%d %s", st, cge_errmsg());
+        CHECK(x == NULL && info.frames == two_h / 2);
+        unlink(tmp);
+    }
     free(w);
     /* truncated FLAC: the first 20000 bytes of an 11 s file */
     char *flac = th_read_file("tests/fixtures/e2e/whisper_audio/jfk_16k.flac", &len);
