@@ -10,6 +10,9 @@
 #include "tensor/internal.h"
 
 #include <string.h>
+#ifdef __AVX512F__
+#    include <immintrin.h>
+#endif
 
 float cge_bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -52,23 +55,45 @@ float cge_f16_to_f32(uint16_t h) {
     return f;
 }
 
+/* One stretch of a conversion, no threading (callers split the work). */
+static void convert_run(const uint16_t *h, enum cge_dtype dtype, int64_t n, float *dst) {
+    int64_t i = 0;
+#ifdef __AVX512F__
+    if (dtype == CGE_DTYPE_BF16) {
+        for (; i + 16 <= n; i += 16) {
+            __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + i)));
+            _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(u, 16)));
+        }
+    } else {
+        /* vcvtph2ps: exact, subnormals, inf and NaN included */
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+    }
+#endif
+    if (dtype == CGE_DTYPE_BF16) {
+        for (; i < n; i++) dst[i] = cge_bf16_to_f32(h[i]);
+    } else {
+        for (; i < n; i++) dst[i] = cge_f16_to_f32(h[i]);
+    }
+}
+
 enum cge_status cge_convert_to_f32(const void *src, enum cge_dtype dtype, int64_t n, float *dst) {
     if (n < 0) return cge__err(CGE_ERR_INVALID_VALUE, "convert_to_f32: negative count %lld",
                                (long long)n);
     if (n > 0 && (!src || !dst)) return cge__err(CGE_ERR_INVALID_VALUE, "convert_to_f32: NULL");
-    const uint16_t *h = src;
     switch (dtype) {
     case CGE_DTYPE_F32:
         if (n > 0 && dst != src) memmove(dst, src, (size_t)n * sizeof(float));
         return CGE_OK;
     case CGE_DTYPE_BF16:
+    case CGE_DTYPE_F16: {
+        const uint16_t *h = src;
+        const int64_t chunk = 1 << 15;
         CGE_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++) dst[i] = cge_bf16_to_f32(h[i]);
+        for (int64_t c0 = 0; c0 < n; c0 += chunk)
+            convert_run(h + c0, dtype, n - c0 < chunk ? n - c0 : chunk, dst + c0);
         return CGE_OK;
-    case CGE_DTYPE_F16:
-        CGE_PARALLEL_FOR(n)
-        for (int64_t i = 0; i < n; i++) dst[i] = cge_f16_to_f32(h[i]);
-        return CGE_OK;
+    }
     default:
         return cge__err(CGE_ERR_UNSUPPORTED, "convert_to_f32: dtype %s not supported",
                         cge_dtype_str(dtype));
@@ -90,10 +115,12 @@ enum cge_status cge_embed_gather(const void *table, enum cge_dtype dtype, int64_
                             "embed_gather: token id %d at position %lld outside [0, %lld)",
                             (int)ids[i], (long long)i, (long long)vocab);
     }
-    size_t esz = cge_dtype_size(dtype);
+    const size_t esz = cge_dtype_size(dtype);
+    CGE_PARALLEL_FOR(n * d)
     for (int64_t i = 0; i < n; i++) {
         const char *row = (const char *)table + (size_t)ids[i] * (size_t)d * esz;
-        cge_convert_to_f32(row, dtype, d, out + i * d);
+        if (dtype == CGE_DTYPE_F32) memcpy(out + i * d, row, (size_t)d * sizeof(float));
+        else convert_run((const uint16_t *)row, dtype, d, out + i * d);
     }
     return CGE_OK;
 }

@@ -95,8 +95,23 @@ void cge_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
     cge__sync_threads();
     dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A,
                                   lda, B, ldb, beta, C, ldc);
-    CGE_ASSERT(st == dnnl_success);
+    CGE_ASSERT(st != dnnl_invalid_arguments); /* a caller's shape bug */
+    if (st == dnnl_success) return;
+    /* oneDNN could not get its packing buffers: the same product in plain loops, slow but never
+     * a wrong or missing result (the function has no status to report) */
+    CGE_PARALLEL_FOR(M * N * K)
+    for (int64_t i = 0; i < M; i++) {
+        for (int64_t j = 0; j < N; j++) {
+            float acc = 0;
+            for (int64_t k = 0; k < K; k++)
+                acc += (trans_a ? A[k * lda + i] : A[i * lda + k]) *
+                       (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
+            C[i * ldc + j] = alpha * acc + (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]);
+        }
+    }
 }
+
+static void to_bf16(const float *x, uint16_t *y, int64_t n);
 
 /* ---- the layer's engine state ------------------------------------------------------------------ */
 struct prim {
@@ -285,17 +300,39 @@ static enum cge_status quantize_weights(const struct cge_linear *l, struct linea
         return cge__err(CGE_ERR_NOMEM, "linear: int8 weight buffers");
     }
     /* symmetric per output channel: q = round(w / s), s = max|w| / 127 */
+    CGE_PARALLEL_FOR(nw * 4)
     for (int64_t n = 0; n < N; n++) {
         const float *row = wf + n * K;
+        int8_t *qr = wq + n * K;
         float amax = 0;
-        for (int64_t k = 0; k < K; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
-        float sc = amax > 0 ? amax / 127.0f : 1.0f;
+        int64_t k = 0;
+#ifdef __AVX512F__
+        __m512 vmax = _mm512_setzero_ps();
+        for (; k + 16 <= K; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(row + k)));
+        amax = _mm512_reduce_max_ps(vmax);
+#endif
+        for (; k < K; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
+        float sc = amax > 0 && isfinite(amax) ? amax / 127.0f : 1.0f;
         float inv = 1.0f / sc;
         int64_t sum = 0;
-        for (int64_t k = 0; k < K; k++) {
+        k = 0;
+#ifdef __AVX512F__
+        const __m512 vinv = _mm512_set1_ps(inv);
+        const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+        __m512i vsum = _mm512_setzero_si512();
+        for (; k + 16 <= K; k += 16) {
+            __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + k), vinv),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+            vsum = _mm512_add_epi32(vsum, q);
+            _mm_storeu_si128((__m128i *)(qr + k), _mm512_cvtepi32_epi8(q));
+        }
+        sum = _mm512_reduce_add_epi32(vsum); /* |sum| ≤ 127·K per 16 lanes: fits for K < 2^24 */
+#endif
+        for (; k < K; k++) {
             float q = nearbyintf(row[k] * inv);
             q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
-            wq[n * K + k] = (int8_t)q;
+            qr[k] = (int8_t)q;
             sum += (int64_t)q;
         }
         im->wscale[n] = sc;
@@ -349,8 +386,7 @@ static enum cge_status build(struct cge_linear *l, struct linear_impl *im, const
     } else if (im->wei_t == dnnl_bf16) {
         uint16_t *wb = cge__malloc_aligned((size_t)nw * sizeof(uint16_t));
         if (!wb) return cge__err(CGE_ERR_NOMEM, "linear: weight conversion buffer");
-        CGE_PARALLEL_FOR(nw)
-        for (int64_t i = 0; i < nw; i++) wb[i] = cge_f32_to_bf16(wf[i]);
+        to_bf16(wf, wb, nw);
         plain = wb;
         pt = dnnl_bf16;
     } else {
