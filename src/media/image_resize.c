@@ -129,8 +129,12 @@ static int precompute(int64_t in_size, float in0, float in1, int64_t out_size,
     return ksize;
 }
 
-static inline uint8_t clip8(int64_t in) {
-    int64_t v = in >> PRECISION_BITS;
+/* Pillow accumulates in a 32-bit int; extreme filters (Lanczos on a window cut by the border)
+ * can exceed it, where Pillow's compiled code wraps around. Accumulating in uint32_t (defined
+ * wrap-around) and reading the result as int32_t reproduces that exactly, and lets the
+ * compiler use 32-bit vector lanes. */
+static inline uint8_t clip8(uint32_t acc) {
+    int32_t v = (int32_t)acc >> PRECISION_BITS;
     return (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
 }
 
@@ -146,12 +150,13 @@ static void pass_horizontal(const uint8_t *in, int64_t in_w, int64_t y0, uint8_t
         for (int64_t xx = 0; xx < out_w; xx++) {
             const int xmin = bounds[xx * 2 + 0], xmax = bounds[xx * 2 + 1];
             const int32_t *k = kk + xx * ksize;
-            int64_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+            uint32_t s0 = 1u << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
             const uint8_t *p = row + (int64_t)xmin * 3;
             for (int x = 0; x < xmax; x++) {
-                s0 += (int64_t)p[3 * x + 0] * k[x];
-                s1 += (int64_t)p[3 * x + 1] * k[x];
-                s2 += (int64_t)p[3 * x + 2] * k[x];
+                const uint32_t kx = (uint32_t)k[x];
+                s0 += p[3 * x + 0] * kx;
+                s1 += p[3 * x + 1] * kx;
+                s2 += p[3 * x + 2] * kx;
             }
             o[3 * xx + 0] = clip8(s0);
             o[3 * xx + 1] = clip8(s1);
@@ -161,17 +166,20 @@ static void pass_horizontal(const uint8_t *in, int64_t in_w, int64_t y0, uint8_t
 }
 
 static void pass_vertical(const uint8_t *in, int64_t w, uint8_t *out, int64_t out_h, int ksize,
-                          const int *bounds, const int32_t *kk) {
+                          const int *bounds, const int32_t *kk, uint32_t *acc) {
     for (int64_t yy = 0; yy < out_h; yy++) {
         const int ymin = bounds[yy * 2 + 0], ymax = bounds[yy * 2 + 1];
         const int32_t *k = kk + yy * ksize;
         uint8_t *o = out + yy * w * 3;
-        for (int64_t xx = 0; xx < w * 3; xx++) {
-            int64_t s = 1 << (PRECISION_BITS - 1);
-            const uint8_t *p = in + (int64_t)ymin * w * 3 + xx;
-            for (int y = 0; y < ymax; y++) s += (int64_t)p[(int64_t)y * w * 3] * k[y];
-            o[xx] = clip8(s);
+        /* Row by row over the window: the inner loop runs along a contiguous row of
+         * accumulators, which vectorizes. */
+        for (int64_t xx = 0; xx < w * 3; xx++) acc[xx] = 1u << (PRECISION_BITS - 1);
+        for (int y = 0; y < ymax; y++) {
+            const uint8_t *p = in + ((int64_t)ymin + y) * w * 3;
+            const uint32_t ky = (uint32_t)k[y];
+            for (int64_t xx = 0; xx < w * 3; xx++) acc[xx] += p[xx] * ky;
         }
+        for (int64_t xx = 0; xx < w * 3; xx++) o[xx] = clip8(acc[xx]);
     }
 }
 
@@ -201,6 +209,7 @@ enum cge_status cge_image_resize(const struct cge_image *src, int64_t w, int64_t
     int *bh = NULL, *bv = NULL;
     int32_t *kh = NULL, *kv = NULL;
     uint8_t *tmp = NULL;
+    uint32_t *acc = NULL;
     enum cge_status st = CGE_OK;
     int ksh = precompute(src->w, 0.0f, (float)src->w, w, &f, &bh, &kh);
     int ksv = precompute(src->h, 0.0f, (float)src->h, h, &f, &bv, &kv);
@@ -230,10 +239,16 @@ enum cge_status cge_image_resize(const struct cge_image *src, int64_t w, int64_t
         st = cge__err(CGE_ERR_NOMEM, "resize: %lld x %lld image", (long long)w, (long long)h);
         goto done;
     }
-    if (need_v)
-        pass_vertical(cur, cur_w, out->rgb, h, ksv, bv, kv);
-    else
+    if (need_v) {
+        acc = cge__malloc((size_t)(cur_w * 3) * sizeof(uint32_t));
+        if (!acc) {
+            st = cge__err(CGE_ERR_NOMEM, "resize: row accumulators");
+            goto done;
+        }
+        pass_vertical(cur, cur_w, out->rgb, h, ksv, bv, kv, acc);
+    } else {
         memcpy(out->rgb, cur + 0, (size_t)(w * h * 3)); /* need_h produced exactly h rows */
+    }
     (void)cur_h;
     out->w = w;
     out->h = h;
@@ -243,6 +258,7 @@ done:
     cge__free(kh);
     cge__free(kv);
     cge__free(tmp);
+    cge__free(acc);
     return st;
 }
 

@@ -16,6 +16,7 @@
 #include "core/core.h"
 #include "media/image.h"
 
+#include <jpeglib.h>
 #include <png.h>
 #include <webp/encode.h>
 
@@ -389,6 +390,55 @@ static void test_jpeg_webp(void) {
     cge_image_deinit(&small);
 }
 
+
+/* A 4-component JPEG: PIL reads it as Adobe-inverted CMYK ("CMYK;I") and converts with
+ * cmyk2rgb: with C = 255 − raw_c (and likewise M, Y) and 255 − K = raw_k,
+ * R = raw_k − C·raw_k/255 (rounded as PIL's MULDIV255). Constant blocks, quality 100. */
+static void test_jpeg_cmyk(void) {
+    const int w = 32, h = 16;
+    const unsigned char raw[2][4] = {{200, 100, 50, 220}, {10, 250, 128, 90}};
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    unsigned char *buf = NULL;
+    unsigned long len = 0;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &buf, &len);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 4;
+    c.in_color_space = JCS_CMYK;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 100, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    unsigned char row[32 * 4];
+    while (c.next_scanline < c.image_height) {
+        for (int x = 0; x < w; x++) memcpy(row + 4 * x, raw[x < 16 ? 0 : 1], 4);
+        JSAMPROW rp = row;
+        jpeg_write_scanlines(&c, &rp, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    struct cge_image img;
+    enum cge_status st = cge_image_decode(buf, len, 0, &img);
+    CHECK_MSG(st == CGE_OK, "cmyk: %s", cge_errmsg());
+    if (st == CGE_OK) {
+        int worst = 0;
+        for (int b = 0; b < 2; b++) {
+            const unsigned char *px = img.rgb + ((size_t)8 * w + (b ? 24 : 4)) * 3;
+            for (int ch = 0; ch < 3; ch++) {
+                double cc = 255.0 - raw[b][ch], nk = raw[b][3];
+                int want = (int)floor(nk - cc * nk / 255.0 + 0.5);
+                int d = abs((int)px[ch] - want);
+                if (d > worst) worst = d;
+            }
+        }
+        CHECK_MSG(worst <= 2, "cmyk: off by %d", worst);
+    }
+    cge_image_deinit(&img);
+    free(buf);
+}
+
 /* ---- limits ---------------------------------------------------------------------------------- */
 
 static uint32_t crc32_bytes(const unsigned char *p, size_t n) {
@@ -606,6 +656,7 @@ int main(void) {
     RUN(test_real_pngs);
     RUN(test_png_variants);
     RUN(test_jpeg_webp);
+    RUN(test_jpeg_cmyk);
     RUN(test_limits);
     RUN(test_resize);
     RUN(test_preproc_config);
