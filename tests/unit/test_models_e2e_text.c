@@ -7,9 +7,11 @@
 #include "testhelp.h"
 
 #include "core/core.h"
+#include "models/heads.h"
 #include "models/model.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 
 static void run_case(const char *name, const char *family, int normalized) {
     char dir[256], p[512];
@@ -147,7 +149,134 @@ static void test_t5_mean_dense_l2(void) {
     run_case("t5_mean_dense_l2", "t5", 1);
 }
 
+/* One loaded model shared by four threads, each embedding every input: rows equal expected. */
+struct thread_job {
+    const struct cge_model *m;
+    const struct cge_input *in;
+    int n, dim;
+    const float *exp;
+    double worst;
+    int failed;
+};
+
+static void *thread_main(void *arg) {
+    struct thread_job *j = arg;
+    float *out = malloc((size_t)(j->n * j->dim) * sizeof *out);
+    for (int rep = 0; rep < 3; rep++) {
+        if (cge_model_embed(j->m, j->in, j->n, out, NULL) != CGE_OK) j->failed = 1;
+        for (int i = 0; i < j->n; i++) {
+            double e = th_rel_err(out + i * j->dim, j->exp + i * j->dim, (size_t)j->dim);
+            if (e > j->worst) j->worst = e;
+        }
+    }
+    free(out);
+    return NULL;
+}
+
+static void test_threads(void) {
+    const char *dir = "tests/fixtures/e2e/mpnet_mean_l2";
+    char p[300];
+    snprintf(p, sizeof p, "%s/expected.f32", dir);
+    size_t n_exp = 0;
+    float *exp = th_read_f32(p, &n_exp);
+    snprintf(p, sizeof p, "%s/inputs.jsonl", dir);
+    char *lines = th_read_file(p, NULL);
+    CHECK(exp && lines);
+    if (!exp || !lines) return;
+    struct cge_input in[8];
+    cJSON *docs[8];
+    int n = 0;
+    char *save = NULL;
+    for (char *ln = strtok_r(lines, "\n", &save); ln && n < 8; ln = strtok_r(NULL, "\n", &save)) {
+        docs[n] = cJSON_Parse(ln);
+        memset(&in[n], 0, sizeof in[n]);
+        in[n].text = cJSON_GetObjectItem(docs[n], "text")->valuestring;
+        in[n].text_len = strlen(in[n].text);
+        n++;
+    }
+    snprintf(p, sizeof p, "%s/model", dir);
+    struct cge_model *m = NULL;
+    CHECK(cge_model_load(p, NULL, &m) == CGE_OK);
+    if (m) {
+        pthread_t th[4];
+        struct thread_job jobs[4];
+        for (int t = 0; t < 4; t++) {
+            jobs[t] = (struct thread_job){m, in, n, cge_model_dim(m), exp, 0, 0};
+            CHECK(pthread_create(&th[t], NULL, thread_main, &jobs[t]) == 0);
+        }
+        for (int t = 0; t < 4; t++) {
+            pthread_join(th[t], NULL);
+            CHECK(!jobs[t].failed);
+            CHECK_MSG(jobs[t].worst < 1e-5, "thread %d: rel err %.3g", t, jobs[t].worst);
+        }
+        cge_model_free(m);
+    }
+    for (int i = 0; i < n; i++) cJSON_Delete(docs[i]);
+    free(lines);
+    free(exp);
+}
+
+/* INSTRUCTOR convention on the T5 folder: the model reads instruction.strip() + text.strip(), and
+ * the mean leaves out the instruction's tokens (its token count with </s>, minus one). Checked
+ * against the pieces (tokenizer, fixture-checked forward, Dense) assembled here by hand. */
+static void test_instruction_t5(void) {
+    struct cge_model *m = NULL;
+    CHECK(cge_model_load("tests/fixtures/e2e/t5_mean_dense_l2/model", NULL, &m) == CGE_OK);
+    if (!m) return;
+    const char *instr = "  Represent the science title: ", *text = " Hello world  ";
+    struct cge_input in = {0};
+    in.text = text;
+    in.text_len = strlen(text);
+    in.instruction = instr;
+    float got[24], want[24];
+    struct cge_embed_info info;
+    CHECK(cge_model_embed(m, &in, 1, got, &info) == CGE_OK && info.status == CGE_OK);
+
+    const struct cge_tokenizer *tok = cge__model_tokenizer(m);
+    const char *joined = "Represent the science title:Hello world";
+    int32_t *ids = NULL, *iids = NULL;
+    int64_t n = 0, ni = 0;
+    CHECK(cge_tokenizer_encode(tok, joined, strlen(joined), 1, 64, &ids, &n, NULL) == CGE_OK);
+    CHECK(cge_tokenizer_encode(tok, "Represent the science title:", 28, 1, 64, &iids, &ni, NULL) == CGE_OK);
+    CHECK(info.n_tokens == n);
+    float *h = malloc((size_t)(n * 32) * sizeof *h);
+    CHECK(cge__model_family(m)->forward_text(cge__model_impl(m), ids, &n, 1, n, h) == CGE_OK);
+    double pooled[32] = {0};
+    int64_t skip = ni - 1;
+    for (int64_t t = skip; t < n; t++)
+        for (int j = 0; j < 32; j++) pooled[j] += h[t * 32 + j] / (double)(n - skip);
+    /* Dense weights from 2_Dense, then L2. */
+    struct cge_weights *w = NULL;
+    float *W = NULL;
+    int64_t sh[2] = {24, 32};
+    CHECK(cge_weights_open("tests/fixtures/e2e/t5_mean_dense_l2/model/2_Dense", &w) == CGE_OK);
+    CHECK(w && cge_weights_get_f32(w, "linear.weight", 2, sh, &W) == CGE_OK);
+    double nn = 0;
+    for (int o = 0; o < 24 && W; o++) {
+        double acc = 0;
+        for (int j = 0; j < 32; j++) acc += (double)W[o * 32 + j] * pooled[j];
+        want[o] = (float)acc;
+        nn += acc * acc;
+    }
+    for (int o = 0; o < 24; o++) want[o] = (float)(want[o] / sqrt(nn));
+    double e = th_rel_err(got, want, 24);
+    CHECK_MSG(e < 1e-5, "instruction pipeline rel err %.3g", e);
+    /* Without the instruction the result differs. */
+    in.instruction = NULL;
+    float plain[24];
+    CHECK(cge_model_embed(m, &in, 1, plain, NULL) == CGE_OK);
+    CHECK(th_rel_err(plain, got, 24) > 1e-3);
+    cge__free(W);
+    cge_weights_free(w);
+    free(h);
+    cge__free(ids);
+    cge__free(iids);
+    cge_model_free(m);
+}
+
 int main(void) {
+    RUN(test_instruction_t5);
+    RUN(test_threads);
     RUN(test_bert_mean_l2);
     RUN(test_bert_cls);
     RUN(test_roberta_mean);
