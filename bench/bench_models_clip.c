@@ -232,6 +232,65 @@ static void bench_tower(const struct cge_weights *w, enum cge_dtype dt, double p
     cJSON_Delete(cfg);
 }
 
+/* Where one layer's time goes at batch 1: each op at the layer's shapes, timed alone (best of
+ * 3), next to the GEMM-only share of the layer's FLOPs. */
+static void bench_breakdown(enum cge_dtype dt) {
+    const int64_t T = N_TOK;
+    float *x = malloc(sizeof(float) * T * D_FF), *y = malloc(sizeof(float) * T * D_FF);
+    float *qkv = malloc(sizeof(float) * T * 3 * D), *w = malloc(sizeof(float) * D_FF * D);
+    float *g = malloc(sizeof(float) * D), *b = malloc(sizeof(float) * D);
+    for (int64_t i = 0; i < T * D_FF; i++) x[i] = randu();
+    for (int64_t i = 0; i < T * 3 * D; i++) qkv[i] = randu();
+    for (int64_t i = 0; i < (int64_t)D_FF * D; i++) w[i] = randu() * 0.03f;
+    for (int i = 0; i < D; i++) g[i] = 1.0f, b[i] = 0.0f;
+    const char *names[] = {"qkv", "out", "fc1", "fc2", "attention", "layernorm x2",
+                           "quick_gelu", "residual adds"};
+    const int64_t shp[4][2] = {{3 * D, D}, {D, D}, {D_FF, D}, {D, D_FF}};
+    double t[8], total = 0;
+    for (int op = 0; op < 8; op++) {
+        double best = 1e30;
+        struct cge_linear l;
+        if (op < 4) cge_linear_init(&l, w, CGE_DTYPE_F32, g, shp[op][0], shp[op][1], dt);
+        for (int r = 0; r < 4; r++) {
+            double t0 = now_s();
+            if (op < 4) {
+                cge_linear_forward(&l, x, T, y);
+            } else if (op == 4) {
+                struct cge_attn a;
+                memset(&a, 0, sizeof a);
+                a.n_batch = 1;
+                a.n_seq = T;
+                a.n_head = a.n_kv_head = N_HEAD;
+                a.d_head = D / N_HEAD;
+                a.scale = 0.125f;
+                cge_attention(&a, qkv, 3 * D, qkv + D, 3 * D, qkv + 2 * D, 3 * D, y, D);
+            } else if (op == 5) {
+                cge_layernorm(x, T, D, g, b, 1e-5f);
+                cge_layernorm(x, T, D, g, b, 1e-5f);
+            } else if (op == 6) {
+                cge_quick_gelu(y, T * D_FF);
+            } else {
+                cge_add(x, y, T * D);
+                cge_add(x, y, T * D);
+            }
+            double e = now_s() - t0;
+            if (r > 0 && e < best) best = e; /* r = 0 warms up */
+        }
+        if (op < 4) cge_linear_deinit(&l);
+        t[op] = best;
+        total += best;
+    }
+    printf("one layer at batch 1, op by op (%s weights), ms:", cge_dtype_str(dt));
+    for (int op = 0; op < 8; op++) printf("%s %s %.1f", op ? "," : "", names[op], t[op] * 1e3);
+    printf("; sum %.1f (GEMMs %.0f%%)\n", total * 1e3, 100.0 * (t[0] + t[1] + t[2] + t[3]) / total);
+    free(x);
+    free(y);
+    free(qkv);
+    free(w);
+    free(g);
+    free(b);
+}
+
 /* ---- preprocessing ---- */
 
 /* A smooth 4032 x 3024 test card (gradients + rings), JPEG q90 in memory: a phone photo's size. */
@@ -345,6 +404,9 @@ int main(void) {
     double t1 = 1.0;
     bench_tower(w, CGE_DTYPE_F32, p32, &t1);
     bench_tower(w, CGE_DTYPE_BF16, p16, NULL);
+    printf("\n");
+    bench_breakdown(CGE_DTYPE_F32);
+    bench_breakdown(CGE_DTYPE_BF16);
     bench_preprocess(t1);
     cge_weights_free(w);
     free(img);
