@@ -16,6 +16,7 @@ struct command {
 
 static const struct command commands[] = {
     {"models", cmd_models, "print the table of the twelve models (slots E1..E12)"},
+    {"cache", cmd_cache, "embedding cache files: stats, verify, bench"},
     {"tokenize", cmd_tokenize, "tokenize JSON strings from stdin (one per line) into ids"},
     {"inspect", cmd_inspect, "list the tensors of a checkpoint file or model folder"},
     {"embed", cmd_embed, "embed JSON lines from stdin with one model folder (--model DIR)"},

@@ -7,6 +7,7 @@
 #define CGE_COMMANDS_H
 
 int cmd_models(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
