@@ -374,6 +374,69 @@ static void test_real_files(void) {
     cge_model_free(m);
 }
 
+/* ---- CLIPModel layout (nested text_config / vision_config) ----------------------------------------- */
+
+/* A CLIPModel folder holding one tower's weights (the e2e checkpoints) with the tower's config
+ * nested as transformers writes CLIPConfig: the embedding must equal the one-tower class's. */
+static void check_nested(const char *case_dir, const char *sub, int64_t dim, int image) {
+    const char *dir = "/tmp/cge_test_clip_nested";
+    char cmd[1400], cwd[512], path[600];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && for f in %s/%smodel/*; do ln -s \"$f\" %s/; done && rm %s/config.json",
+             dir, dir, cwd, case_dir, dir, dir);
+    CHECK(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/%smodel/config.json", cwd, case_dir);
+    size_t len = 0;
+    char *txt = th_read_file(path, &len);
+    cJSON *tower = cJSON_Parse(txt);
+    free(txt);
+    cJSON *top = cJSON_CreateObject();
+    cJSON_AddStringToObject(top, "model_type", "clip");
+    cJSON *arch = cJSON_AddArrayToObject(top, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("CLIPModel"));
+    cJSON_AddNumberToObject(top, "projection_dim", (double)dim);
+    cJSON_DeleteItemFromObject(tower, "projection_dim");
+    cJSON_AddItemToObject(top, sub, tower);
+    char *out = cJSON_Print(top);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_bytes(path, out, strlen(out));
+    free(out);
+    cJSON_Delete(top);
+    struct cge_model *m = NULL;
+    enum cge_status st = cge_model_load(dir, NULL, &m);
+    CHECK_MSG(st == CGE_OK, "%s: %s", sub, cge_errmsg());
+    if (st == CGE_OK) {
+        CHECK(cge_model_dim(m) == dim);
+        size_t n = 0;
+        snprintf(path, sizeof path, "%sexpected.f32", case_dir);
+        float *ref = th_read_f32(path, &n);
+        struct cge_input in;
+        memset(&in, 0, sizeof(in));
+        char img[600];
+        if (image) {
+            snprintf(img, sizeof img, "%scamera.png", case_dir);
+            in.image_path = img;
+        } else {
+            in.text = "Hello world";
+            in.text_len = 11;
+        }
+        float *o = calloc((size_t)dim, sizeof(float));
+        CHECK(cge_model_embed(m, &in, 1, o, NULL) == CGE_OK);
+        CHECK_MSG(ref && th_rel_err(o, ref, (size_t)dim) < 1e-5, "%s: rel err %g", sub,
+                  ref ? th_rel_err(o, ref, (size_t)dim) : -1.0);
+        free(o);
+        free(ref);
+    }
+    cge_model_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+static void test_nested_config(void) {
+    check_nested(E2E_IMG, "vision_config", 32, 1);
+    check_nested(E2E_TXT, "text_config", 24, 0);
+}
+
 /* ---- broken folders -------------------------------------------------------------------------------------- */
 
 static void test_bad_config(void) {
@@ -419,6 +482,7 @@ int main(void) {
     RUN(test_e2e_text);
     RUN(test_eos_rule);
     RUN(test_real_files);
+    RUN(test_nested_config);
     RUN(test_bad_config);
     return test_report("models_clip");
 }
