@@ -63,6 +63,9 @@ enum cge_status cge__safetensors_parse(struct cge_weights *w, const uint8_t *buf
 enum cge_status cge__safetensors_load_file(struct cge_weights *w, const char *path);
 /* Reads a torch.save zip (pytorch_model.bin) and appends its tensors (and memory) to w. */
 enum cge_status cge__torch_load_file(struct cge_weights *w, const char *path);
+/* The same from a zip image in memory (which must outlive w); used by the fuzzer. */
+enum cge_status cge__torch_parse(struct cge_weights *w, const uint8_t *buf, size_t len,
+                                 const char *label);
 /* Opens model.safetensors.index.json / pytorch_model.bin.index.json. */
 enum cge_status cge__weights_open_index(const char *path, struct cge_weights **out);
 

@@ -173,16 +173,26 @@ static enum cge_status load_entry(struct archive *a, struct entry *e) {
         e->data = copy;
         return CGE_OK;
     }
-    /* Compressed: libzip inflates it (and checks the CRC). */
-    if (e->usize > ((uint64_t)1 << 40))
+    /* Compressed: libzip inflates it (and checks the CRC). Deflate expands at most ~1032:1, so a
+     * larger claimed size is a lie that must not turn into a huge allocation. */
+    if (e->usize > e->csize * 1032 + 1024 || e->usize > ((uint64_t)1 << 40))
         return cge__err(CGE_ERR_SERIALIZATION, "%s: entry '%s' claims %llu bytes", a->path,
                         e->name, (unsigned long long)e->usize);
     if (!a->zip) {
-        int err = 0;
-        a->zip = zip_open(a->path, ZIP_RDONLY, &err);
-        if (!a->zip)
-            return cge__err(CGE_ERR_SERIALIZATION, "%s: libzip cannot open it (error %d)", a->path,
-                            err);
+        zip_error_t zerr_;
+        zip_error_init(&zerr_);
+        zip_source_t *src = zip_source_buffer_create(a->map, a->len, 0, &zerr_);
+        if (src) {
+            a->zip = zip_open_from_source(src, ZIP_RDONLY, &zerr_);
+            if (!a->zip) zip_source_free(src);
+        }
+        if (!a->zip) {
+            char why[128];
+            snprintf(why, sizeof why, "%s", zip_error_strerror(&zerr_));
+            zip_error_fini(&zerr_);
+            return cge__err(CGE_ERR_SERIALIZATION, "%s: libzip cannot open it: %s", a->path, why);
+        }
+        zip_error_fini(&zerr_);
     }
     zip_file_t *f = zip_fopen(a->zip, e->name, 0);
     if (!f)
@@ -234,14 +244,22 @@ enum cge_status cge__torch_load_file(struct cge_weights *w, const char *path) {
     struct cge__region r;
     enum cge_status st = cge__map_file(path, &r);
     if (st) return st;
+    const uint8_t *base = r.base;
+    size_t len = r.len;
+    st = cge__weights_add_region(w, r);
+    if (st) return st;
+    return cge__torch_parse(w, base, len, path);
+}
+
+enum cge_status cge__torch_parse(struct cge_weights *w, const uint8_t *buf, size_t len,
+                                 const char *path) {
     struct archive a;
     memset(&a, 0, sizeof a);
     a.path = path;
-    a.map = r.base;
-    a.len = r.len;
+    a.map = buf;
+    a.len = buf ? len : 0;
     a.w = w;
-    st = cge__weights_add_region(w, r);
-    if (!st) st = read_directory(&a);
+    enum cge_status st = read_directory(&a);
     /* the pickle: exactly one "<prefix>/data.pkl" at the top level */
     struct entry *pkl = NULL;
     for (size_t i = 0; !st && i < a.n; i++) {
