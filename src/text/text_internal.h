@@ -269,6 +269,10 @@ struct cge_tokenizer {
     struct added_token *added; /* (n_added) */
     size_t n_added;
     int any_added_raw, any_added_norm;
+    /* Added-token index per kind (0: matched raw, 1: normalized): indices into `added`, grouped
+     * by first byte; the group of byte c is added_idx[k][added_first[k][c] .. [c + 1]). */
+    uint32_t *added_idx[2];
+    uint32_t added_first[2][257];
 
     struct tmpl_item *tmpl; /* (n_tmpl) single-sequence template; NULL: no special tokens */
     size_t n_tmpl;
@@ -299,5 +303,8 @@ enum cge_status tok_load_json(struct cge_tokenizer *t, const char *text, size_t 
 enum cge_status tok_load_spm(struct cge_tokenizer *t, const void *data, size_t len,
                              const char *what);
 void tok_destroy(struct cge_tokenizer *t);
+/* Loads a tokenizer.json (json=1) or .model (json=0) held in memory (tests and fuzzers). */
+enum cge_status cge__tokenizer_load_mem(const void *data, size_t len, int json,
+                                        struct cge_tokenizer **out);
 
 #endif /* CGE_TEXT_INTERNAL_H */

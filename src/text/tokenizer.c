@@ -51,6 +51,8 @@ void tok_destroy(struct cge_tokenizer *t) {
     normalizer_free(t->normalizer);
     pretok_free(t->pretok);
     cge__free(t->added);
+    cge__free(t->added_idx[0]);
+    cge__free(t->added_idx[1]);
     for (size_t i = 0; i < t->n_tmpl; i++) cge__free(t->tmpl[i].ids);
     cge__free(t->tmpl);
     cge__free(t->dec_prefix);
@@ -84,6 +86,30 @@ static enum cge_status finish_added(struct cge_tokenizer *t) {
         else t->any_added_raw = 1;
     }
     sb_free(&b);
+    /* Index both kinds by first byte (a counting sort), so the scan in find_added only looks at
+     * the tokens that can start at a given byte. */
+    for (int k = 0; k < 2 && !st; k++) {
+        memset(t->added_first[k], 0, sizeof t->added_first[k]);
+        t->added_idx[k] = cge__malloc((t->n_added ? t->n_added : 1) * sizeof *t->added_idx[k]);
+        if (!t->added_idx[k]) {
+            st = cge__err(CGE_ERR_NOMEM, "added tokens: out of memory");
+            break;
+        }
+        for (size_t i = 0; i < t->n_added; i++) {
+            const struct added_token *a = &t->added[i];
+            size_t len = k ? a->norm_len : a->len;
+            if (a->normalized == k && len) t->added_first[k][(unsigned char)(k ? a->norm : a->content)[0] + 1]++;
+        }
+        for (int c = 0; c < 256; c++) t->added_first[k][c + 1] += t->added_first[k][c];
+        uint32_t fill[256];
+        memcpy(fill, t->added_first[k], sizeof fill);
+        for (size_t i = 0; i < t->n_added; i++) {
+            const struct added_token *a = &t->added[i];
+            size_t len = k ? a->norm_len : a->len;
+            if (a->normalized == k && len)
+                t->added_idx[k][fill[(unsigned char)(k ? a->norm : a->content)[0]]++] = (uint32_t)i;
+        }
+    }
     return st;
 }
 
@@ -199,6 +225,23 @@ static enum cge_status spm_template(struct cge_tokenizer *t) {
     return CGE_OK;
 }
 
+enum cge_status cge__tokenizer_load_mem(const void *data, size_t len, int json,
+                                        struct cge_tokenizer **out) {
+    *out = NULL;
+    struct cge_tokenizer *t = cge__calloc(1, sizeof *t);
+    if (!t) return cge__err(CGE_ERR_NOMEM, "tokenizer: out of memory");
+    t->unk_id = t->pad_id = t->bos_id = t->eos_id = -1;
+    enum cge_status st = json ? tok_load_json(t, data, len, "(memory)")
+                              : tok_load_spm(t, data, len, "(memory)");
+    if (!st) st = finish_added(t);
+    if (st) {
+        cge_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return CGE_OK;
+}
+
 enum cge_status cge_tokenizer_load(const char *path, struct cge_tokenizer **out) {
     *out = NULL;
     if (!path) return cge__err(CGE_ERR_INVALID_VALUE, "cge_tokenizer_load: path is NULL");
@@ -256,15 +299,18 @@ static int is_word_char(const char *s, size_t n, size_t at, int before) {
  * On success returns the token index and the [start, end) of the match (after lstrip/rstrip). */
 static int find_added(const struct cge_tokenizer *t, int norm, const char *s, size_t n, size_t from,
                       size_t *ms, size_t *me) {
+    const uint32_t *first = t->added_first[norm];
     for (size_t i = from; i < n; i++) {
+        unsigned char b = (unsigned char)s[i];
+        if (first[b] == first[b + 1]) continue;
         int best = -1;
         size_t best_len = 0;
-        for (size_t k = 0; k < t->n_added; k++) {
+        for (uint32_t j = first[b]; j < first[b + 1]; j++) {
+            uint32_t k = t->added_idx[norm][j];
             const struct added_token *a = &t->added[k];
-            if (a->normalized != norm) continue;
             const char *c = norm ? a->norm : a->content;
             size_t cl = norm ? a->norm_len : a->len;
-            if (!cl || cl > n - i || cl <= best_len || c[0] != s[i] || memcmp(c, s + i, cl)) continue;
+            if (cl > n - i || cl <= best_len || memcmp(c, s + i, cl)) continue;
             best = (int)k;
             best_len = cl;
         }
@@ -412,6 +458,65 @@ enum cge_status cge_tokenizer_encode(const struct cge_tokenizer *t, const char *
     return CGE_OK;
 }
 
+enum cge_status cge_tokenizer_encode_batch(const struct cge_tokenizer *t, const char *const *texts,
+                                           const size_t *lens, int64_t n, int add_special,
+                                           int64_t max_len, int64_t pad_to,
+                                           struct cge_token_batch *out) {
+    if (!out) return cge__err(CGE_ERR_INVALID_VALUE, "cge_tokenizer_encode_batch: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!t || n < 0 || (n > 0 && (!texts || !lens)))
+        return cge__err(CGE_ERR_INVALID_VALUE, "cge_tokenizer_encode_batch: bad arguments");
+    int32_t **rows = cge__calloc((size_t)(n ? n : 1), sizeof *rows);
+    int64_t *lengths = cge__calloc((size_t)(n ? n : 1), sizeof *lengths);
+    enum cge_status st = CGE_OK;
+    if (!rows || !lengths) st = cge__err(CGE_ERR_NOMEM, "tokenizer batch: out of memory");
+    int64_t longest = 0;
+    for (int64_t i = 0; i < n && !st; i++) {
+        st = cge_tokenizer_encode(t, texts[i], lens[i], add_special, max_len, &rows[i], &lengths[i], NULL);
+        if (st) st = cge__err(st, "text %lld of the batch: %s", (long long)i, cge_errmsg());
+        else if (lengths[i] > longest) longest = lengths[i];
+    }
+    int64_t cols = pad_to > 0 ? pad_to : longest;
+    if (!st && cols < longest)
+        st = cge__err(CGE_ERR_INPUT_TOO_LONG, "tokenizer batch: a row has %lld ids, pad_to is %lld",
+                      (long long)longest, (long long)pad_to);
+    if (!st && n && cols > (int64_t)(((size_t)1 << 40) / (size_t)n))
+        st = cge__err(CGE_ERR_INPUT_TOO_LONG, "tokenizer batch: %lld x %lld ids", (long long)n, (long long)cols);
+    if (!st) {
+        size_t cells = (size_t)n * (size_t)cols;
+        out->ids = cge__malloc((cells ? cells : 1) * sizeof *out->ids);
+        out->mask = cge__malloc((cells ? cells : 1) * sizeof *out->mask);
+        if (!out->ids || !out->mask) st = cge__err(CGE_ERR_NOMEM, "tokenizer batch: out of memory");
+    }
+    if (!st) {
+        int32_t pad = t->pad_id >= 0 ? t->pad_id : 0;
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t j = 0; j < cols; j++) {
+                int real = j < lengths[i];
+                out->ids[i * cols + j] = real ? rows[i][j] : pad;
+                out->mask[i * cols + j] = real;
+            }
+        }
+        out->n_seq = n;
+        out->seq_len = cols;
+        out->lengths = lengths;
+        lengths = NULL;
+    }
+    for (int64_t i = 0; rows && i < n; i++) cge__free(rows[i]);
+    cge__free(rows);
+    cge__free(lengths);
+    if (st) cge_token_batch_deinit(out);
+    return st;
+}
+
+void cge_token_batch_deinit(struct cge_token_batch *b) {
+    if (!b) return;
+    cge__free(b->ids);
+    cge__free(b->mask);
+    cge__free(b->lengths);
+    memset(b, 0, sizeof *b);
+}
+
 /* ==== lookups ======================================================================================= */
 
 int64_t cge_tokenizer_vocab_size(const struct cge_tokenizer *t) {
@@ -454,7 +559,11 @@ static enum cge_status decode_piece(const struct cge_tokenizer *t, const char *s
             return sb_put(out, s + t->dec_prefix_len, n - t->dec_prefix_len);
         if (!first) st = sb_putc(out, ' ');
         return st ? st : sb_put(out, s, n);
-    case DEC_BYTELEVEL:
+    case DEC_BYTELEVEL: {
+        /* CLIP: the end-of-word suffix marks a space (HF CLIPTokenizer's decode). */
+        int eow = t->eow_suffix_len && n >= t->eow_suffix_len &&
+                  !memcmp(s + n - t->eow_suffix_len, t->eow_suffix, t->eow_suffix_len);
+        if (eow) n -= t->eow_suffix_len;
         for (size_t i = 0; i < n && !st;) {
             int32_t c;
             int k = utf8_decode(s + i, n - i, &c);
@@ -463,7 +572,9 @@ static enum cge_status decode_piece(const struct cge_tokenizer *t, const char *s
             st = b >= 0 ? sb_putc(out, (char)b) : sb_put(out, s + i, (size_t)k);
             i += (size_t)k;
         }
+        if (!st && eow) st = sb_putc(out, ' ');
         return st;
+    }
     case DEC_BPE_SUFFIX:
         if (t->dec_prefix_len && n >= t->dec_prefix_len &&
             !memcmp(s + n - t->dec_prefix_len, t->dec_prefix, t->dec_prefix_len)) {
@@ -521,10 +632,28 @@ enum cge_status cge_tokenizer_decode(const struct cge_tokenizer *t, const int32_
         sb_free(&b);
         return st;
     }
+    if (t->decoder == DEC_WORDPIECE) {
+        /* HF's cleanup: no space before punctuation and English contractions. */
+        static const char *const from[] = {" .", " ?", " !", " ,", " ' ", " n't", " 'm", " 's", " 've", " 're"};
+        static const char *const to[] = {".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve", "'re"};
+        for (size_t r = 0; r < sizeof from / sizeof from[0]; r++) {
+            size_t fl = strlen(from[r]), tl = strlen(to[r]), w = 0;
+            for (size_t i = 0; i < b.n;) {
+                if (i + fl <= b.n && !memcmp(b.p + i, from[r], fl)) {
+                    memcpy(b.p + w, to[r], tl);
+                    w += tl;
+                    i += fl;
+                } else {
+                    b.p[w++] = b.p[i++];
+                }
+            }
+            b.n = w;
+        }
+    }
     size_t start = 0, end = b.n;
     if (t->decoder == DEC_METASPACE || t->decoder == DEC_SPM || t->type)
         if (end > 0 && b.p[0] == ' ') start = 1;
-    if (t->decoder == DEC_BPE_SUFFIX)
+    if (t->decoder == DEC_BPE_SUFFIX || (t->decoder == DEC_BYTELEVEL && t->eow_suffix_len))
         while (end > start && b.p[end - 1] == ' ') end--;
     char *r = cge__malloc(end - start + 1);
     if (!r) {

@@ -29,6 +29,24 @@ void cge_tokenizer_free(struct cge_tokenizer *t);
 enum cge_status cge_tokenizer_encode(const struct cge_tokenizer *t, const char *text, size_t len,
                                      int add_special, int64_t max_len, int32_t **ids, int64_t *n,
                                      int *truncated);
+/* A padded batch: row i holds lengths[i] real ids then pad ids; mask is 1 on real ids, 0 on
+ * padding (right padding, as HF does for these models). All arrays are owned by the batch. */
+struct cge_token_batch {
+    int64_t n_seq;   /* number of rows */
+    int64_t seq_len; /* columns: the longest row, or pad_to */
+    int32_t *ids;    /* (n_seq, seq_len) */
+    int32_t *mask;   /* (n_seq, seq_len) attention mask */
+    int64_t *lengths; /* (n_seq) real ids per row */
+};
+/* Encodes n texts (texts[i] of lens[i] bytes) like cge_tokenizer_encode, then pads every row to
+ * the longest (pad_to <= 0) or to pad_to (which must be >= the longest row) with
+ * cge_tokenizer_pad_id (0 when the tokenizer has none). On failure *out is zeroed and the
+ * message names the text's index. Free with cge_token_batch_deinit. */
+enum cge_status cge_tokenizer_encode_batch(const struct cge_tokenizer *t, const char *const *texts,
+                                           const size_t *lens, int64_t n, int add_special,
+                                           int64_t max_len, int64_t pad_to,
+                                           struct cge_token_batch *out);
+void cge_token_batch_deinit(struct cge_token_batch *b);
 /* Size of the vocabulary including added tokens (the largest id + 1). */
 int64_t cge_tokenizer_vocab_size(const struct cge_tokenizer *t);
 /* Id of a token string (vocabulary or added token), -1 if absent. */
