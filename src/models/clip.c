@@ -63,7 +63,7 @@ struct clip_vision {
 struct clip_text {
     struct clip_encoder enc;
     int64_t vocab, n_pos;
-    int32_t eos_id;                    /* config eos_token_id: 2 = legacy (argmax rule) */
+    int32_t eos_id;                    /* config eos_token_id (default 49407); 2 = legacy: argmax rule */
     const struct cge_tensor_info *tok; /* (vocab, d) text_model.embeddings.token_embedding.weight, mmap'd */
     float *pos;                        /* (n_pos, d) text_model.embeddings.position_embedding.weight */
     float *fln_w, *fln_b;              /* (d) text_model.final_layer_norm */
@@ -356,11 +356,11 @@ static enum cge_status text_load(const struct cge_family_load *lc, const cJSON *
                                  const char *where, struct clip *m) {
     struct clip_text *t = &m->t;
     enum cge_status st;
-    int64_t eos = 2;
+    int64_t eos = 49407; /* CLIPTextConfig's default; saved legacy configs say 2 */
     if ((st = encoder_hparams(lc, cfg, where, 0, &t->enc))) return st;
     if ((st = cfg_int(lc->dir, where, cfg, "vocab_size", 49408, 1, 1 << 26, &t->vocab)) ||
         (st = cfg_int(lc->dir, where, cfg, "max_position_embeddings", 77, 1, 1 << 20, &t->n_pos)) ||
-        (st = cfg_int(lc->dir, where, cfg, "eos_token_id", 2, 0, (int64_t)1 << 30, &eos)))
+        (st = cfg_int(lc->dir, where, cfg, "eos_token_id", 49407, 0, (int64_t)1 << 30, &eos)))
         return st;
     t->eos_id = (int32_t)eos;
     const int64_t d = t->enc.d, sd[1] = {d}, spos[2] = {t->n_pos, d};

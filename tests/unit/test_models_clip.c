@@ -228,7 +228,10 @@ static void check_eos_rule(int eos, const int32_t *ids, int64_t n, int64_t want_
     size_t len = 0;
     char *cfg = th_read_file(E2E_TXT "model/config.json", &len);
     cJSON *c = cJSON_Parse(cfg);
-    cJSON_ReplaceItemInObject(c, "eos_token_id", cJSON_CreateNumber(eos));
+    if (eos >= 0) /* eos < 0: no eos_token_id at all (CLIPTextConfig's default, 49407) */
+        cJSON_ReplaceItemInObject(c, "eos_token_id", cJSON_CreateNumber(eos));
+    else
+        cJSON_DeleteItemFromObject(c, "eos_token_id");
     char *txt = cJSON_Print(c);
     snprintf(path, sizeof path, "%s/config.json", dir);
     FILE *f = fopen(path, "wb");
@@ -293,6 +296,11 @@ static void test_eos_rule(void) {
     check_eos_rule(49407, c, 6, 4);
     /* eos 320: the first 320 */
     check_eos_rule(320, a, 6, 1);
+    /* no eos_token_id: transformers' default 49407 and the first-occurrence rule, which
+     * gives position 0 when the id is absent (argmax would give 1 here) */
+    const int32_t d[] = {320, 49406, 5};
+    check_eos_rule(-1, d, 3, 0);
+    check_eos_rule(2, d, 3, 1);
 }
 
 /* ---- real files ------------------------------------------------------------------------------------------ */
