@@ -15,6 +15,7 @@
 #include <math.h>
 #include <samplerate.h>
 #include <sndfile.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -35,6 +36,24 @@ static enum cge_status open_error(const char *label, int err) {
         return cge__err(CGE_ERR_SERIALIZATION, "%s: malformed audio file: %s", label,
                         sf_error_number(err));
     }
+}
+
+/* The containers we hand to libsndfile, by their first four bytes: WAV (RIFF, RIFX, RF64,
+ * BW64), Sony Wave64 ("riff" GUID), AIFF/AIFC ("FORM"), FLAC, Ogg (Vorbis, Opus, FLAC), AU and
+ * CAF. Everything else is refused before libsndfile sees it: its last-resort MPEG probe runs
+ * libmpg123, which prints to stderr on junk (a library must not), and the rarely used formats
+ * are attack surface we do not need. */
+static enum cge_status sniff(const unsigned char *head, size_t n, const char *label) {
+    static const char magic[][5] = {"RIFF", "RIFX", "RF64", "BW64", "riff", "FORM",
+                                    "fLaC", "OggS", ".snd", "caff"};
+    if (n < 12)
+        return cge__err(CGE_ERR_SERIALIZATION, "%s: %zu bytes, too short for an audio file", label,
+                        n);
+    for (size_t i = 0; i < sizeof magic / sizeof *magic; i++)
+        if (memcmp(head, magic[i], 4) == 0) return CGE_OK;
+    return cge__err(CGE_ERR_UNSUPPORTED,
+                    "%s: unsupported audio format (cge reads WAV, FLAC, OGG, AIFF, AU, CAF)",
+                    label);
 }
 
 /* libsndfile quietly shortens a WAV whose data chunk announces more bytes than the file holds
@@ -158,6 +177,16 @@ static enum cge_status decode(SNDFILE *sf, const SF_INFO *si, const char *label,
     return CGE_OK;
 }
 
+static enum cge_status sniff_file(const char *path) {
+    unsigned char head[12];
+    FILE *f = fopen(path, "rb");
+    if (!f) return cge__err(CGE_ERR_IO, "%s: %s", path, strerror(errno));
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    if (n == 0) return cge__err(CGE_ERR_EMPTY_INPUT, "%s: empty file", path);
+    return sniff(head, n, path);
+}
+
 enum cge_status cge_audio_decode_file(const char *path, int64_t max_frames, float **out,
                                       int64_t *n_out, struct cge_audio_info *info) {
     *out = NULL;
@@ -165,11 +194,13 @@ enum cge_status cge_audio_decode_file(const char *path, int64_t max_frames, floa
     struct stat stt;
     if (stat(path, &stt) != 0) return cge__err(CGE_ERR_IO, "%s: %s", path, strerror(errno));
     if (!S_ISREG(stt.st_mode)) return cge__err(CGE_ERR_IO, "%s: not a regular file", path);
+    enum cge_status st = sniff_file(path);
+    if (st != CGE_OK) return st;
     SF_INFO si;
     memset(&si, 0, sizeof si);
     SNDFILE *sf = sf_open(path, SFM_READ, &si);
     if (!sf) return open_error(path, sf_error(NULL));
-    enum cge_status st = decode(sf, &si, path, max_frames, out, n_out, info);
+    st = decode(sf, &si, path, max_frames, out, n_out, info);
     sf_close(sf);
     return st;
 }
@@ -221,6 +252,8 @@ enum cge_status cge_audio_decode_memory(const void *data, size_t len, const char
     *n_out = 0;
     if (!label) label = "<memory>";
     if (!data || len == 0) return cge__err(CGE_ERR_EMPTY_INPUT, "%s: empty file", label);
+    enum cge_status sst = sniff(data, len, label);
+    if (sst != CGE_OK) return sst;
     struct membuf m = {data, (sf_count_t)len, 0};
     SF_VIRTUAL_IO vio = {vio_len, vio_seek, vio_read, vio_write, vio_tell};
     SF_INFO si;
@@ -298,6 +331,8 @@ enum cge_status cge_audio_load(const char *path, int rate, double max_seconds, f
         struct stat stt;
         if (stat(path, &stt) != 0) return cge__err(CGE_ERR_IO, "%s: %s", path, strerror(errno));
         if (!S_ISREG(stt.st_mode)) return cge__err(CGE_ERR_IO, "%s: not a regular file", path);
+        enum cge_status sst = sniff_file(path);
+        if (sst != CGE_OK) return sst;
         SNDFILE *sf = sf_open(path, SFM_READ, &si);
         if (!sf) return open_error(path, sf_error(NULL));
         double secs = max_seconds + (si.samplerate == rate ? 0.0 : 1.0);

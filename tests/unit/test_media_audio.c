@@ -249,6 +249,12 @@ static void test_errors(void) {
     CHECK(cge_audio_decode_memory(junk, sizeof junk, "junk", 0, &x, &n, NULL) ==
           CGE_ERR_UNSUPPORTED);
     CHECK(cge_audio_decode_memory(junk, 0, "empty", 0, &x, &n, NULL) == CGE_ERR_EMPTY_INPUT);
+    CHECK(cge_audio_decode_memory("RIFF", 4, "tiny", 0, &x, &n, NULL) == CGE_ERR_SERIALIZATION);
+    /* MP3 (ID3 tag, or a bare MPEG frame sync) is not among the formats cge reads */
+    const unsigned char mp3[16] = {'I', 'D', '3', 4, 0, 0, 0, 0, 0, 0, 0xff, 0xfb, 0x90, 0x64};
+    CHECK(cge_audio_decode_memory(mp3, sizeof mp3, "a.mp3", 0, &x, &n, NULL) ==
+          CGE_ERR_UNSUPPORTED);
+    CHECK(cge_audio_decode_memory(mp3 + 10, 6, "b.mp3", 0, &x, &n, NULL) == CGE_ERR_SERIALIZATION);
     /* a WAV with zero samples */
     size_t len;
     unsigned char *w = make_wav(1, 16000, 0, 0, &len);
