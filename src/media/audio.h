@@ -2,7 +2,8 @@
  * audio.h: audio files to mono float samples at a chosen rate, and Whisper's log-mel
  * spectrogram (WhisperFeatureExtractor, numpy path).
  *
- * Decoding is libsndfile (WAV, FLAC, OGG/Vorbis and whatever else it reads), mixdown is the mean
+ * Decoding is libsndfile, limited to WAV (RIFF/RIFX/RF64/BW64), Wave64, AIFF, FLAC, Ogg (Vorbis,
+ * Opus, FLAC), AU and CAF by the file's first bytes (no MP3), mixdown is the mean
  * of the channels, resampling is libsamplerate's SRC_SINC_BEST_QUALITY. Every limit (channels,
  * sample rate, duration) is checked against the header before anything is allocated, and the
  * sample buffer grows with what is actually decoded, so a lying header cannot make us allocate.
@@ -36,9 +37,10 @@ struct cge_audio_info {
  * Decode into mono float samples at the file's own rate (integer PCM scaled by 1/2^(bits-1),
  * as libsndfile does: int16 / 32768). At most max_frames frames are decoded (0 = all).
  * On success *out (cge__free) holds *n_out samples, n_out >= 1.
- * Errors: CGE_ERR_IO (cannot open/read the file), CGE_ERR_UNSUPPORTED (not a format libsndfile
- * recognises, an unsupported encoding, > 64 channels, a sample rate outside 1 kHz..768 kHz),
- * CGE_ERR_SERIALIZATION (malformed or truncated data), CGE_ERR_INPUT_TOO_LONG (header claims
+ * Errors: CGE_ERR_IO (cannot open/read the file), CGE_ERR_UNSUPPORTED (not one of the formats
+ * above, an unsupported encoding, > 64 channels, a sample rate outside 1 kHz..768 kHz),
+ * CGE_ERR_SERIALIZATION (malformed or truncated data, a data chunk announcing more than the
+ * file holds), CGE_ERR_INPUT_TOO_LONG (header claims
  * more than an hour), CGE_ERR_EMPTY_INPUT (no samples), CGE_ERR_INVALID_VALUE (a NaN or
  * infinite sample in a float file), CGE_ERR_NOMEM. `info` (may be NULL) gets the header. */
 enum cge_status cge_audio_decode_file(const char *path, int64_t max_frames, float **out,

@@ -190,6 +190,34 @@ static void test_resample(void) {
     free(x);
 }
 
+/* A 35 s recording: cge_audio_load(…, 30 s) decodes only 31 s, and its first 30 s equal the
+ * first 30 s of the whole file resampled (the extra second covers the filter's reach). */
+static void test_load_trim(void) {
+    char tmp[] = "/tmp/cge_test_audio_XXXXXX";
+    int fd = mkstemp(tmp);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    const uint32_t rate = 22050, n = 35 * 22050;
+    size_t len;
+    unsigned char *w = make_wav(1, rate, n * 2, n * 2, &len); /* random 16-bit samples */
+    CHECK(write(fd, w, len) == (ssize_t)len);
+    close(fd);
+    free(w);
+    float *a = NULL, *b = NULL;
+    int64_t na = 0, nb = 0;
+    CHECK(cge_audio_load(tmp, 16000, 30.0, &a, &na) == CGE_OK);
+    CHECK(cge_audio_load(tmp, 16000, 0, &b, &nb) == CGE_OK);
+    CHECK_MSG(llabs((long long)na - 31 * 16000) <= 2 && llabs((long long)nb - 35 * 16000) <= 2,
+              "%lld %lld", (long long)na, (long long)nb);
+    double e = 0;
+    for (int64_t i = 0; a && b && i < 480000 && i < na; i++)
+        if (fabs((double)a[i] - b[i]) > e) e = fabs((double)a[i] - b[i]);
+    CHECK_MSG(e < 1e-6, "trimmed vs whole: max abs diff %.3g", e);
+    cge__free(a);
+    cge__free(b);
+    unlink(tmp);
+}
+
 static void test_real_48k(void) {
     /* recorded speech at 48 kHz: decode, resample to 16 kHz, log-mel all finite */
     const char *names[] = {"Front_Center", "Front_Left", "Noise", "Side_Right"};
@@ -478,6 +506,7 @@ int main(void) {
     RUN(test_ogg);
     RUN(test_resample);
     RUN(test_errors);
+    RUN(test_load_trim);
     RUN(test_real_48k);
     test_filters(80);
     test_filters(128);
