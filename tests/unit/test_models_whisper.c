@@ -219,6 +219,45 @@ static void test_oom(void) {
     unload(&L);
 }
 
+/* Config/weights disagreements are load errors that name the problem, never a crash. */
+static void test_bad_configs(void) {
+    cJSON *c = cJSON_Parse("{\"model_type\": \"bert\"}");
+    CHECK(!cge__family_whisper.matches(c));
+    cJSON_Delete(c);
+    c = cJSON_Parse("{\"architectures\": [\"WhisperForConditionalGeneration\"]}");
+    CHECK(cge__family_whisper.matches(c));
+    cJSON_Delete(c);
+    struct loaded L;
+    CHECK(load_dir("tests/fixtures/models/whisper_encoder", CGE_DTYPE_F32, &L));
+    struct {
+        const char *key;
+        double num;
+        const char *str;
+        enum cge_status want;
+    } cases[] = {
+        {"num_mel_bins", 128, NULL, CGE_ERR_INVALID_DIM},       /* conv1 is [64, 80, 3] */
+        {"max_source_positions", 1000, NULL, CGE_ERR_MODEL_LOAD}, /* 3000 frames → 1500 */
+        {"encoder_attention_heads", 5, NULL, CGE_ERR_MODEL_LOAD}, /* 64 % 5 */
+        {"encoder_ffn_dim", 128, NULL, CGE_ERR_INVALID_DIM},      /* fc1 is [256, 64] */
+        {"activation_function", 0, "swish", CGE_ERR_UNSUPPORTED},
+    };
+    for (size_t i = 0; L.impl && i < sizeof cases / sizeof *cases; i++) {
+        cJSON *cfg = cJSON_Duplicate(L.config, 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(cfg, cases[i].key);
+        if (cases[i].str) cJSON_AddStringToObject(cfg, cases[i].key, cases[i].str);
+        else cJSON_AddNumberToObject(cfg, cases[i].key, cases[i].num);
+        struct cge_family_load lc = L.lc;
+        lc.config = cfg;
+        lc.dir = NULL; /* no preprocessor_config.json: features follow num_mel_bins */
+        void *impl = NULL;
+        enum cge_status st = cge__family_whisper.load(&lc, &impl);
+        CHECK_MSG(st == cases[i].want && impl == NULL, "%s: status %d (%s)", cases[i].key, st,
+                  cge_errmsg());
+        cJSON_Delete(cfg);
+    }
+    unload(&L);
+}
+
 struct thr {
     const void *impl;
     const char *path;
@@ -266,6 +305,7 @@ int main(void) {
     TRUN(test_encoder_fixture);
     TRUN(test_e2e_family);
     TRUN(test_model_api);
+    TRUN(test_bad_configs);
     TRUN(test_threads);
     TRUN(test_oom);
     return test_report("models_whisper");
