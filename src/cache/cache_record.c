@@ -65,7 +65,14 @@ void cge_cache_key_make(const struct cge_cache_request *req, struct cge_cache_ke
     out->content_len = (uint64_t)req->content_len;
 }
 
-/* ==== Little-endian helpers (x86 and ARM are little-endian; memcpy keeps it alignment-safe) */
+/* ==== Little-endian helpers ==================================================================
+ * The layout is little-endian; on a little-endian host (x86, ARM) the float arrays are copied
+ * whole, elsewhere byte by byte. memcpy keeps both alignment-safe (LMDB values are unaligned). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#    define LITTLE_ENDIAN_HOST 1
+#else
+#    define LITTLE_ENDIAN_HOST 0
+#endif
 
 static void put32(unsigned char *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
@@ -83,6 +90,7 @@ static uint64_t get64(const unsigned char *p) {
     for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
     return v;
 }
+#if !LITTLE_ENDIAN_HOST
 static void putf(unsigned char *p, float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
@@ -94,6 +102,7 @@ static float getf(const unsigned char *p) {
     memcpy(&f, &u, 4);
     return f;
 }
+#endif
 
 /* ==== Records ================================================================================= */
 
@@ -118,10 +127,21 @@ void cge__rec_encode(unsigned char *buf, const struct cge__rec *r, const float *
     put32(buf + 76, r->n_slot_floats);
     put64(buf + 80, (uint64_t)r->fused.latency_us);
     unsigned char *p = buf + CGE__REC_FIXED;
+#if LITTLE_ENDIAN_HOST
+    memcpy(p, r->fused.vector, 4 * CGE_FUSED_DIM);
+    memcpy(p + 4 * CGE_FUSED_DIM, r->fused.expert_weights, 4 * CGE_N_EXPERTS);
+    p += 4 * (CGE_FUSED_DIM + CGE_N_EXPERTS);
+#else
     for (int i = 0; i < CGE_FUSED_DIM; i++, p += 4) putf(p, r->fused.vector[i]);
     for (int i = 0; i < CGE_N_EXPERTS; i++, p += 4) putf(p, r->fused.expert_weights[i]);
+#endif
     for (int i = 0; i < CGE_TOP_K; i++, p += 4) put32(p, (uint32_t)r->fused.selected[i]);
+#if LITTLE_ENDIAN_HOST
+    if (r->n_slot_floats) memcpy(p, slots, 4 * (size_t)r->n_slot_floats);
+    p += 4 * (size_t)r->n_slot_floats;
+#else
     for (uint32_t i = 0; i < r->n_slot_floats; i++, p += 4) putf(p, slots[i]);
+#endif
     put64(p, XXH3_64bits(buf, (size_t)(p - buf)));
 }
 
@@ -160,15 +180,25 @@ enum cge_status cge__rec_decode(const void *buf, size_t len, struct cge__rec *ou
     out->fused.latency_us = (int64_t)get64(b + 80);
     out->fused.content_hash = out->key.h1;
     const unsigned char *p = b + CGE__REC_FIXED;
+#if LITTLE_ENDIAN_HOST
+    memcpy(out->fused.vector, p, 4 * CGE_FUSED_DIM);
+    memcpy(out->fused.expert_weights, p + 4 * CGE_FUSED_DIM, 4 * CGE_N_EXPERTS);
+    p += 4 * (CGE_FUSED_DIM + CGE_N_EXPERTS);
+#else
     for (int i = 0; i < CGE_FUSED_DIM; i++, p += 4) out->fused.vector[i] = getf(p);
     for (int i = 0; i < CGE_N_EXPERTS; i++, p += 4) out->fused.expert_weights[i] = getf(p);
+#endif
     for (int i = 0; i < CGE_TOP_K; i++, p += 4) out->fused.selected[i] = (int)get32(p);
     out->slots_le = p;
     return CGE_OK;
 }
 
 void cge__rec_copy_slots(const struct cge__rec *r, float *dst) {
+#if LITTLE_ENDIAN_HOST
+    memcpy(dst, r->slots_le, 4 * (size_t)r->n_slot_floats);
+#else
     for (uint32_t i = 0; i < r->n_slot_floats; i++) dst[i] = getf(r->slots_le + 4 * (size_t)i);
+#endif
 }
 
 /* ==== Header ==================================================================================
