@@ -16,6 +16,8 @@ match. Files:
   bert_like/pytorch_model.bin  the state_dict() of a small module tree with a `bert.` prefix
                    (OrderedDict with _metadata, an int64 position_ids buffer)
   deflated.bin     fp32.bin re-zipped with deflate (read through libzip)
+  zip64.bin        fp32.bin with zip64 sizes/offsets and a zip64 end of central directory
+  bert_like_sharded/  the bert_like state dict in two .bin shards + pytorch_model.bin.index.json
   legacy.bin       the pre-1.6 (non-zip) format: refused as unsupported
   malicious.bin    a torch.save zip whose pickle calls os.system: must be refused
   malicious_eval.bin  the same with builtins.eval via a tensor-like REDUCE
@@ -24,6 +26,7 @@ import collections
 import json
 import os
 import shutil
+import struct
 import sys
 import zipfile
 
@@ -111,6 +114,38 @@ class Model(torch.nn.Module):
         self.classifier = torch.nn.Linear(8, 2)
 
 
+def to_zip64(src, dst):
+    """Rewrites a stored zip so that the central directory uses zip64 extra fields for sizes and
+    local header offsets, ending with a zip64 EOCD record + locator + a classic EOCD of 0xff."""
+    b = open(src, "rb").read()
+    eocd = b.rindex(b"PK\x05\x06")
+    n, cd_size, cd_off = struct.unpack("<HII", b[eocd + 10:eocd + 20])
+    body = b[:cd_off]
+    cd = bytearray()
+    q = cd_off
+    for _ in range(n):
+        fixed = bytearray(b[q:q + 46])
+        nl, xl, cl = struct.unpack("<HHH", fixed[28:34])
+        name = b[q + 46:q + 46 + nl]
+        csize, usize = struct.unpack("<II", fixed[20:28])
+        off = struct.unpack("<I", fixed[42:46])[0]
+        extra = struct.pack("<HHQQQ", 1, 24, usize, csize, off)
+        fixed[20:28] = struct.pack("<II", 0xFFFFFFFF, 0xFFFFFFFF)
+        fixed[42:46] = struct.pack("<I", 0xFFFFFFFF)
+        fixed[30:32] = struct.pack("<H", len(extra))
+        fixed[32:34] = struct.pack("<H", 0)
+        fixed[4:6] = struct.pack("<H", 45)   # version made by: 4.5 (zip64)
+        fixed[6:8] = struct.pack("<H", 45)   # version needed
+        cd += fixed + name + extra
+        q += 46 + nl + xl + cl
+    z64_off = len(body) + len(cd)
+    z64 = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, len(cd), len(body))
+    loc = struct.pack("<IIQI", 0x07064B50, 0, z64_off, 1)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    with open(dst, "wb") as f:
+        f.write(body + cd + z64 + loc + end)
+
+
 def main():
     if os.path.isdir(OUT):
         shutil.rmtree(OUT)
@@ -161,6 +196,27 @@ def main():
             z.writestr(info.filename, src.read(info.filename))
     src.close()
     record("deflated.bin", None)
+
+    # zip64: fp32.bin with every size and offset moved into zip64 extra fields and a zip64 end
+    # of central directory (what multi-GB checkpoints such as instructor-xl's hold)
+    to_zip64(os.path.join(OUT, "fp32.bin"), os.path.join(OUT, "zip64.bin"))
+    record("zip64.bin", None)
+
+    # a sharded pytorch_model.bin.index.json with two .bin shards
+    sd = m.state_dict()
+    keys = list(sd.keys())
+    half = len(keys) // 2
+    shards = {"pytorch_model-00001-of-00002.bin": keys[:half],
+              "pytorch_model-00002-of-00002.bin": keys[half:]}
+    os.makedirs(os.path.join(OUT, "bert_like_sharded"))
+    wmap = {}
+    for fname, ks in shards.items():
+        torch.save(collections.OrderedDict((k, sd[k]) for k in ks),
+                   os.path.join(OUT, "bert_like_sharded", fname))
+        for k in ks:
+            wmap[k] = fname
+    with open(os.path.join(OUT, "bert_like_sharded", "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": wmap}, f, indent=1)
 
     torch.save({"a": torch.ones(2)}, os.path.join(OUT, "legacy.bin"),
                _use_new_zipfile_serialization=False)

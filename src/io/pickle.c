@@ -39,6 +39,7 @@ enum glob {
     G_ORDERED_DICT,
     G_REBUILD_TENSOR_V2,
     G_REBUILD_PARAMETER,
+    G_REBUILD_PARAMETER_WITH_STATE,
     G_STORAGE, /* a typed storage class; dtype in the node */
 };
 
@@ -168,6 +169,7 @@ static const struct {
     {"collections", "OrderedDict", G_ORDERED_DICT, 0, 1},
     {"torch._utils", "_rebuild_tensor_v2", G_REBUILD_TENSOR_V2, 0, 1},
     {"torch._utils", "_rebuild_parameter", G_REBUILD_PARAMETER, 0, 1},
+    {"torch._utils", "_rebuild_parameter_with_state", G_REBUILD_PARAMETER_WITH_STATE, 0, 1},
     {"torch", "FloatStorage", G_STORAGE, CGE_DTYPE_F32, 1},
     {"torch", "HalfStorage", G_STORAGE, CGE_DTYPE_F16, 1},
     {"torch", "BFloat16Storage", G_STORAGE, CGE_DTYPE_BF16, 1},
@@ -314,6 +316,12 @@ static enum cge_status op_reduce(struct vm *m) {
     case G_REBUILD_PARAMETER:
         if (args->n != 3 || args->items[0]->kind != PK_TENSOR)
             return bad(m, "_rebuild_parameter takes (tensor, requires_grad, hooks)");
+        r = args->items[0];
+        break;
+    case G_REBUILD_PARAMETER_WITH_STATE: /* torch >= 2.0: a Parameter with extra attributes */
+        if (args->n != 4 || args->items[0]->kind != PK_TENSOR)
+            return bad(m, "_rebuild_parameter_with_state takes (tensor, requires_grad, hooks, "
+                          "state)");
         r = args->items[0];
         break;
     default: {

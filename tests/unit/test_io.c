@@ -205,6 +205,60 @@ static void test_half_types(void) {
     cge_weights_free(w);
 }
 
+/* Every one of the 65536 half-precision values (and every bf16 pattern) converts exactly to
+ * what ldexp gives in double precision here; 65536 + 7 elements exercise the vector loop and
+ * its scalar tail. */
+static double f16_ref(uint16_t h) {
+    int sign = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(1024 + m, e - 25);
+    return sign ? -v : v;
+}
+
+static void test_all_halves(void) {
+    const size_t n = 65536 + 7;
+    char header[256];
+    snprintf(header, sizeof header,
+             "{\"h\":{\"dtype\":\"F16\",\"shape\":[%zu],\"data_offsets\":[0,%zu]},"
+             "\"b\":{\"dtype\":\"BF16\",\"shape\":[%zu],\"data_offsets\":[%zu,%zu]}}",
+             n, 2 * n, n, 2 * n, 4 * n);
+    size_t hl = strlen(header);
+    size_t len = 8 + hl + 4 * n;
+    uint8_t *buf = malloc(len);
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    memcpy(buf + 8, header, hl);
+    uint8_t *d = buf + 8 + hl;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t v = (uint16_t)(i * 40503u); /* a permutation of 0..65535, then 7 more */
+        memcpy(d + 2 * i, &v, 2);
+        memcpy(d + 2 * n + 2 * i, &v, 2);
+    }
+    struct cge_weights *w = NULL;
+    CHECK(cge_weights_from_safetensors_buffer(buf, len, "halves", &w) == CGE_OK);
+    float *h = NULL, *b = NULL;
+    CHECK(cge_weights_get_f32(w, "h", 0, NULL, &h) == CGE_OK);
+    CHECK(cge_weights_get_f32(w, "b", 0, NULL, &b) == CGE_OK);
+    int bad_h = 0, bad_b = 0;
+    for (size_t i = 0; h && b && i < n; i++) {
+        uint16_t v = (uint16_t)(i * 40503u);
+        double r = f16_ref(v);
+        if (isnan(r) ? !isnan(h[i]) : (h[i] != (float)r || !signbit(h[i]) != !signbit(r)))
+            bad_h++;
+        /* bf16 = the top half of a float32 */
+        int sign = v >> 15, e = (v >> 7) & 255, m = v & 127;
+        double rb = e == 0 ? ldexp(m, -133) : e == 255 ? (m ? NAN : INFINITY)
+                                                       : ldexp(128 + m, e - 134);
+        if (sign) rb = -rb;
+        if (isnan(rb) ? !isnan(b[i]) : (b[i] != (float)rb || !signbit(b[i]) != !signbit(rb)))
+            bad_b++;
+    }
+    CHECK_MSG(bad_h == 0, "%d f16 values differ", bad_h);
+    CHECK_MSG(bad_b == 0, "%d bf16 values differ", bad_b);
+    cge__free(h);
+    cge__free(b);
+    cge_weights_free(w);
+    free(buf);
+}
+
 /* A header of odd length puts the data at an odd address: the loader must copy it aligned. */
 static void test_misaligned(void) {
     float vals[3] = {1.5f, -2.25f, 3.0f};
@@ -316,9 +370,9 @@ static void test_truncate_and_corrupt(void) {
     CHECK_MSG(refused == n, "%d of %d truncations accepted", n - refused, n);
     uint64_t s = 12345;
     for (int k = 0; k < 3000; k++) {
-        uint8_t *copy = malloc(len);
-        memcpy(copy, buf, len);
+        uint8_t *copy = buf; /* corrupted in place, restored below */
         size_t pos = 8 + (size_t)((th_randf(&s) * 0.5f + 0.5f) * (float)(hlen - 1));
+        uint8_t saved = copy[pos];
         copy[pos] = (uint8_t)(th_randf(&s) * 128 + 128);
         struct cge_weights *w = NULL;
         enum cge_status st = cge_weights_from_safetensors_buffer(copy, len, "corrupt", &w);
@@ -333,7 +387,7 @@ static void test_truncate_and_corrupt(void) {
             CHECK(strstr(cge_errmsg(), "corrupt") != NULL);
         }
         cge_weights_free(w);
-        free(copy);
+        copy[pos] = saved;
     }
     free(buf);
 }
@@ -352,26 +406,28 @@ static void test_open_errors(void) {
 
 /* OOM: fail every allocation in turn while opening a fixture; each must fail cleanly. */
 static void test_oom(void) {
-    int clean = 1;
-    for (long k = 0; k < 200; k++) {
+    int clean = 1, reached = 0;
+    for (long k = 0; k < 2000; k++) {
         struct cge_weights *w = NULL;
         cge__fail_alloc_after(k);
         enum cge_status st = cge_weights_open("tests/fixtures/models/mistral", &w);
         cge__fail_alloc_after(-1);
         if (st == CGE_OK) {
             cge_weights_free(w);
+            reached = 1;
             break;
         }
         if (w != NULL) clean = 0;
         cge_weights_free(w);
     }
-    CHECK(clean);
+    CHECK(clean && reached);
 }
 
 int main(void) {
     RUN(test_fixture_models);
     RUN(test_shape_errors);
     RUN(test_half_types);
+    RUN(test_all_halves);
     RUN(test_misaligned);
     RUN(test_malformed);
     RUN(test_truncate_and_corrupt);
