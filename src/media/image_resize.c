@@ -259,6 +259,7 @@ done:
     cge__free(kv);
     cge__free(tmp);
     cge__free(acc);
+    if (st != CGE_OK) cge_image_deinit(out);
     return st;
 }
 

@@ -544,6 +544,43 @@ static void test_limits(void) {
     cge_image_deinit(NULL);
 }
 
+/* ---- allocation failures ------------------------------------------------------------------------ */
+
+/* Fails the k-th allocation for every k of a decode + preprocess: each run must end with an
+ * error status (or succeed once k is past the last allocation) and leak nothing (ASan). */
+static void test_oom(void) {
+    const char *files[] = {PRE "image_1.png", "tests/fixtures/media/chelsea_q90.jpg",
+                           "tests/fixtures/media/image_1_lossless.webp"};
+    struct cge_clip_preproc p = cge_clip_preproc_default(224);
+    float *px = malloc(3 * 224 * 224 * sizeof(float));
+    for (int f = 0; f < 3; f++) {
+        size_t n = 0;
+        char *data = th_read_file(files[f], &n);
+        CHECK(data != NULL);
+        if (!data) continue;
+        long a0 = cge__alloc_count();
+        struct cge_image img;
+        CHECK(cge_image_decode(data, n, 0, &img) == CGE_OK);
+        CHECK(cge_clip_preprocess(&img, &p, px) == CGE_OK);
+        cge_image_deinit(&img);
+        long total = cge__alloc_count() - a0;
+        CHECK(total > 0);
+        int bad = 0;
+        for (long k = 0; k <= total; k++) {
+            cge__fail_alloc_after(k);
+            enum cge_status st = cge_image_decode(data, n, 0, &img);
+            if (st == CGE_OK) st = cge_clip_preprocess(&img, &p, px);
+            cge__fail_alloc_after(-1);
+            cge_image_deinit(&img);
+            if (k < total && st == CGE_OK) bad++;
+            if (k == total && st != CGE_OK) bad++;
+        }
+        CHECK_MSG(bad == 0, "%s: %d of %ld allocation failures not reported", files[f], bad, total);
+        free(data);
+    }
+    free(px);
+}
+
 /* ---- resize corner cases ------------------------------------------------------------------------ */
 
 static void test_resize(void) {
@@ -659,6 +696,7 @@ int main(void) {
     RUN(test_jpeg_cmyk);
     RUN(test_limits);
     RUN(test_resize);
+    RUN(test_oom);
     RUN(test_preproc_config);
     return test_report("media_image");
 }

@@ -445,6 +445,69 @@ static void test_nested_config(void) {
     check_nested(E2E_TXT, "text_config", 24, 0);
 }
 
+/* ---- allocation failures ------------------------------------------------------------------------- */
+
+/* The family's load, image embedding and text forward + pooling with the k-th allocation failing,
+ * for every k: an error each time (until k passes the last allocation), no leak (ASan). */
+static void oom_case(const char *dir, int image) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    size_t len = 0;
+    char *txt = th_read_file(path, &len);
+    cJSON *cfg = txt ? cJSON_Parse(txt) : NULL;
+    free(txt);
+    struct cge_weights *w = NULL;
+    CHECK(cfg && cge_weights_open(dir, &w) == CGE_OK);
+    if (!cfg || !w) {
+        cJSON_Delete(cfg);
+        cge_weights_free(w);
+        return;
+    }
+    struct cge_model_params p = cge_model_default_params();
+    const int32_t ids[4] = {49406, 3306, 1002, 49407};
+    const int64_t lens[1] = {4};
+    float hidden[4 * 32], out[32];
+    long total = -1;
+    int bad = 0;
+    for (long k = -1; total < 0 || k <= total; k++) {
+        struct cge_family_load lc;
+        memset(&lc, 0, sizeof lc);
+        lc.dir = dir;
+        lc.config = cfg;
+        lc.w = w;
+        lc.p = &p;
+        void *impl = NULL;
+        cge__fail_alloc_after(k < 0 ? 1L << 40 : k); /* k = -1: count */
+        enum cge_status st = cge__family_clip.load(&lc, &impl);
+        if (st == CGE_OK) {
+            if (image)
+                st = cge__family_clip.embed_image(impl, E2E_IMG "chelsea.png", out);
+            else {
+                st = cge__family_clip.forward_text(impl, ids, lens, 1, 4, hidden);
+                if (st == CGE_OK) st = cge__family_clip.pool_text(impl, hidden, ids, lens, 1, 4, out);
+            }
+        }
+        long used = cge__alloc_count();
+        cge__fail_alloc_after(-1);
+        cge__family_clip.free(impl); /* NULL after a failed load: a no-op */
+        if (k < 0) {
+            CHECK(st == CGE_OK);
+            total = used;
+            continue;
+        }
+        if ((k < total && st == CGE_OK) || (k == total && st != CGE_OK)) bad++;
+    }
+    CHECK_MSG(bad == 0, "%s: %d of %ld allocation failures not reported", dir, bad, total);
+    printf("  allocation failures: %s: %ld allocations, each failed in turn\n", dir, total);
+    cge_weights_free(w);
+    cJSON_Delete(cfg);
+}
+
+static void test_oom(void) {
+    oom_case(E2E_IMG "model", 1);
+    oom_case(E2E_TXT "model", 0);
+}
+
 /* ---- broken folders -------------------------------------------------------------------------------------- */
 
 static void test_bad_config(void) {
@@ -492,5 +555,6 @@ int main(void) {
     RUN(test_real_files);
     RUN(test_nested_config);
     RUN(test_bad_config);
+    RUN(test_oom);
     return test_report("models_clip");
 }
