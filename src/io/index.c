@@ -96,6 +96,7 @@ enum cge_status cge__weights_open_index(const char *path, struct cge_weights **o
         st = cge__err(CGE_ERR_NOMEM, "%s: weights", path);
         goto done;
     }
+    int any_bin = 0;
     for (int i = 0; i < n_shards; i++) {
         char file[4096];
         st = cge__path_join(file, sizeof file, dir, shards[i]);
@@ -105,8 +106,9 @@ enum cge_status cge__weights_open_index(const char *path, struct cge_weights **o
                           path, file);
             goto done;
         }
-        st = ends_with(shards[i], ".bin") ? cge__torch_load_file(w, file)
-                                          : cge__safetensors_load_file(w, file);
+        int is_bin = ends_with(shards[i], ".bin");
+        any_bin |= is_bin;
+        st = is_bin ? cge__torch_load_file(w, file) : cge__safetensors_load_file(w, file);
         if (st) goto done;
         shard_end[i] = w->n;
     }
@@ -124,6 +126,8 @@ enum cge_status cge__weights_open_index(const char *path, struct cge_weights **o
             goto done;
         }
     }
+    /* pickled shards list their tensors by name, as a single pytorch_model.bin does */
+    if (any_bin) st = cge__weights_finish(w, 1);
 done:
     cge__free(shards);
     cge__free(shard_end);

@@ -157,7 +157,7 @@ static void test_sharded_bin(void) {
         for (int64_t i = 0; i < cge_weights_count(one); i++) {
             const struct cge_tensor_info *a = cge_weights_at(one, i);
             const struct cge_tensor_info *b = cge_weights_find(two, a->name);
-            if (!b || a->dtype != b->dtype || a->n_bytes != b->n_bytes ||
+            if (!b || b != cge_weights_at(two, i) || /* both sorted by name */ a->dtype != b->dtype || a->n_bytes != b->n_bytes ||
                 memcmp(a->shape, b->shape, sizeof a->shape) != 0 ||
                 memcmp(a->data, b->data, a->n_bytes) != 0)
                 bad++;
