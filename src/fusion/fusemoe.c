@@ -323,6 +323,19 @@ enum cge_status cge_fusion_pack(struct cge_fusion *f, enum cge_dtype dtype) {
 }
 
 /* ==== load / save ============================================================================ */
+/* 1 when every element of a F32/F16/BF16 tensor is finite (checked in chunks, no copy). */
+static int all_finite(const void *data, enum cge_dtype dt, int64_t n) {
+    float buf[1024];
+    size_t es = cge_dtype_size(dt);
+    for (int64_t i = 0; i < n; i += 1024) {
+        int64_t len = n - i < 1024 ? n - i : 1024;
+        if (cge_convert_to_f32((const uint8_t *)data + (size_t)i * es, dt, len, buf)) return 0;
+        for (int64_t q = 0; q < len; q++)
+            if (!isfinite(buf[q])) return 0;
+    }
+    return 1;
+}
+
 static int is_float_dtype(enum cge_dtype d) {
     return d == CGE_DTYPE_F32 || d == CGE_DTYPE_F16 || d == CGE_DTYPE_BF16;
 }
@@ -393,15 +406,14 @@ enum cge_status cge__fusion_from_weights(const struct cge_fusemoe_config *c,
                               path, t->name, cge_dtype_str(ti->dtype), got, exp);
                 goto fail;
             }
+            if (!all_finite(ti->data, ti->dtype, t->n)) {
+                st = cge__err(CGE_ERR_MODEL_LOAD, "%s: tensor '%s' holds a non-finite value",
+                              path, t->name);
+                goto fail;
+            }
             if (t->off >= 0) {
                 if ((st = cge_convert_to_f32(ti->data, ti->dtype, t->n, f->params + t->off)))
                     goto fail;
-                for (int64_t q = 0; q < t->n; q++)
-                    if (!isfinite(f->params[t->off + q])) {
-                        st = cge__err(CGE_ERR_MODEL_LOAD, "%s: tensor '%s' holds a non-finite value",
-                                      path, t->name);
-                        goto fail;
-                    }
             } else {
                 int li, e = -1;
                 const float *bias;
@@ -568,6 +580,16 @@ static void layernorm_fwd(const float *x, int64_t rows, int64_t d, const float *
     }
 }
 
+/* Finite weights can still overflow (a checkpoint with 1e30 entries): activations are checked
+ * before they reach the next layer, since quantizing a non-finite row is undefined. */
+static enum cge_status check_finite(const float *v, int64_t n, const char *where) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return cge__err(CGE_ERR_FUSION, "fusion: non-finite %s (the weights overflow fp32)",
+                            where);
+    return CGE_OK;
+}
+
 /* out (m, n_out) = in (m, n_in) · Wᵀ + b through the packed layer li or the fp32 master. */
 static enum cge_status linear(const struct cge_fusion *f, int li, int64_t w_off, int64_t b_off,
                               const float *in, int64_t m, int64_t n_in, int64_t n_out, float *out) {
@@ -706,6 +728,7 @@ enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work 
             w->Hb[i] *= w->hmask[i];
         }
     }
+    if ((st = check_finite(w->Hb, n * H, "input projection"))) return st;
     /* Experts over their rows. */
     int64_t rows = w->e_off[E];
     for (int64_t r = 0; r < rows; r++)
@@ -727,6 +750,7 @@ enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work 
                 a[i] *= am[i];
             }
         }
+        if ((st = check_finite(a, m * Hd, "expert hidden layer"))) return st;
         if ((st = linear(f, (int)(2 + 2 * e), f->o.fc2_w[e], f->o.fc2_b[e], a, m, Hd, O,
                          w->B + r0 * O)))
             return st;
@@ -749,7 +773,8 @@ enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work 
         w->onorm[i] = (float)nr;
         for (int64_t j = 0; j < O; j++) w->F[i * O + j] = (float)(o[j] / nr);
     }
-    return CGE_OK;
+    if ((st = check_finite(w->P, n * E, "gate distribution"))) return st;
+    return check_finite(w->F, n * O, "fused output");
 }
 
 enum cge_status cge_fusion_forward(const struct cge_fusion *f, struct cge_fusion_ctx *ctx,
