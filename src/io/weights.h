@@ -50,6 +50,11 @@ const struct cge_tensor_info *cge_weights_find(const struct cge_weights *w, cons
 enum cge_status cge_weights_get_f32(const struct cge_weights *w, const char *name, int n_dim,
                                     const int64_t *shape, float **out);
 
+/* Hint: the caller has converted tensor t into its own storage and will not read t->data again
+ * soon. Pages of a memory-mapped file are dropped from the resident set (a later read re-faults
+ * them from the file, so this is always safe); tensors held in heap memory are left alone. */
+void cge_weights_release(const struct cge_weights *w, const struct cge_tensor_info *t);
+
 /* Parses a safetensors image held in memory (used by the fuzzer and by cge_weights_open).
  * The buffer must outlive *out. */
 enum cge_status cge_weights_from_safetensors_buffer(const uint8_t *buf, size_t len,

@@ -46,9 +46,9 @@ struct mistral_layer {
 
 struct mistral {
     struct mistral_hparams hp;
-    const void *tok_embd;    /* (n_vocab, d_model) embed_tokens.weight, in the mapped file */
+    const void *tok_embd;    /* (n_vocab, d_model) embed_tokens.weight, in the mapped file
+                              * (model.c keeps the weights open for the model's lifetime) */
     enum cge_dtype tok_dtype;
-    const struct cge_weights *w; /* kept open by model.c for tok_embd's lifetime */
     struct mistral_layer *layers;
     float *norm;             /* (d_model) norm.weight */
 };
@@ -58,130 +58,72 @@ static int mistral_matches(const cJSON *config) {
     return cJSON_IsString(mt) && !strcmp(mt->valuestring, "mistral");
 }
 
-static enum cge_status get_int(const cJSON *c, const char *key, int64_t def, int64_t *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
-    if (!v || cJSON_IsNull(v)) {
-        if (def < 0) return cge__err(CGE_ERR_MODEL_LOAD, "config.json: missing '%s'", key);
-        *out = def;
-        return CGE_OK;
-    }
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
-        v->valuedouble > 1e12)
-        return cge__err(CGE_ERR_MODEL_LOAD, "config.json: '%s' must be a non-negative integer",
-                        key);
-    *out = (int64_t)v->valuedouble;
-    return CGE_OK;
-}
-
-static enum cge_status get_float(const cJSON *c, const char *key, double def, float *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
-    if (!v || cJSON_IsNull(v)) {
-        *out = (float)def;
-        return CGE_OK;
-    }
-    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0))
-        return cge__err(CGE_ERR_MODEL_LOAD, "config.json: '%s' must be a positive number", key);
-    *out = (float)v->valuedouble;
-    return CGE_OK;
-}
-
-static enum cge_status read_hparams(const cJSON *c, struct mistral_hparams *hp) {
-    int64_t v;
+static enum cge_status read_hparams(const struct cge_family_load *lc, struct mistral_hparams *hp) {
+    int64_t v, n_head;
+    double f;
     enum cge_status st;
-    if ((st = get_int(c, "vocab_size", -1, &hp->n_vocab))) return st;
-    if ((st = get_int(c, "hidden_size", -1, &hp->d_model))) return st;
-    if ((st = get_int(c, "intermediate_size", -1, &hp->d_ff))) return st;
-    if ((st = get_int(c, "num_hidden_layers", -1, &v))) return st;
+    if ((st = cge__cfg_int(lc, "vocab_size", 1, 0, 1, 1 << 24, &hp->n_vocab))) return st;
+    if ((st = cge__cfg_int(lc, "hidden_size", 1, 0, 2, 1 << 16, &hp->d_model))) return st;
+    if ((st = cge__cfg_int(lc, "intermediate_size", 1, 0, 1, 1 << 20, &hp->d_ff))) return st;
+    if ((st = cge__cfg_int(lc, "num_hidden_layers", 1, 0, 1, 1024, &v))) return st;
     hp->n_layer = (int)v;
-    if ((st = get_int(c, "num_attention_heads", -1, &v))) return st;
-    hp->n_head = (int)v;
-    if ((st = get_int(c, "num_key_value_heads", v, &v))) return st;
+    if ((st = cge__cfg_int(lc, "num_attention_heads", 1, 0, 1, 1024, &n_head))) return st;
+    hp->n_head = (int)n_head;
+    if ((st = cge__cfg_int(lc, "num_key_value_heads", 0, n_head, 1, 1024, &v))) return st;
     hp->n_kv_head = (int)v;
-    if ((st = get_int(c, "max_position_embeddings", 32768, &hp->max_pos))) return st;
-    if ((st = get_int(c, "sliding_window", 0, &hp->window))) return st;
-    if ((st = get_float(c, "rms_norm_eps", 1e-5, &hp->eps))) return st;
-    if ((st = get_float(c, "rope_theta", 10000.0, &hp->rope_theta))) return st;
-    if (hp->n_layer < 1 || hp->n_layer > 1024 || hp->n_head < 1 || hp->n_kv_head < 1 ||
-        hp->n_head % hp->n_kv_head || hp->d_model % hp->n_head || hp->d_model < 1 ||
-        hp->d_ff < 1 || hp->n_vocab < 1)
+    if ((st = cge__cfg_int(lc, "max_position_embeddings", 0, 32768, 1, INT64_C(1) << 32, &hp->max_pos)))
+        return st;
+    if ((st = cge__cfg_int(lc, "sliding_window", 0, 0, 0, INT64_C(1) << 32, &hp->window))) return st;
+    if ((st = cge__cfg_float(lc, "rms_norm_eps", 0, 1e-5, &f))) return st;
+    hp->eps = (float)f;
+    if ((st = cge__cfg_float(lc, "rope_theta", 0, 10000.0, &f))) return st;
+    hp->rope_theta = (float)f;
+    if (hp->n_head % hp->n_kv_head || hp->d_model % hp->n_head || !(hp->rope_theta > 0))
         return cge__err(CGE_ERR_MODEL_LOAD,
-                        "config.json: inconsistent sizes (layers %d, hidden %lld, heads %d, "
-                        "kv heads %d)",
-                        hp->n_layer, (long long)hp->d_model, hp->n_head, hp->n_kv_head);
+                        "model %s: config.json: inconsistent sizes (hidden %lld, heads %d, "
+                        "kv heads %d, rope_theta %g)",
+                        lc->dir, (long long)hp->d_model, hp->n_head, hp->n_kv_head,
+                        (double)hp->rope_theta);
     hp->d_head = (int)(hp->d_model / hp->n_head);
     /* config.json may carry head_dim (later transformers); it must agree with 4.40's rule. */
-    const cJSON *hd = cJSON_GetObjectItemCaseSensitive(c, "head_dim");
-    if (cJSON_IsNumber(hd) && (int)hd->valuedouble != hp->d_head)
-        return cge__err(CGE_ERR_MODEL_LOAD, "config.json: head_dim %d, expected hidden/heads = %d",
-                        (int)hd->valuedouble, hp->d_head);
-    if (hp->d_head % 2)
-        return cge__err(CGE_ERR_MODEL_LOAD, "config.json: head dimension %d is odd", hp->d_head);
+    if ((st = cge__cfg_int(lc, "head_dim", 0, hp->d_head, 1, 1 << 16, &v))) return st;
+    if (v != hp->d_head || hp->d_head % 2)
+        return cge__err(CGE_ERR_MODEL_LOAD, "model %s: config.json: head_dim %lld, expected an "
+                        "even hidden/heads = %d", lc->dir, (long long)v, hp->d_head);
     return CGE_OK;
 }
 
-/* Finds a tensor by name (trying the "model." prefix of MistralForCausalLM checkpoints) and
- * checks its shape. */
-static enum cge_status find(const struct cge_weights *w, const char *prefix, const char *name,
-                            int64_t d0, int64_t d1, const struct cge_tensor_info **out) {
-    char full[256];
-    snprintf(full, sizeof full, "%s%s", prefix, name);
-    const struct cge_tensor_info *t = cge_weights_find(w, full);
-    if (!t) return cge__err(CGE_ERR_MODEL_LOAD, "%s: missing tensor '%s'", cge_weights_path(w), full);
-    int n_dim = d1 ? 2 : 1;
-    if (t->n_dim != n_dim || t->shape[0] != d0 || (d1 && t->shape[1] != d1))
-        return cge__err(CGE_ERR_MODEL_LOAD, "%s: tensor '%s': shape [%lld%s%lld], expected [%lld, %lld]",
-                        cge_weights_path(w), full, (long long)t->shape[0], t->n_dim > 1 ? ", " : "",
-                        t->n_dim > 1 ? (long long)t->shape[1] : 0LL, (long long)d0, (long long)d1);
-    if (t->dtype != CGE_DTYPE_F32 && t->dtype != CGE_DTYPE_BF16 && t->dtype != CGE_DTYPE_F16)
-        return cge__err(CGE_ERR_MODEL_LOAD, "%s: tensor '%s': dtype %s, expected a float type",
-                        cge_weights_path(w), full, cge_dtype_str(t->dtype));
-    *out = t;
-    return CGE_OK;
+/* Tensor names carry "model." in MistralForCausalLM checkpoints, none in MistralModel ones. */
+static void tname(char *buf, size_t cap, const char *prefix, int layer, const char *name) {
+    if (layer < 0)
+        snprintf(buf, cap, "%s%s", prefix, name);
+    else
+        snprintf(buf, cap, "%slayers.%d.%s", prefix, layer, name);
 }
 
-static enum cge_status get_vec(const struct cge_weights *w, const char *prefix, const char *name,
-                               int64_t d, float **out) {
-    const struct cge_tensor_info *t;
-    enum cge_status st = find(w, prefix, name, d, 0, &t);
-    if (st) return st;
-    *out = cge__malloc((size_t)d * sizeof(float));
-    if (!*out) return cge__err(CGE_ERR_NOMEM, "tensor '%s'", name);
-    return cge_convert_to_f32(t->data, t->dtype, d, *out);
+/* A layer's vector (norm weight) as fp32. */
+static enum cge_status load_vec(const struct cge_family_load *lc, const char *prefix, int layer,
+                                const char *name, int64_t d, float **out) {
+    char full[160];
+    tname(full, sizeof full, prefix, layer, name);
+    const int64_t shape[1] = {d};
+    return cge__tensor_f32(lc, full, 1, shape, out);
 }
 
-/* Builds one cge_linear from n_parts row blocks (e.g. q, k, v) stacked in order. All parts
- * are copied into one temporary in their own dtype (or fp32 if they differ). */
-static enum cge_status fused_linear(const struct cge_weights *w, const char *prefix, int layer,
-                                    const char *const *names, const int64_t *rows, int n_parts,
-                                    int64_t n_in, enum cge_dtype dtype, struct cge_linear *out) {
-    const struct cge_tensor_info *t[4];
-    int64_t n_out = 0;
-    enum cge_status st;
+/* A linear layer stacking n_parts bias-free matrices of the layer (fused Q/K/V, gate/up), then
+ * the checkpoint pages they came from are released: they are converted now. */
+static enum cge_status load_linear(const struct cge_family_load *lc, const char *prefix,
+                                   int layer, const char *const *names, const int64_t *rows,
+                                   int n_parts, int64_t n_in, struct cge_linear *out) {
+    char full[4][160];
+    const char *ptr[4];
     for (int i = 0; i < n_parts; i++) {
-        char name[128];
-        snprintf(name, sizeof name, "layers.%d.%s.weight", layer, names[i]);
-        if ((st = find(w, prefix, name, rows[i], n_in, &t[i]))) return st;
-        n_out += rows[i];
+        tname(full[i], sizeof full[i], prefix, layer, names[i]);
+        ptr[i] = full[i];
     }
-    if (n_parts == 1) return cge_linear_init(out, t[0]->data, t[0]->dtype, NULL, n_out, n_in, dtype);
-    enum cge_dtype src = t[0]->dtype;
-    for (int i = 1; i < n_parts; i++)
-        if (t[i]->dtype != src) src = CGE_DTYPE_F32;
-    size_t esz = cge_dtype_size(src);
-    char *tmp = cge__malloc((size_t)n_out * (size_t)n_in * esz);
-    if (!tmp) return cge__err(CGE_ERR_NOMEM, "layer %d: %lld x %lld weights", layer,
-                              (long long)n_out, (long long)n_in);
-    size_t off = 0;
-    for (int i = 0; i < n_parts; i++) {
-        size_t n = (size_t)rows[i] * (size_t)n_in;
-        if (t[i]->dtype == src)
-            memcpy(tmp + off * esz, t[i]->data, n * esz);
-        else
-            cge_convert_to_f32(t[i]->data, t[i]->dtype, (int64_t)n, (float *)tmp + off);
-        off += n;
-    }
-    st = cge_linear_init(out, tmp, src, NULL, n_out, n_in, dtype);
-    cge__free(tmp);
+    enum cge_status st = cge__linear_load(lc, out, n_parts, ptr, NULL, rows, n_in);
+    for (int i = 0; i < n_parts && !st; i++)
+        cge_weights_release(lc->w, cge_weights_find(lc->w, full[i]));
     return st;
 }
 
@@ -208,45 +150,47 @@ static enum cge_status mistral_load(struct cge_family_load *lc, void **impl) {
     *impl = NULL;
     struct mistral *m = cge__calloc(1, sizeof *m);
     if (!m) return cge__err(CGE_ERR_NOMEM, "mistral model");
-    enum cge_status st = read_hparams(lc->config, &m->hp);
+    enum cge_status st = read_hparams(lc, &m->hp);
     if (st) goto fail;
     const struct mistral_hparams *hp = &m->hp;
-    const struct cge_weights *w = lc->w;
-    const char *prefix = cge_weights_find(w, "model.embed_tokens.weight") ? "model." : "";
-    enum cge_dtype dtype = lc->p ? lc->p->dtype : CGE_DTYPE_F32;
+    const char *prefix = cge_weights_find(lc->w, "model.embed_tokens.weight") ? "model." : "";
+    char name[160];
+    tname(name, sizeof name, prefix, -1, "embed_tokens.weight");
+    const int64_t emb_shape[2] = {hp->n_vocab, hp->d_model};
     const struct cge_tensor_info *te;
-    if ((st = find(w, prefix, "embed_tokens.weight", hp->n_vocab, hp->d_model, &te))) goto fail;
-    m->tok_embd = te->data;
+    if ((st = cge__tensor(lc, name, 2, emb_shape, &te))) goto fail;
+    if (te->dtype != CGE_DTYPE_F32 && te->dtype != CGE_DTYPE_BF16 && te->dtype != CGE_DTYPE_F16) {
+        st = cge__err(CGE_ERR_MODEL_LOAD, "model %s: tensor '%s': dtype %s, expected a float type",
+                      lc->dir, name, cge_dtype_str(te->dtype));
+        goto fail;
+    }
+    m->tok_embd = te->data; /* gathered from the map: only the rows of the ids are touched */
     m->tok_dtype = te->dtype;
-    m->w = w;
     m->layers = cge__calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) {
         st = cge__err(CGE_ERR_NOMEM, "mistral layers");
         goto fail;
     }
     const int64_t d_q = (int64_t)hp->n_head * hp->d_head, d_kv = (int64_t)hp->n_kv_head * hp->d_head;
+    static const char *const qkv[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                      "self_attn.v_proj.weight"};
+    static const char *const o[] = {"self_attn.o_proj.weight"};
+    static const char *const gu[] = {"mlp.gate_proj.weight", "mlp.up_proj.weight"};
+    static const char *const dn[] = {"mlp.down_proj.weight"};
+    const int64_t qkv_rows[] = {d_q, d_kv, d_kv}, o_rows[] = {hp->d_model},
+                  gu_rows[] = {hp->d_ff, hp->d_ff}, dn_rows[] = {hp->d_model};
     for (int i = 0; i < hp->n_layer; i++) {
         struct mistral_layer *l = &m->layers[i];
-        char name[128];
-        snprintf(name, sizeof name, "layers.%d.input_layernorm.weight", i);
-        if ((st = get_vec(w, prefix, name, hp->d_model, &l->attn_norm))) goto fail;
-        snprintf(name, sizeof name, "layers.%d.post_attention_layernorm.weight", i);
-        if ((st = get_vec(w, prefix, name, hp->d_model, &l->mlp_norm))) goto fail;
-        static const char *const qkv[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"};
-        const int64_t qkv_rows[] = {d_q, d_kv, d_kv};
-        if ((st = fused_linear(w, prefix, i, qkv, qkv_rows, 3, hp->d_model, dtype, &l->qkv))) goto fail;
-        static const char *const o[] = {"self_attn.o_proj"};
-        const int64_t o_rows[] = {hp->d_model};
-        if ((st = fused_linear(w, prefix, i, o, o_rows, 1, d_q, dtype, &l->o))) goto fail;
-        static const char *const gu[] = {"mlp.gate_proj", "mlp.up_proj"};
-        const int64_t gu_rows[] = {hp->d_ff, hp->d_ff};
-        if ((st = fused_linear(w, prefix, i, gu, gu_rows, 2, hp->d_model, dtype, &l->gate_up)))
+        if ((st = load_vec(lc, prefix, i, "input_layernorm.weight", hp->d_model, &l->attn_norm)) ||
+            (st = load_vec(lc, prefix, i, "post_attention_layernorm.weight", hp->d_model,
+                           &l->mlp_norm)) ||
+            (st = load_linear(lc, prefix, i, qkv, qkv_rows, 3, hp->d_model, &l->qkv)) ||
+            (st = load_linear(lc, prefix, i, o, o_rows, 1, d_q, &l->o)) ||
+            (st = load_linear(lc, prefix, i, gu, gu_rows, 2, hp->d_model, &l->gate_up)) ||
+            (st = load_linear(lc, prefix, i, dn, dn_rows, 1, hp->d_ff, &l->down)))
             goto fail;
-        static const char *const dn[] = {"mlp.down_proj"};
-        const int64_t dn_rows[] = {hp->d_model};
-        if ((st = fused_linear(w, prefix, i, dn, dn_rows, 1, hp->d_ff, dtype, &l->down))) goto fail;
     }
-    if ((st = get_vec(w, prefix, "norm.weight", hp->d_model, &m->norm))) goto fail;
+    if ((st = load_vec(lc, prefix, -1, "norm.weight", hp->d_model, &m->norm))) goto fail;
 
     lc->hidden = hp->d_model;
     lc->max_positions = hp->max_pos;
@@ -255,11 +199,11 @@ static enum cge_status mistral_load(struct cge_family_load *lc, void **impl) {
     lc->default_normalize = 1;
     lc->vocab_size = hp->n_vocab;
     lc->vocab_tensor = "embed_tokens.weight";
-    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(lc->config, "pad_token_id");
-    const cJSON *eos = cJSON_GetObjectItemCaseSensitive(lc->config, "eos_token_id");
-    lc->pad_id = cJSON_IsNumber(pad) ? (int32_t)pad->valuedouble
-                 : cJSON_IsNumber(eos) ? (int32_t)eos->valuedouble
-                                       : 0;
+    int64_t pad, eos;
+    if ((st = cge__cfg_int(lc, "eos_token_id", 0, 2, 0, hp->n_vocab - 1, &eos)) ||
+        (st = cge__cfg_int(lc, "pad_token_id", 0, eos, 0, hp->n_vocab - 1, &pad)))
+        goto fail;
+    lc->pad_id = (int32_t)pad;
     *impl = m;
     return CGE_OK;
 fail:
