@@ -21,6 +21,7 @@
 #include "text/tokenizer.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #define FIX "tests/fixtures/models/clip_vision/"
@@ -508,6 +509,53 @@ static void test_oom(void) {
     oom_case(E2E_TXT "model", 0);
 }
 
+/* ---- threads ------------------------------------------------------------------------------------------- */
+
+struct thr_arg {
+    const struct cge_model *m;
+    const char *path;
+    float out[32];
+    enum cge_status st;
+};
+
+static void *thr_embed(void *p) {
+    struct thr_arg *a = p;
+    struct cge_input in;
+    memset(&in, 0, sizeof(in));
+    in.image_path = a->path;
+    for (int r = 0; r < 3 && a->st == CGE_OK; r++) a->st = cge_model_embed(a->m, &in, 1, a->out, NULL);
+    return NULL;
+}
+
+/* One loaded model, four threads embedding at once: each result equals the serial one. */
+static void test_threads(void) {
+    struct cge_model *m = NULL;
+    CHECK(cge_model_load(E2E_IMG "model", NULL, &m) == CGE_OK);
+    if (!m) return;
+    const char *paths[2] = {E2E_IMG "camera.png", E2E_IMG "chelsea.png"};
+    float ref[2][32];
+    for (int i = 0; i < 2; i++) {
+        struct cge_input in;
+        memset(&in, 0, sizeof(in));
+        in.image_path = paths[i];
+        CHECK(cge_model_embed(m, &in, 1, ref[i], NULL) == CGE_OK);
+    }
+    pthread_t t[4];
+    struct thr_arg a[4];
+    for (int i = 0; i < 4; i++) {
+        memset(&a[i], 0, sizeof(a[i]));
+        a[i].m = m;
+        a[i].path = paths[i % 2];
+        CHECK(pthread_create(&t[i], NULL, thr_embed, &a[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(a[i].st == CGE_OK);
+        CHECK(th_rel_err(a[i].out, ref[i % 2], 32) < 1e-6);
+    }
+    cge_model_free(m);
+}
+
 /* ---- broken folders -------------------------------------------------------------------------------------- */
 
 static void test_bad_config(void) {
@@ -554,6 +602,7 @@ int main(void) {
     RUN(test_eos_rule);
     RUN(test_real_files);
     RUN(test_nested_config);
+    RUN(test_threads);
     RUN(test_bad_config);
     RUN(test_oom);
     return test_report("models_clip");
