@@ -632,6 +632,13 @@ enum cge_status tok_load_json(struct cge_tokenizer *t, const char *text, size_t 
             st = cge__err(CGE_ERR_UNSUPPORTED, "%s: ByteLevel pre-tokenizer with a non-BPE model", what);
     }
     if (!st) st = parse_post(t, get(root, "post_processor"), 0);
+    for (size_t i = 0; !st && i < t->n_tmpl; i++)
+        for (size_t j = 0; j < t->tmpl[i].n_ids; j++)
+            if (t->tmpl[i].ids[j] >= t->n_vocab) {
+                st = cge__err(CGE_ERR_TOKENIZE, "post_processor: special id %d outside the vocabulary (%lld)",
+                              t->tmpl[i].ids[j], (long long)t->n_vocab);
+                break;
+            }
     if (!st) st = parse_decoder(t, get(root, "decoder"));
     if (!st) {
         const cJSON *pad = get(root, "padding");
