@@ -30,7 +30,10 @@ enum cge_status cge_linear_init(struct cge_linear *l, const void *w, enum cge_dt
                                 const float *b, int64_t n_out, int64_t n_in, enum cge_dtype dtype);
 void cge_linear_deinit(struct cge_linear *l);
 /* y (m, n_out) = x (m, n_in) · Wᵀ + b. Activations are fp32; for BF16/I8 storage x is converted
- * (I8: dynamically quantized per row) inside. y must not alias x. */
+ * (I8: dynamically quantized per row) inside. y must not alias x.
+ * Each calling thread keeps one buffer for converted activations (bf16: 2·m·n_in bytes, I8:
+ * m·n_in + 8·m), grown to the largest call it has made and freed when the thread exits. Each
+ * layer caches oneDNN primitives for the last 8 distinct m; a new m costs one primitive build. */
 enum cge_status cge_linear_forward(const struct cge_linear *l, const float *x, int64_t m, float *y);
 /* Bytes held by the layer's weights (for memory reports). */
 size_t cge_linear_bytes(const struct cge_linear *l);
@@ -41,7 +44,8 @@ void cge_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                int64_t ldc);
 
-/* Threads used by the kernels and oneDNN (default: all cores). */
+/* Threads used by the kernels and oneDNN (default: all cores; n <= 0 restores it). Applies to
+ * calls made after it from any thread. */
 void cge_set_threads(int n);
 int cge_get_threads(void);
 
@@ -51,7 +55,8 @@ void cge_layernorm(float *x, int64_t rows, int64_t d, const float *w, const floa
 /* In place, per row: x / sqrt(mean(x²) + eps) * w (T5 and Llama forms agree in fp32).
  * w may be NULL (no scale). */
 void cge_rmsnorm(float *x, int64_t rows, int64_t d, const float *w, float eps);
-/* In place, per row of n, numerically stable (max subtracted). */
+/* In place, per row of n, numerically stable (max subtracted). A row with no entry above -inf
+ * becomes all zeros (not NaN). */
 void cge_softmax(float *x, int64_t rows, int64_t n);
 void cge_gelu_erf(float *x, int64_t n);    /* 0.5·x·(1 + erf(x/√2)) */
 void cge_gelu_tanh(float *x, int64_t n);   /* 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) */
@@ -81,7 +86,8 @@ enum cge_status cge_embed_gather(const void *table, enum cge_dtype dtype, int64_
  * h / (n_head / n_kv_head)). out (B·L rows, ldo) receives n_head·d_head columns.
  * scores = scale · q·kᵀ + bias[h] (if bias) ; masked keys get -inf before softmax:
  *   key j ≥ len[b] (padding), j > i when causal, i - j ≥ window when window > 0.
- * Rows of padding queries are written but meaningless. */
+ * Rows of padding queries are written but meaningless (zeros); a query row with every key masked
+ * gets zeros. */
 struct cge_attn {
     int64_t n_batch, n_seq;
     int n_head, n_kv_head, d_head;
