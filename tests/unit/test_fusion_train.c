@@ -106,10 +106,12 @@ static void test_train_step(const char *name) {
 }
 
 /* ---- finite differences ------------------------------------------------------------------ */
+static int fd_training; /* 1: capacity limit on (noise and dropout off, so still deterministic) */
+
 static double loss_at(struct cge_fusion_trainer *t, int64_t n, const float *x, const uint8_t *pr,
                       const int64_t *pair) {
     struct cge_fusion_stats s;
-    if (cge_fusion_trainer_grad(t, n, x, pr, pair, 0, &s)) return NAN;
+    if (cge_fusion_trainer_grad(t, n, x, pr, pair, fd_training, &s)) return NAN;
     return s.total_loss;
 }
 
@@ -129,11 +131,33 @@ static void test_finite_differences(const char *name) {
     struct cge_fusion_train_params tp;
     cge_fusion_train_default_params(&tp);
     tp.info_nce_temp = 0.5f;
+    tp.gate_noise = 0;
+    tp.dropout = 0;
+    struct cge_fusemoe_config cc = *c;
+    if (fd_training) cc.capacity_factor = 0.5f; /* tight: some assignments must drop */
+    struct cge_fusion *fc = NULL;
+    if (fd_training) { /* same weights, tighter capacity */
+        char tmp[128];
+        snprintf(tmp, sizeof tmp, "/tmp/cge_test_fusion_fd_%d", (int)getpid());
+        CHECK(cge_fusion_save(f, tmp) == CGE_OK);
+        snprintf(path, sizeof path, "%s/config.json", tmp);
+        CHECK(cge_fusemoe_config_save(&cc, path) == CGE_OK);
+        cge_fusion_free(f);
+        f = NULL;
+        CHECK(cge_fusion_load(tmp, CGE_DTYPE_F32, &fc) == CGE_OK);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+        unlink(path);
+        rmdir(tmp);
+        f = fc;
+        if (!f) return;
+    }
     struct cge_fusion_trainer *t = NULL;
     CHECK(cge_fusion_trainer_new(f, &tp, &t) == CGE_OK);
     struct cge_fusion_stats s;
-    CHECK(cge_fusion_trainer_grad(t, n, x, pr, pair, 0, &s) == CGE_OK);
+    CHECK(cge_fusion_trainer_grad(t, n, x, pr, pair, fd_training, &s) == CGE_OK);
     CHECK(s.info_nce_loss > 0);
+    if (fd_training) CHECK(s.dropped > 0);
     int n_t = cge_fusion_n_tensors(f);
     double worst = 0;
     uint64_t rng = 12345;
@@ -163,7 +187,8 @@ static void test_finite_differences(const char *name) {
         CHECK_MSG(rel < 2e-2, "%s %s: finite-difference rel err %g", name, prm.name, rel);
         free(an);
     }
-    printf("  %s finite differences (with InfoNCE): worst tensor rel err %.2g\n", name, worst);
+    printf("  %s finite differences (with InfoNCE%s): worst tensor rel err %.2g\n", name,
+           fd_training ? ", capacity limit dropping assignments" : "", worst);
     cge_fusion_trainer_free(t);
     cge_fusion_free(f);
     free(x);
@@ -426,6 +451,10 @@ int main(void) {
     test_train_step("laplace");
     test_finite_differences("softmax");
     test_finite_differences("laplace");
+    fd_training = 1;
+    test_finite_differences("softmax");
+    test_finite_differences("laplace");
+    fd_training = 0;
     test_training_bars(CGE_FUSION_GATE_SOFTMAX);
     test_training_bars(CGE_FUSION_GATE_LAPLACE);
     return test_report("fusion_train");
