@@ -788,3 +788,27 @@ enum cge_status cge_fusion_forward(const struct cge_fusion *f, struct cge_fusion
     if (selected) memcpy(selected, ctx->w.sel, (size_t)(n * c->top_k) * sizeof(int));
     return CGE_OK;
 }
+
+enum cge_status cge_fusion_fuse(const struct cge_fusion *f, struct cge_fusion_ctx *ctx,
+                                const struct cge_concat_embedding *in,
+                                struct cge_fused_embedding *out) {
+    const struct cge_fusemoe_config *c = &f->c;
+    int ok = c->n_slots == CGE_N_SLOTS && c->out_dim == CGE_FUSED_DIM &&
+             c->n_experts == CGE_N_EXPERTS && c->top_k == CGE_TOP_K;
+    for (int s = 0; ok && s < CGE_N_SLOTS; s++) {
+        const struct cge_slot_info *si = cge_slot_get(s);
+        ok = si && si->dim == c->slot_dims[s];
+    }
+    if (!ok)
+        return cge__err(CGE_ERR_INVALID_DIM,
+                        "fusion: weights for %d slots (D=%lld) -> %d experts, top-%d -> %lld; the "
+                        "pipeline needs the %d table slots (D=%d) -> %d, top-%d -> %d",
+                        c->n_slots, (long long)c->total_dim, c->n_experts, c->top_k,
+                        (long long)c->out_dim, CGE_N_SLOTS, cge_total_dim(), CGE_N_EXPERTS,
+                        CGE_TOP_K, CGE_FUSED_DIM);
+    if (!in->vector) return cge__err(CGE_ERR_NOT_INITIALIZED, "fusion: empty concatenation");
+    uint8_t present[CGE_N_SLOTS];
+    for (int s = 0; s < CGE_N_SLOTS; s++) present[s] = (uint8_t)((in->present >> s) & 1u);
+    return cge_fusion_forward(f, ctx, 1, in->vector, present, out->vector, out->expert_weights,
+                              out->selected);
+}

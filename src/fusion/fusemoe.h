@@ -135,6 +135,15 @@ enum cge_status cge_fusion_forward(const struct cge_fusion *f, struct cge_fusion
                                    int64_t n, const float *x, const uint8_t *present, float *emb,
                                    float *gate, int *selected);
 
+/* Fuses one concatenation of the pipeline (cge.h records) with a model of the production
+ * layout: its slots must be the model table's (same count and dims), out_dim CGE_FUSED_DIM,
+ * n_experts CGE_N_EXPERTS and top_k CGE_TOP_K, else CGE_ERR_INVALID_DIM. Fills out->vector,
+ * expert_weights and selected; leaves latency_us and content_hash alone. Missing slots are the
+ * clear bits of in->present; no bit set is CGE_ERR_FUSION. */
+enum cge_status cge_fusion_fuse(const struct cge_fusion *f, struct cge_fusion_ctx *ctx,
+                                const struct cge_concat_embedding *in,
+                                struct cge_fused_embedding *out);
+
 /* Parses one `{"slots": [vector or null, ...], "pair": id}` line against a config into x (D)
  * and present (S). "pair" (optional; an integer ≥ 0 or a string, hashed) goes to *pair, else
  * -1 (pair may be NULL). Errors: wrong slot count or dimension, a non-number, a non-finite

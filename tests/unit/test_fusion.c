@@ -282,7 +282,60 @@ static void test_config(void) {
         CHECK_MSG(cge_fusemoe_config_parse(bad[i], strlen(bad[i]), "t", &d) != CGE_OK, "%s", bad[i]);
 }
 
+/* cge_fusion_fuse: the pipeline's records, production slot layout (small hidden sizes). */
+static void test_fuse_records(void) {
+    struct cge_fusemoe_config c;
+    const char *cfg = "{\"expert_hidden_dim\": 8, \"shared_dim\": 8}";
+    CHECK(cge_fusemoe_config_parse(cfg, strlen(cfg), "t", &c) == CGE_OK);
+    struct cge_fusion *f = NULL;
+    CHECK(cge_fusion_new(&c, 9, &f) == CGE_OK);
+    if (!f) return;
+    struct cge_concat_embedding cat;
+    memset(&cat, 0, sizeof cat);
+    CHECK(cge_concat_init(&cat) == CGE_OK);
+    uint64_t rng = 5;
+    for (int s = 0; s < CGE_N_SLOTS; s += 2) { /* half the slots */
+        int d = cge_slot_get(s)->dim;
+        float *v = malloc((size_t)d * 4);
+        for (int j = 0; j < d; j++) v[j] = th_randf(&rng);
+        CHECK(cge_concat_set(&cat, s, v, d, 0) == CGE_OK);
+        free(v);
+    }
+    struct cge_fusion_ctx *ctx = NULL;
+    cge_fusion_ctx_new(&ctx);
+    struct cge_fused_embedding out;
+    memset(&out, 0, sizeof out);
+    enum cge_status st = cge_fusion_fuse(f, ctx, &cat, &out);
+    CHECK_MSG(st == CGE_OK, "%s", cge_errmsg());
+    CHECK(cge_fused_validate(&out) == CGE_OK);
+    double nn = 0;
+    for (int i = 0; i < CGE_FUSED_DIM; i++) nn += (double)out.vector[i] * out.vector[i];
+    CHECK_NEAR(nn, 1.0, 1e-5);
+    /* same as the array interface */
+    uint8_t pr[CGE_N_SLOTS];
+    for (int s = 0; s < CGE_N_SLOTS; s++) pr[s] = (uint8_t)(s % 2 == 0);
+    float *emb = malloc(CGE_FUSED_DIM * 4);
+    CHECK(cge_fusion_forward(f, ctx, 1, cat.vector, pr, emb, NULL, NULL) == CGE_OK);
+    CHECK(memcmp(emb, out.vector, CGE_FUSED_DIM * 4) == 0);
+    free(emb);
+    /* nothing present */
+    struct cge_concat_embedding none;
+    memset(&none, 0, sizeof none);
+    CHECK(cge_concat_init(&none) == CGE_OK);
+    CHECK(cge_fusion_fuse(f, ctx, &none, &out) == CGE_ERR_FUSION);
+    cge_concat_deinit(&none);
+    /* a model of another layout */
+    struct cge_fusion *g = NULL;
+    CHECK(cge_fusion_load("tests/fixtures/fusion/softmax/weights", CGE_DTYPE_F32, &g) == CGE_OK);
+    if (g) CHECK(cge_fusion_fuse(g, ctx, &cat, &out) == CGE_ERR_INVALID_DIM);
+    cge_fusion_free(g);
+    cge_concat_deinit(&cat);
+    cge_fusion_ctx_free(ctx);
+    cge_fusion_free(f);
+}
+
 int main(void) {
+    RUN(test_fuse_records);
     RUN(test_config);
     test_fixture("softmax");
     test_fixture("laplace");
