@@ -35,12 +35,21 @@ enum cge_status cge_conv1d(const float *x, int64_t c_in, int64_t t_in, const flo
     CGE_PARALLEL_FOR(kk * t_out)
     for (int64_t r = 0; r < kk; r++) {
         const int64_t ci = r / k, j = r % k;
-        const float *xr = x + ci * t_in;
+        const int64_t base = ci * t_in + j - pad; /* x[base + t·stride] is tap j of output t */
         float *cr = col + r * t_out;
-        for (int64_t t = 0; t < t_out; t++) {
-            int64_t s = t * stride + j - pad;
-            cr[t] = (s >= 0 && s < t_in) ? xr[s] : 0.0f;
+        /* outputs whose tap lands inside the input: t_lo ≤ t < t_hi; zeros elsewhere */
+        int64_t t_lo = pad - j > 0 ? (pad - j + stride - 1) / stride : 0;
+        int64_t t_hi = t_in - 1 + pad - j >= 0 ? (t_in - 1 + pad - j) / stride + 1 : 0;
+        if (t_lo > t_out) t_lo = t_out;
+        if (t_hi > t_out) t_hi = t_out;
+        if (t_hi < t_lo) t_hi = t_lo;
+        for (int64_t t = 0; t < t_lo; t++) cr[t] = 0.0f;
+        if (stride == 1) {
+            if (t_hi > t_lo) memcpy(cr + t_lo, x + base + t_lo, (size_t)(t_hi - t_lo) * sizeof(float));
+        } else {
+            for (int64_t t = t_lo; t < t_hi; t++) cr[t] = x[base + t * stride];
         }
+        for (int64_t t = t_hi; t < t_out; t++) cr[t] = 0.0f;
     }
     /* y (c_out, t_out) = W (c_out, c_in·k) · col */
     cge_sgemm(0, 0, c_out, t_out, kk, 1.0f, w, kk, col, t_out, 0.0f, y, t_out);

@@ -454,6 +454,9 @@ static void test_conv(void) {
     conv1d_case(12, 50, 12, 3, 2, 1, 1); /* Whisper conv2 */
     conv1d_case(5, 33, 7, 4, 3, 0, 0);
     conv1d_case(3, 7, 2, 5, 1, 2, 1);
+    conv1d_case(2, 5, 3, 7, 2, 3, 1);  /* padding wider than the stride */
+    conv1d_case(2, 4, 2, 2, 1, 3, 0);  /* outputs whose taps are all padding */
+    conv1d_case(3, 9, 2, 3, 4, 2, 1);  /* stride larger than the kernel */
     float one = 1;
     CHECK(cge_conv1d(&one, 1, 2, &one, NULL, 1, 5, 1, 0, &one) == CGE_ERR_INVALID_DIM);
     CHECK(cge_conv1d(&one, 1, 2, &one, NULL, 1, 1, 0, 0, &one) == CGE_ERR_INVALID_VALUE);
