@@ -2,7 +2,8 @@
  * test_models_bert_load.c: model folders that are not as save_pretrained writes them.
  * Name variants real checkpoints use (a `bert.` prefix with a stored `embeddings.position_ids`
  * buffer, T5 with only `encoder.embed_tokens.weight`, sharded safetensors) must give the
- * fixture's outputs; malformed configs, missing tensors, wrong shapes and a tokenizer larger
+ * fixture's outputs, and so must pytorch_model.bin checkpoints (tests/data/models_bin, written by
+ * its gen.py with python3-torch) for the model and for a sentence-transformers Dense layer; malformed configs, missing tensors, wrong shapes and a tokenizer larger
  * than the embedding table must fail with an error naming the model and the tensor.
  */
 #include "testhelp.h"
@@ -36,6 +37,9 @@ static void copy_file(const char *src, const char *dst) {
 
 /* Rewrites a safetensors file: every tensor renamed to prefix+name (skipping `drop`, renaming
  * `from` to `to`), plus an optional I64 [1, n_extra] tensor `extra` holding 0..n-1. */
+static const char *shard_key; /* st_rewrite keeps names with (shard 2) or without (1) it */
+static int shard_pick;
+
 static void st_rewrite(const char *src, const char *dst, const char *prefix, const char *drop,
                        const char *from, const char *to, const char *extra, int n_extra) {
     size_t n = 0;
@@ -53,6 +57,7 @@ static void st_rewrite(const char *src, const char *dst, const char *prefix, con
     cJSON_ArrayForEach(e, h) {
         if (!strcmp(e->string, "__metadata__")) continue;
         if (drop && !strcmp(e->string, drop)) continue;
+        if (shard_pick && (strstr(e->string, shard_key) != NULL) != (shard_pick == 2)) continue;
         const cJSON *offs = cJSON_GetObjectItem(e, "data_offsets");
         size_t a = (size_t)cJSON_GetArrayItem(offs, 0)->valuedouble, z = (size_t)cJSON_GetArrayItem(offs, 1)->valuedouble;
         memcpy(nd + off, data + a, z - a);
@@ -206,6 +211,85 @@ static void expect_fail(const char *dir, enum cge_status want, const char *n1, c
     cge_model_free(m);
 }
 
+static void test_other_formats(void) {
+    char dir[512], p[600], cwd[400];
+    if (!getcwd(cwd, sizeof cwd)) return;
+    /* pytorch_model.bin with a `bert.` prefix and a position_ids buffer (tests/data/models_bin). */
+    double e = mean_err("tests/data/models_bin/bert_bin", "bert", 1);
+    CHECK_MSG(e < 1e-5, "pytorch_model.bin: rel err %.3g", e);
+    /* Sharded safetensors: two shards and model.safetensors.index.json. */
+    make_folder(dir, sizeof dir, "sharded");
+    write_config(dir, "tests/fixtures/models/bert/config.json", NULL, NULL);
+    shard_key = "encoder.layer.1.";
+    shard_pick = 1;
+    snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", dir);
+    st_rewrite("tests/fixtures/models/bert/model.safetensors", p, "", NULL, NULL, NULL, NULL, 0);
+    shard_pick = 2;
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);
+    st_rewrite("tests/fixtures/models/bert/model.safetensors", p, "", NULL, NULL, NULL, NULL, 0);
+    shard_pick = 0;
+    struct cge_weights *w = NULL;
+    CHECK(cge_weights_open("tests/fixtures/models/bert/model.safetensors", &w) == CGE_OK);
+    cJSON *idx = cJSON_CreateObject(), *map = cJSON_CreateObject();
+    cJSON_AddItemToObject(idx, "metadata", cJSON_CreateObject());
+    for (int64_t i = 0; w && i < cge_weights_count(w); i++) {
+        const char *nm = cge_weights_at(w, i)->name;
+        cJSON_AddStringToObject(map, nm, strstr(nm, shard_key) ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors");
+    }
+    cJSON_AddItemToObject(idx, "weight_map", map);
+    char *is = cJSON_Print(idx);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    write_file(p, is, strlen(is));
+    cJSON_free(is);
+    cJSON_Delete(idx);
+    cge_weights_free(w);
+    e = mean_err(dir, "bert", 1);
+    CHECK_MSG(e < 1e-5, "sharded: rel err %.3g", e);
+    /* The T5 e2e folder with its Dense layer as 2_Dense/pytorch_model.bin. */
+    make_folder(dir, sizeof dir, "densebin");
+    static const char *const files[] = {"config.json", "model.safetensors", "modules.json", "1_Pooling",
+                                        "sentence_bert_config.json"};
+    for (int i = 0; i < 5; i++) {
+        char src[800];
+        snprintf(src, sizeof src, "%s/tests/fixtures/e2e/t5_mean_dense_l2/model/%s", cwd, files[i]);
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        CHECK(symlink(src, p) == 0);
+    }
+    {
+        char src[800];
+        snprintf(src, sizeof src, "%s/tests/data/models_bin/dense_bin/2_Dense", cwd);
+        snprintf(p, sizeof p, "%s/2_Dense", dir);
+        CHECK(symlink(src, p) == 0);
+    }
+    struct cge_model *m = NULL;
+    CHECK_MSG(cge_model_load(dir, NULL, &m) == CGE_OK, "%s", cge_errmsg());
+    if (m) {
+        char *t = th_read_file("tests/fixtures/e2e/t5_mean_dense_l2/case.json", NULL);
+        cJSON *c = cJSON_Parse(t);
+        free(t);
+        float *exp = th_read_f32("tests/fixtures/e2e/t5_mean_dense_l2/expected.f32", NULL);
+        const cJSON *tids = cJSON_GetObjectItem(c, "token_ids");
+        double worst = 0;
+        for (int i = 0; i < cJSON_GetArraySize(tids); i++) {
+            const cJSON *row = cJSON_GetArrayItem(tids, i);
+            int32_t ids[64];
+            int n = cJSON_GetArraySize(row);
+            for (int k = 0; k < n; k++) ids[k] = cJSON_GetArrayItem(row, k)->valueint;
+            struct cge_input in = {0};
+            in.ids = ids;
+            in.n_ids = n;
+            float o[24];
+            CHECK(cge_model_embed(m, &in, 1, o, NULL) == CGE_OK);
+            double er = th_rel_err(o, exp + i * 24, 24);
+            if (er > worst) worst = er;
+        }
+        CHECK_MSG(worst < 1e-5, "Dense from pytorch_model.bin: rel err %.3g", worst);
+        free(exp);
+        cJSON_Delete(c);
+        cge_model_free(m);
+    }
+}
+
 static void test_errors(void) {
     char dir[512], p[600], src[600];
     snprintf(src, sizeof src, "%s/tests/fixtures/models/bert/model.safetensors", getcwd(p, sizeof p));
@@ -283,6 +367,7 @@ int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cge_test_models_XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     RUN(test_name_variants);
+    RUN(test_other_formats);
     RUN(test_errors);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
