@@ -169,34 +169,23 @@ int cge_cache_get(struct cge_cache *c, const struct cge_cache_key *key,
     int64_t now = now_us(c);
     if (cge__mem_get(c->mem, key, now, out, slots, present)) return 1;
     if (c->disk) {
-        unsigned char *buf;
-        size_t len;
-        struct cge__rec r;
-        if (cge__disk_read(c->disk, key, &buf, &len) &&
-            cge__rec_decode(buf, len, &r) == CGE_OK && !expired_at(c, r.created_us, now)) {
+        struct cge__rec rec; /* 6 KB on the stack: the miss path allocates only for slots */
+        struct cge__rec *r = &rec;
+        float *tmp = NULL;
+        if (cge__disk_get(c->disk, key, r, &tmp) && !expired_at(c, r->created_us, now)) {
             /* Promote into memory, then answer from the record itself (the promotion may not
              * keep it, e.g. when the entry is larger than the byte limit). */
-            float *tmp = NULL;
-            if (r.n_slot_floats) {
-                tmp = cge__malloc((size_t)r.n_slot_floats * sizeof(float));
-                if (tmp) cge__rec_copy_slots(&r, tmp);
-            }
-            if (!r.n_slot_floats || tmp)
-                cge__mem_put(c->mem, key, now, &r.fused, tmp, r.n_slot_floats, r.present,
-                             r.created_us, r.access_count + 1, 0);
-            *out = r.fused;
-            if (present) *present = r.n_slot_floats ? r.present : 0;
-            if (slots && r.n_slot_floats) {
-                if (tmp) memcpy(slots, tmp, (size_t)r.n_slot_floats * sizeof(float));
-                else cge__rec_copy_slots(&r, slots);
-            }
+            cge__mem_put(c->mem, key, now, &r->fused, tmp, r->n_slot_floats, r->present,
+                         r->created_us, r->access_count + 1, 0);
+            *out = r->fused;
+            if (present) *present = r->n_slot_floats ? r->present : 0;
+            if (slots && tmp) memcpy(slots, tmp, (size_t)r->n_slot_floats * sizeof(float));
             cge__free(tmp);
-            cge__free(buf);
             atomic_fetch_add(&c->disk_hits, 1);
             cge__mem_count(c->mem, key, 1);
             return 1;
         }
-        cge__free(buf);
+        cge__free(tmp);
     }
     cge__mem_count(c->mem, key, 0);
     return 0;

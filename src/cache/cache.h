@@ -127,10 +127,14 @@ enum cge_status cge_cache_put(struct cge_cache *c, const struct cge_cache_key *k
                               const struct cge_fused_embedding *f, const float *slots,
                               uint32_t present);
 
-/* Removes a key from memory and (with a disk tier) from disk. Returns 1 if it was in memory. */
+/* Removes a key from memory and (with a disk tier) queues its removal from disk; until that is
+ * flushed, a concurrent get may still read the old record through from disk. Returns 1 if it was
+ * in memory. */
 int cge_cache_remove(struct cge_cache *c, const struct cge_cache_key *key);
 
-/* Waits until every put made before the call is committed to disk. No-op without disk. */
+/* Waits until every put made before the call is committed to disk. No-op without disk.
+ * CGE_ERR_CACHE when a batch failed meanwhile (e.g. the disk is full): those entries are lost
+ * from disk, not from memory. */
 enum cge_status cge_cache_flush(struct cge_cache *c);
 
 /* An entry's metadata, without counting an access. */

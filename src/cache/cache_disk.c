@@ -472,7 +472,7 @@ void cge__disk_enqueue(struct cge__disk *d, const struct cge_cache_key *k, unsig
 
 enum cge_status cge__disk_flush(struct cge__disk *d) {
     pthread_mutex_lock(&d->mu);
-    uint64_t target = d->n_enq;
+    uint64_t target = d->n_enq, errors0 = d->errors;
     if (d->n_done < target) {
         d->urgent = 1;
         pthread_cond_signal(&d->cv_work);
@@ -480,7 +480,9 @@ enum cge_status cge__disk_flush(struct cge__disk *d) {
     while (d->n_done < target && d->thr_started) pthread_cond_wait(&d->cv_done, &d->mu);
     uint64_t errors = d->errors;
     pthread_mutex_unlock(&d->mu);
-    (void)errors;
+    if (errors != errors0)
+        return cge__err(CGE_ERR_CACHE, "cache %s: %llu write-behind batch(es) failed", d->path,
+                        (unsigned long long)(errors - errors0));
     return CGE_OK;
 }
 
@@ -490,37 +492,40 @@ uint64_t cge__disk_next_seq(struct cge__disk *d) {
 
 /* ==== Reading ================================================================================= */
 
-int cge__disk_read(struct cge__disk *d, const struct cge_cache_key *k, unsigned char **out,
-                   size_t *len) {
-    *out = NULL;
-    *len = 0;
+int cge__disk_get(struct cge__disk *d, const struct cge_cache_key *k, struct cge__rec *r,
+                  float **slots) {
+    *slots = NULL;
     unsigned char kb[24];
     key_bytes(k, kb);
     MDB_val ek = {24, kb}, v;
     MDB_txn *txn;
     if (mdb_txn_begin(d->env, NULL, MDB_RDONLY, &txn) != 0) return 0;
-    int rc = mdb_get(txn, d->dbi_ent, &ek, &v);
-    unsigned char *copy = NULL;
-    if (rc == 0) {
-        copy = cge__malloc(v.mv_size ? v.mv_size : 1);
-        if (copy) memcpy(copy, v.mv_data, v.mv_size);
+    int found = 0;
+    if (mdb_get(txn, d->dbi_ent, &ek, &v) == 0) {
+        /* Decoded in place (the map is valid until the transaction ends), then copied out. */
+        enum cge_status st = cge__rec_decode(v.mv_data, v.mv_size, r);
+        if (st == CGE_OK && (r->key.h1 != k->h1 || r->key.h2 != k->h2 ||
+                             r->key.content_len != k->content_len))
+            st = cge__err(CGE_ERR_CACHE, "cache record: stored under another key");
+        if (st != CGE_OK) {
+            cge__log(CGE_LOG_ERROR, "cache %s: bad record for key %016llx: %s", d->path,
+                     (unsigned long long)k->h1, cge_errmsg());
+            pthread_mutex_lock(&d->mu);
+            d->errors++;
+            pthread_mutex_unlock(&d->mu);
+        } else if (r->n_slot_floats) {
+            *slots = cge__malloc((size_t)r->n_slot_floats * sizeof(float));
+            if (*slots) {
+                cge__rec_copy_slots(r, *slots);
+                found = 1;
+            }
+        } else {
+            found = 1;
+        }
+        r->slots_le = NULL;
     }
     mdb_txn_abort(txn);
-    if (!copy) return 0;
-    struct cge__rec r;
-    if (cge__rec_decode(copy, v.mv_size, &r) != CGE_OK || r.key.h1 != k->h1 ||
-        r.key.h2 != k->h2 || r.key.content_len != k->content_len) {
-        cge__log(CGE_LOG_ERROR, "cache %s: bad record for key %016llx: %s", d->path,
-                 (unsigned long long)k->h1, cge_errmsg());
-        pthread_mutex_lock(&d->mu);
-        d->errors++;
-        pthread_mutex_unlock(&d->mu);
-        cge__free(copy);
-        return 0;
-    }
-    *out = copy;
-    *len = v.mv_size;
-    return 1;
+    return found;
 }
 
 enum cge_status cge__disk_scan(struct cge__disk *d,

@@ -113,10 +113,11 @@ void cge__disk_close(struct cge__disk *d);
  * rec == NULL queues a delete of key. May wait while the queue is full. */
 void cge__disk_enqueue(struct cge__disk *d, const struct cge_cache_key *k, unsigned char *rec,
                        size_t len);
-/* Reads a key's record: a verified copy in *out (cge__free it) and its length; 0 when absent or
- * bad (a bad record is counted in disk_errors and logged). */
-int cge__disk_read(struct cge__disk *d, const struct cge_cache_key *k, unsigned char **out,
-                   size_t *len);
+/* Reads a key's record, verified, into *r (r->slots_le is NULL) and, when it holds slot vectors,
+ * a cge__malloc'd copy of them in *slots. Returns 0 when absent or bad (a bad record is counted
+ * in disk_errors and logged). */
+int cge__disk_get(struct cge__disk *d, const struct cge_cache_key *k, struct cge__rec *r,
+                  float **slots);
 /* Calls fn for records newest first until it returns 0. A bad record makes it return
  * CGE_ERR_CACHE (the caller treats the file as corrupt). */
 enum cge_status cge__disk_scan(struct cge__disk *d,
