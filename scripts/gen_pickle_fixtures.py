@@ -16,6 +16,7 @@ match. Files:
   bert_like/pytorch_model.bin  the state_dict() of a small module tree with a `bert.` prefix
                    (OrderedDict with _metadata, an int64 position_ids buffer)
   deflated.bin     fp32.bin re-zipped with deflate (read through libzip)
+  byteorder_little.bin, byteorder_big.bin  fp32.bin re-zipped (unaligned) with a byteorder entry
   zip64.bin        fp32.bin with zip64 sizes/offsets and a zip64 end of central directory
   bert_like_sharded/  the bert_like state dict in two .bin shards + pytorch_model.bin.index.json
   legacy.bin       the pre-1.6 (non-zip) format: refused as unsupported
@@ -196,6 +197,19 @@ def main():
             z.writestr(info.filename, src.read(info.filename))
     src.close()
     record("deflated.bin", None)
+
+    # torch >= 2.1 adds <prefix>/byteorder; Python's zipfile does not align stored entries, so
+    # these also exercise the loader's aligned copy of a misaligned stored storage
+    src = zipfile.ZipFile(os.path.join(OUT, "fp32.bin"))
+    for order in ("little", "big"):
+        with zipfile.ZipFile(os.path.join(OUT, "byteorder_%s.bin" % order), "w",
+                             zipfile.ZIP_STORED) as z:
+            z.writestr("fp32/byteorder", order)
+            z.writestr("fp32/.data/serialization_id", "0123456789")
+            for info in src.infolist():
+                z.writestr(info.filename, src.read(info.filename))
+    src.close()
+    record("byteorder_little.bin", None)
 
     # zip64: fp32.bin with every size and offset moved into zip64 extra fields and a zip64 end
     # of central directory (what multi-GB checkpoints such as instructor-xl's hold)

@@ -180,6 +180,8 @@ static void test_refused_files(void) {
     st = cge_weights_open("tests/fixtures/io/malicious_eval.bin", &w);
     CHECK(st == CGE_ERR_SERIALIZATION);
     CHECK_MSG(strstr(cge_errmsg(), "refusing global '__builtin__.eval'"), "%s", cge_errmsg());
+    st = cge_weights_open("tests/fixtures/io/byteorder_big.bin", &w);
+    CHECK_MSG(st == CGE_ERR_UNSUPPORTED && strstr(cge_errmsg(), "big-endian"), "%s", cge_errmsg());
     st = cge_weights_open("tests/fixtures/io/legacy.bin", &w);
     CHECK_MSG(st == CGE_ERR_UNSUPPORTED && strstr(cge_errmsg(), "legacy"), "%s", cge_errmsg());
 }
