@@ -385,6 +385,10 @@ enum cge_status uni_lower(struct sbuf *out, int32_t c) {
 
 enum cge_status uni_normalize(const char *s, size_t n, int form, struct sbuf *out) {
     if (!n) return CGE_OK;
+    /* ASCII is unchanged by every normalization form: skip utf8proc for it (the common case). */
+    size_t ascii = 0;
+    while (ascii < n && (unsigned char)s[ascii] < 0x80) ascii++;
+    if (ascii == n) return sb_put(out, s, n);
     int opts = UTF8PROC_STABLE;
     if (form == 'C' || form == 'c') opts |= UTF8PROC_COMPOSE;
     else opts |= UTF8PROC_DECOMPOSE;

@@ -6,6 +6,7 @@
 #include "text/text_internal.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 
 static const char *const paths[] = {
     "tests/assets/all-MiniLM-L6-v2/tokenizer.json",    "tests/assets/all-mpnet-base-v2/tokenizer.DERIVED.json",
@@ -358,6 +359,94 @@ static void test_oom(void) {
     CHECK(done);
 }
 
+/* Added-token options, on a tiny WordPiece without pre-tokenizer so spaces stay visible:
+ * lstrip/rstrip swallow the whitespace beside the token, single_word needs word boundaries,
+ * normalized tokens are matched after the normalizer (Lowercase), others on the raw text. */
+static void test_added_options(void) {
+    const char *doc =
+        "{\"normalizer\": {\"type\": \"Lowercase\"}, \"pre_tokenizer\": null,"
+        " \"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", \"continuing_subword_prefix\": \"##\","
+        "  \"vocab\": {\"[UNK]\": 0, \"[CLS]\": 1, \"[SEP]\": 2, \"<mask>\": 3, \"hello\": 4, \"world\": 5,"
+        "  \"x\": 6, \"ab\": 7, \"<r>\": 8}},"
+        " \"added_tokens\": ["
+        "  {\"id\": 1, \"content\": \"[CLS]\", \"special\": true, \"normalized\": false},"
+        "  {\"id\": 3, \"content\": \"<mask>\", \"special\": true, \"lstrip\": true, \"normalized\": false},"
+        "  {\"id\": 8, \"content\": \"<r>\", \"special\": true, \"rstrip\": true, \"normalized\": false},"
+        "  {\"id\": 7, \"content\": \"ab\", \"special\": false, \"single_word\": true, \"normalized\": false},"
+        "  {\"id\": 9, \"content\": \"HeLLo\", \"special\": false, \"normalized\": true}],"
+        " \"post_processor\": {\"type\": \"BertProcessing\", \"cls\": [\"[CLS]\", 1], \"sep\": [\"[SEP]\", 2]}}";
+    struct cge_tokenizer *t = NULL;
+    CHECK_MSG(cge__tokenizer_load_mem(doc, strlen(doc), 1, &t) == CGE_OK, "%s", cge_errmsg());
+    if (!t) return;
+    static const struct {
+        const char *text;
+        int n;
+        int32_t ids[6];
+    } cases[] = {
+        {"hello <mask>", 2, {9, 3}},      /* HELLO→hello matches the normalized token 9 */
+        {"world <mask>", 2, {5, 3}},      /* lstrip: the space goes with <mask> */
+        {"world <r>", 2, {0, 8}},         /* no lstrip: "world " is one unknown word */
+        {"<r>  world", 2, {8, 5}},        /* rstrip */
+        {"ab", 1, {7}},                   /* single word */
+        {"abx", 1, {0}},                  /* not a single word: WordPiece sees "abx" */
+        {"[CLS]world", 2, {1, 5}},        /* raw special token */
+        {"[cls]", 1, {0}},                /* special tokens are not normalized: no match */
+        {"WORLD", 1, {5}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        CHECK(cge_tokenizer_encode(t, cases[i].text, strlen(cases[i].text), 0, 0, &ids, &n, NULL) == CGE_OK);
+        int ok = n == cases[i].n;
+        for (int j = 0; ok && j < n; j++) ok = ids[j] == cases[i].ids[j];
+        CHECK_MSG(ok, "\"%s\": got %lld ids, first %d", cases[i].text, (long long)n, n ? ids[0] : -1);
+        cge__free(ids);
+    }
+    char *s = NULL;
+    int32_t dec[] = {1, 4, 3};
+    CHECK(cge_tokenizer_decode(t, dec, 3, 1, &s) == CGE_OK && s && !strcmp(s, "hello"));
+    cge__free(s);
+    cge_tokenizer_free(t);
+}
+
+/* A loaded tokenizer is read-only: four threads encoding at once must agree with one. */
+struct thread_arg {
+    int k, ok;
+};
+
+static void *thread_main(void *p) {
+    struct thread_arg *a = p;
+    const char *texts[] = {"Hello, world! naïve café 東京 🦙", "The quick brown fox jumps over the lazy dog.",
+                           "def add(a, b):\n    return a + b  # sum\n"};
+    a->ok = 1;
+    for (int rep = 0; rep < 50; rep++) {
+        for (int i = 0; i < 3; i++) {
+            int32_t *x = NULL, *y = NULL;
+            int64_t nx = 0, ny = 0;
+            if (cge_tokenizer_encode(toks[a->k], texts[i], strlen(texts[i]), 1, 0, &x, &nx, NULL) ||
+                cge_tokenizer_encode(toks[a->k], texts[i], strlen(texts[i]), 1, 0, &y, &ny, NULL) ||
+                nx != ny || memcmp(x, y, (size_t)nx * sizeof *x))
+                a->ok = 0;
+            cge__free(x);
+            cge__free(y);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    pthread_t th[8];
+    struct thread_arg args[8];
+    for (int i = 0; i < 8; i++) {
+        args[i].k = i % (int)N_TOK;
+        CHECK(pthread_create(&th[i], NULL, thread_main, &args[i]) == 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(args[i].ok);
+    }
+}
+
 int main(void) {
     RUN(test_load);
     RUN(test_invalid_utf8);
@@ -371,6 +460,8 @@ int main(void) {
     RUN(test_malformed_json);
     RUN(test_corrupt_model);
     RUN(test_oom);
+    RUN(test_threads);
+    RUN(test_added_options);
     for (size_t k = 0; k < N_TOK; k++) cge_tokenizer_free(toks[k]);
     return test_report("text_robust");
 }
