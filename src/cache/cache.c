@@ -43,6 +43,17 @@ struct cge_cache_params cge_cache_default_params(void) {
     return p;
 }
 
+void cge_cache_params_from_config(const struct cge_cache_config *cfg,
+                                  const char *ensemble_version, struct cge_cache_params *out) {
+    *out = cge_cache_default_params();
+    out->policy = cfg->policy;
+    if (cfg->max_entries > 0) out->max_entries = (uint64_t)cfg->max_entries;
+    if (cfg->max_bytes > 0) out->max_bytes = (uint64_t)cfg->max_bytes;
+    out->ttl_seconds = cfg->ttl_seconds > 0 ? (double)cfg->ttl_seconds : 0;
+    out->path = cfg->path[0] ? cfg->path : NULL;
+    out->ensemble_version = ensemble_version;
+}
+
 static int64_t now_us(const struct cge_cache *c) {
     return c->p.clock(c->p.clock_user);
 }

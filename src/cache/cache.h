@@ -57,16 +57,7 @@ void cge_cache_key_make(const struct cge_cache_request *req, struct cge_cache_ke
 
 /* enum cge_cache_policy lives in cge.h (the configuration's cache.policy): LRU (default), LFU
  * (ties go to the least recently used), TTL-LRU (LRU, and an entry older than ttl_seconds is a
- * miss), ARC (Megiddo & Modha 2003, one per shard). The fallback below, with the same values,
- * serves only while cge.h does not declare it yet. */
-#ifndef CGE_CONFIG_PATH_MAX
-enum cge_cache_policy {
-    CGE_CACHE_LRU = 0,
-    CGE_CACHE_LFU = 1,
-    CGE_CACHE_TTL_LRU = 2,
-    CGE_CACHE_ARC = 3,
-};
-#endif
+ * miss), ARC (Megiddo & Modha 2003, one per shard). */
 const char *cge_cache_policy_str(enum cge_cache_policy p);
 /* "lru", "lfu", "ttl_lru" (also "ttl-lru", "ttl"), "arc"; CGE_ERR_INVALID_VALUE otherwise. */
 enum cge_status cge_cache_policy_parse(const char *s, enum cge_cache_policy *out);
@@ -97,6 +88,11 @@ struct cge_cache_params {
     void *clock_user;             /* passed to clock */
 };
 struct cge_cache_params cge_cache_default_params(void);
+/* Defaults, then the configuration's cache section (policy, max_entries, max_bytes, ttl_seconds,
+ * path; "enabled" is the caller's to check). out->path points into cfg: keep cfg alive until
+ * cge_cache_open has returned (open copies what it keeps). */
+void cge_cache_params_from_config(const struct cge_cache_config *cfg,
+                                  const char *ensemble_version, struct cge_cache_params *out);
 
 /* ==== The cache =============================================================================== */
 

@@ -413,6 +413,26 @@ static void test_bytes(void) {
     }
 }
 
+/* A hit allocates nothing (counted by the library's allocator). */
+static void test_hit_no_alloc(void) {
+    struct cge_cache *c = open_mem(CGE_CACHE_LFU, 100, 1u << 30);
+    for (uint64_t i = 0; i < 50; i++) put(c, i);
+    float *slots = calloc((size_t)cge_total_dim(), sizeof(float));
+    struct cge_cache_key k = K(60);
+    struct cge_fused_embedding f;
+    cge_cache_synthetic(&k, &f);
+    CHECK(cge_cache_put(c, &k, &f, slots, 3) == CGE_OK);
+    long n0 = cge__alloc_count();
+    int hits = 0;
+    uint32_t present = 0;
+    for (uint64_t i = 0; i < 50; i++) hits += get(c, i);
+    hits += cge_cache_get(c, &k, &f, slots, &present);
+    CHECK(hits == 51 && present == 3);
+    CHECK_MSG(cge__alloc_count() == n0, "%ld allocations in 51 hits", cge__alloc_count() - n0);
+    free(slots);
+    cge_cache_close(c);
+}
+
 static void test_metadata_and_args(void) {
     fake_now = 5000;
     struct cge_cache *c = open_mem(CGE_CACHE_LRU, 10, 1u << 30);
@@ -447,6 +467,17 @@ static void test_metadata_and_args(void) {
     CHECK(cge_cache_open(&p, &c) == CGE_ERR_INVALID_VALUE);
     p.ttl_seconds = NAN;
     CHECK(cge_cache_open(&p, &c) == CGE_ERR_INVALID_VALUE);
+    /* From the configuration's cache section. */
+    struct cge_config cfg;
+    cge_config_default(&cfg);
+    cfg.cache.policy = CGE_CACHE_ARC;
+    cfg.cache.max_entries = 123;
+    cfg.cache.ttl_seconds = 0;
+    cge_cache_params_from_config(&cfg.cache, "v9", &p);
+    CHECK(p.policy == CGE_CACHE_ARC && p.max_entries == 123 && p.max_bytes == (1ull << 30));
+    CHECK(p.ttl_seconds == 0 && p.path == NULL && !strcmp(p.ensemble_version, "v9"));
+    CHECK(cge_cache_open(&p, &c) == CGE_OK);
+    cge_cache_close(c);
     enum cge_cache_policy pol;
     CHECK(cge_cache_policy_parse("arc", &pol) == CGE_OK && pol == CGE_CACHE_ARC);
     CHECK(cge_cache_policy_parse("ttl_lru", &pol) == CGE_OK && pol == CGE_CACHE_TTL_LRU);
@@ -519,6 +550,7 @@ int main(void) {
     RUN(test_arc);
     RUN(test_arc_scan);
     RUN(test_bytes);
+    RUN(test_hit_no_alloc);
     RUN(test_metadata_and_args);
     RUN(test_sharded);
     RUN(test_oom);
