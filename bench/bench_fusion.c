@@ -46,16 +46,18 @@ static void make_items(const struct cge_fusemoe_config *c, int64_t n, float *x, 
 /* FLOPs of one item's forward (the GEMM part: input projection, gate, two experts). */
 static double item_flops(const struct cge_fusemoe_config *c) {
     return 2.0 * ((double)c->total_dim * c->shared_dim + (double)c->total_dim * c->n_experts +
-                  c->top_k * ((double)c->shared_dim * c->hidden_dim +
-                              (double)c->hidden_dim * c->out_dim));
+                  c->top_k *
+                      ((double)c->shared_dim * c->hidden_dim + (double)c->hidden_dim * c->out_dim));
 }
 
 static double gemm_peak(enum cge_dtype dt) {
     const int64_t N = 4096, K = 4096, M = 256;
     float *w = malloc((size_t)(N * K) * 4), *x = malloc((size_t)(M * K) * 4),
           *y = malloc((size_t)(M * N) * 4);
-    for (int64_t i = 0; i < N * K; i++) w[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
-    for (int64_t i = 0; i < M * K; i++) x[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+    for (int64_t i = 0; i < N * K; i++)
+        w[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
+    for (int64_t i = 0; i < M * K; i++)
+        x[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
     struct cge_linear l;
     if (cge_linear_init(&l, w, CGE_DTYPE_F32, NULL, N, K, dt)) die("linear init");
     cge_linear_forward(&l, x, M, y); /* warm-up: primitive creation */
@@ -157,8 +159,8 @@ int main(void) {
         double peak = gemm_peak(modes[m].dt);
         double t1 = time_forward(f, ctx, 1, x, pr, emb, 15);
         double t32 = time_forward(f, ctx, NB, x, pr, emb, 5);
-        printf("%-22s %10.1f %12.2f %12.2f %12.1f %9.1f%% %9.1f%%\n", modes[m].name, peak,
-               t1 * 1e3, t32 * 1e3 / NB, NB / t32, 100.0 * flops / t1 / 1e9 / peak,
+        printf("%-22s %10.1f %12.2f %12.2f %12.1f %9.1f%% %9.1f%%\n", modes[m].name, peak, t1 * 1e3,
+               t32 * 1e3 / NB, NB / t32, 100.0 * flops / t1 / 1e9 / peak,
                100.0 * flops * NB / t32 / 1e9 / peak);
     }
     printf("(peak: one cge_linear product 256x4096x4096 in the same storage; b1 = batch of 1)\n\n");

@@ -24,8 +24,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     float *emb = malloc((size_t)c.out_dim * sizeof(float));
     float gate[CGE_FUSION_MAX_EXPERTS];
     int sel[CGE_FUSION_MAX_EXPERTS];
-    for (int64_t i = 0; i < c.total_dim; i++) x[i] = (float)(i % 7) - 3.0f;
-    for (int s = 0; s < c.n_slots; s++) present[s] = (uint8_t)(s % 3 != 1);
+    for (int64_t i = 0; i < c.total_dim; i++)
+        x[i] = (float)(i % 7) - 3.0f;
+    for (int s = 0; s < c.n_slots; s++)
+        present[s] = (uint8_t)(s % 3 != 1);
     if (cge_fusion_forward(f, ctx, 1, x, present, emb, gate, sel)) abort();
     for (int64_t i = 0; i < c.out_dim; i++)
         if (!isfinite(emb[i])) abort();

@@ -29,8 +29,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int sel[2];
     if (cge_fusion_forward(model, ctx, 1, x, present, emb, gate, sel)) abort();
     double nn = 0, gs = 0;
-    for (int i = 0; i < 4; i++) nn += (double)emb[i] * emb[i];
-    for (int i = 0; i < 3; i++) gs += gate[i];
+    for (int i = 0; i < 4; i++)
+        nn += (double)emb[i] * emb[i];
+    for (int i = 0; i < 3; i++)
+        gs += gate[i];
     if (!(fabs(nn - 1) < 1e-4 || nn == 0) || !(fabs(gs - 1) < 1e-4)) abort();
     if (sel[0] == sel[1] || sel[0] < 0 || sel[0] > 2 || sel[1] < 0 || sel[1] > 2) abort();
     return 0;

@@ -28,7 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (cge_fusion_ctx_new(&ctx)) abort();
         float x[29], emb[12];
         uint8_t present[4] = {1, 0, 1, 1};
-        for (int i = 0; i < 29; i++) x[i] = (float)(i % 5) - 2.0f;
+        for (int i = 0; i < 29; i++)
+            x[i] = (float)(i % 5) - 2.0f;
         /* non-finite weights are rejected at load; huge ones may overflow, which the forward
          * must report as CGE_ERR_FUSION (never NaN output, never undefined behaviour) */
         enum cge_status st = cge_fusion_forward(f, ctx, 1, x, present, emb, NULL, NULL);

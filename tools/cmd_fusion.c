@@ -42,34 +42,35 @@ static void usage_init(FILE *f) {
 }
 
 static void usage_run(FILE *f) {
-    fprintf(f,
-            "usage: cge fusion run --weights DIR [--dtype f32|bf16|i8] [--batch N] [--input FILE]\n"
-            "Reads {\"slots\": [vector or null, ...]} lines (stdin by default) and writes one\n"
-            "{\"embedding\": [...], \"expert_weights\": [...], \"selected\": [a, b]} line per item.\n"
-            "--dtype: storage of the large matrices (default f32). --batch: items per forward\n"
-            "(default 32; results do not depend on it).\n");
+    fprintf(
+        f,
+        "usage: cge fusion run --weights DIR [--dtype f32|bf16|i8] [--batch N] [--input FILE]\n"
+        "Reads {\"slots\": [vector or null, ...]} lines (stdin by default) and writes one\n"
+        "{\"embedding\": [...], \"expert_weights\": [...], \"selected\": [a, b]} line per item.\n"
+        "--dtype: storage of the large matrices (default f32). --batch: items per forward\n"
+        "(default 32; results do not depend on it).\n");
 }
 
 static void usage_train(FILE *f) {
-    fprintf(f,
-            "usage: cge fusion train --weights DIR --data FILE [options]\n"
-            "Trains FuseMoE on {\"slots\": [...], \"pair\": id} lines (pair optional: items with\n"
-            "the same id are positives for the InfoNCE term). Loss: similarity preservation +\n"
-            "load_balance_coef x load balance (+ InfoNCE). Progress (loss, expert load) on stderr.\n"
-            "Writes weights and optimizer state to --out after every epoch; if DIR holds\n"
-            "optimizer state (optimizer.safetensors, trainer_state.json) training resumes from it.\n"
-            "options:\n"
-            "  --epochs N        passes over the data (1)\n"
-            "  --lr X            AdamW learning rate (1e-3)\n"
-            "  --batch N         items per step (32; at least 2)\n"
-            "  --out DIR         where to write (default: --weights DIR)\n"
-            "  --weight-decay X  AdamW decoupled weight decay on matrices (0.01)\n"
-            "  --clip X          global gradient-norm clipping (1.0; 0 = off)\n"
-            "  --noise X         std of the gate-logit noise while training (0.1)\n"
-            "  --dropout X       dropout while training (0)\n"
-            "  --no-capacity     no capacity limit while training (default: capacity_factor)\n"
-            "  --nce X           InfoNCE weight (1.0)  --nce-temp X (0.05)\n"
-            "  --seed N          shuffling, noise and dropout (42)\n");
+    fprintf(
+        f, "usage: cge fusion train --weights DIR --data FILE [options]\n"
+           "Trains FuseMoE on {\"slots\": [...], \"pair\": id} lines (pair optional: items with\n"
+           "the same id are positives for the InfoNCE term). Loss: similarity preservation +\n"
+           "load_balance_coef x load balance (+ InfoNCE). Progress (loss, expert load) on stderr.\n"
+           "Writes weights and optimizer state to --out after every epoch; if DIR holds\n"
+           "optimizer state (optimizer.safetensors, trainer_state.json) training resumes from it.\n"
+           "options:\n"
+           "  --epochs N        passes over the data (1)\n"
+           "  --lr X            AdamW learning rate (1e-3)\n"
+           "  --batch N         items per step (32; at least 2)\n"
+           "  --out DIR         where to write (default: --weights DIR)\n"
+           "  --weight-decay X  AdamW decoupled weight decay on matrices (0.01)\n"
+           "  --clip X          global gradient-norm clipping (1.0; 0 = off)\n"
+           "  --noise X         std of the gate-logit noise while training (0.1)\n"
+           "  --dropout X       dropout while training (0)\n"
+           "  --no-capacity     no capacity limit while training (default: capacity_factor)\n"
+           "  --nce X           InfoNCE weight (1.0)  --nce-temp X (0.05)\n"
+           "  --seed N          shuffling, noise and dropout (42)\n");
 }
 
 static int fail(const char *cmd, const char *what) {
@@ -84,10 +85,14 @@ static int fail_st(const char *cmd, enum cge_status st) {
 }
 
 static int parse_dtype(const char *s, enum cge_dtype *d) {
-    if (!strcmp(s, "f32") || !strcmp(s, "fp32")) *d = CGE_DTYPE_F32;
-    else if (!strcmp(s, "bf16")) *d = CGE_DTYPE_BF16;
-    else if (!strcmp(s, "i8") || !strcmp(s, "int8")) *d = CGE_DTYPE_I8;
-    else return -1;
+    if (!strcmp(s, "f32") || !strcmp(s, "fp32"))
+        *d = CGE_DTYPE_F32;
+    else if (!strcmp(s, "bf16"))
+        *d = CGE_DTYPE_BF16;
+    else if (!strcmp(s, "i8") || !strcmp(s, "int8"))
+        *d = CGE_DTYPE_I8;
+    else
+        return -1;
     return 0;
 }
 
@@ -132,7 +137,8 @@ static int fusion_init(int argc, char **argv) {
     int64_t np = cge_fusemoe_config_n_params(&c);
     cge_fusion_free(f);
     if (st) return fail_st("init", st);
-    fprintf(stderr, "cge fusion init: %s: %lld slots (%lld dims) -> %d experts -> %lld, %lld parameters\n",
+    fprintf(stderr,
+            "cge fusion init: %s: %lld slots (%lld dims) -> %d experts -> %lld, %lld parameters\n",
             out, (long long)c.n_slots, (long long)c.total_dim, c.n_experts, (long long)c.out_dim,
             (long long)np);
     return 0;
@@ -172,7 +178,8 @@ static int is_blank(const char *s, size_t n) {
 /* ==== run ===================================================================================== */
 static void print_floats(FILE *f, const float *v, int64_t n) {
     fputc('[', f);
-    for (int64_t i = 0; i < n; i++) fprintf(f, "%s%.9g", i ? ", " : "", (double)v[i]);
+    for (int64_t i = 0; i < n; i++)
+        fprintf(f, "%s%.9g", i ? ", " : "", (double)v[i]);
     fputc(']', f);
 }
 
@@ -192,7 +199,8 @@ static int flush_batch(const struct cge_fusion *f, struct cge_fusion_ctx *ctx, s
         fputs(", \"expert_weights\": ", stdout);
         print_floats(stdout, gate + i * c->n_experts, c->n_experts);
         fputs(", \"selected\": [", stdout);
-        for (int q = 0; q < c->top_k; q++) printf("%s%d", q ? ", " : "", sel[i * c->top_k + q]);
+        for (int q = 0; q < c->top_k; q++)
+            printf("%s%d", q ? ", " : "", sel[i * c->top_k + q]);
         fputs("]}\n", stdout);
     }
     it->n = 0;
@@ -212,7 +220,8 @@ static int fusion_run(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--input") && i + 1 < argc) {
             input = argv[++i];
         } else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
-            if (parse_dtype(argv[++i], &dtype)) return fail("run", "--dtype must be f32, bf16 or i8");
+            if (parse_dtype(argv[++i], &dtype))
+                return fail("run", "--dtype must be f32, bf16 or i8");
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
             if (num_arg(argv[++i], 1, 4096, &batch)) return fail("run", "--batch must be 1..4096");
         } else {
@@ -294,18 +303,20 @@ done:
 }
 
 /* ==== train =================================================================================== */
-static void progress(int epoch, int epochs, int64_t step, int64_t steps, const struct cge_fusion_stats *s,
-                     int n_experts) {
+static void progress(int epoch, int epochs, int64_t step, int64_t steps,
+                     const struct cge_fusion_stats *s, int n_experts) {
     char bar[21];
     int fill = steps ? (int)(20 * step / steps) : 20;
-    for (int i = 0; i < 20; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    for (int i = 0; i < 20; i++)
+        bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
     bar[20] = 0;
     fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.5f (sim %.5f lb %.3f", epoch, epochs, bar,
             (long long)step, (long long)steps, s->total_loss, s->similarity_loss,
             s->load_balance_loss);
     if (s->info_nce_loss > 0) fprintf(stderr, " nce %.4f", s->info_nce_loss);
     fprintf(stderr, ") load");
-    for (int e = 0; e < n_experts && e < 16; e++) fprintf(stderr, " %.2f", s->load[e]);
+    for (int e = 0; e < n_experts && e < 16; e++)
+        fprintf(stderr, " %.2f", s->load[e]);
     fprintf(stderr, "   ");
     fflush(stderr);
 }
@@ -330,12 +341,14 @@ static int fusion_train(int argc, char **argv) {
         } else if (!strcmp(a, "--epochs") && has) {
             if (num_arg(argv[++i], 1, 1e6, &epochs)) return fail("train", "--epochs must be >= 1");
         } else if (!strcmp(a, "--batch") && has) {
-            if (num_arg(argv[++i], 2, 65536, &batch)) return fail("train", "--batch must be 2..65536");
+            if (num_arg(argv[++i], 2, 65536, &batch))
+                return fail("train", "--batch must be 2..65536");
         } else if (!strcmp(a, "--lr") && has) {
             if (num_arg(argv[++i], 0, 10, &v)) return fail("train", "--lr must be in [0, 10]");
             tp.lr = (float)v;
         } else if (!strcmp(a, "--weight-decay") && has) {
-            if (num_arg(argv[++i], 0, 10, &v)) return fail("train", "--weight-decay must be in [0, 10]");
+            if (num_arg(argv[++i], 0, 10, &v))
+                return fail("train", "--weight-decay must be in [0, 10]");
             tp.weight_decay = (float)v;
         } else if (!strcmp(a, "--clip") && has) {
             if (num_arg(argv[++i], 0, 1e9, &v)) return fail("train", "--clip must be >= 0");
@@ -344,7 +357,8 @@ static int fusion_train(int argc, char **argv) {
             if (num_arg(argv[++i], 0, 100, &v)) return fail("train", "--noise must be in [0, 100]");
             tp.gate_noise = (float)v;
         } else if (!strcmp(a, "--dropout") && has) {
-            if (num_arg(argv[++i], 0, 0.99, &v)) return fail("train", "--dropout must be in [0, 0.99]");
+            if (num_arg(argv[++i], 0, 0.99, &v))
+                return fail("train", "--dropout must be in [0, 0.99]");
             tp.dropout = (float)v;
         } else if (!strcmp(a, "--nce") && has) {
             if (num_arg(argv[++i], 0, 1e3, &v)) return fail("train", "--nce must be >= 0");
@@ -430,7 +444,8 @@ static int fusion_train(int argc, char **argv) {
         rc = fail("train", "out of memory");
         goto done;
     }
-    for (int64_t i = 0; i < it.n; i++) order[i] = i;
+    for (int64_t i = 0; i < it.n; i++)
+        order[i] = i;
     fprintf(stderr, "cge fusion train: %lld items, batch %lld, %d epochs\n", (long long)it.n,
             (long long)nb, (int)epochs);
     if (resumed)
@@ -467,7 +482,8 @@ static int fusion_train(int argc, char **argv) {
             avg.similarity_loss += s.similarity_loss / (double)steps;
             avg.load_balance_loss += s.load_balance_loss / (double)steps;
             avg.info_nce_loss += s.info_nce_loss / (double)steps;
-            for (int e = 0; e < c->n_experts; e++) avg.load[e] += s.load[e] / (double)steps;
+            for (int e = 0; e < c->n_experts; e++)
+                avg.load[e] += s.load[e] / (double)steps;
             progress(ep, (int)epochs, b + 1, steps, &s, c->n_experts);
         }
         if (rc) break;

@@ -43,7 +43,8 @@ static enum cge_status get_int(const cJSON *root, const char *key, const char *l
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
     if (seen) *seen = it != NULL;
     if (!it) return CGE_OK;
-    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble != floor(it->valuedouble))
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) ||
+        it->valuedouble != floor(it->valuedouble))
         return cge__err(CGE_ERR_SERIALIZATION, "%s: %s must be an integer", label, key);
     if (it->valuedouble < (double)lo || it->valuedouble > (double)hi)
         return cge__err(CGE_ERR_INVALID_VALUE, "%s: %s = %.0f, expected %lld..%lld", label, key,
@@ -68,7 +69,7 @@ static enum cge_status get_float(const cJSON *root, const char *key, const char 
 #define MAX_DIM ((int64_t)1 << 20)
 
 enum cge_status cge_fusemoe_config_parse(const char *json, size_t len, const char *label,
-                                        struct cge_fusemoe_config *out) {
+                                         struct cge_fusemoe_config *out) {
     struct cge_fusemoe_config c;
     cge_fusemoe_config_default(&c);
     if (!label) label = "fusion config";
@@ -133,15 +134,14 @@ enum cge_status cge_fusemoe_config_parse(const char *json, size_t len, const cha
         } else if (cJSON_IsString(g) && !strcmp(g->valuestring, "laplace")) {
             c.gating = CGE_FUSION_GATE_LAPLACE;
         } else {
-            st = cge__err(CGE_ERR_INVALID_VALUE,
-                          "%s: gating must be \"softmax\" or \"laplace\"", label);
+            st = cge__err(CGE_ERR_INVALID_VALUE, "%s: gating must be \"softmax\" or \"laplace\"",
+                          label);
             goto done;
         }
     }
     if ((st = get_float(root, "temperature", label, 1e-4, 1e4, &c.temperature))) goto done;
     if ((st = get_float(root, "layer_norm_eps", label, 0, 1, &c.eps))) goto done;
-    if ((st = get_float(root, "load_balance_coef", label, 0, 1e3, &c.load_balance_coef)))
-        goto done;
+    if ((st = get_float(root, "load_balance_coef", label, 0, 1e3, &c.load_balance_coef))) goto done;
     if ((st = get_float(root, "capacity_factor", label, 0.01, 1e3, &c.capacity_factor))) goto done;
     /* Parameter count must stay addressable: reject absurd products up front. */
     if (cge_fusemoe_config_n_params(&c) > ((int64_t)1 << 34)) {
@@ -212,8 +212,8 @@ enum cge_status cge_fusemoe_config_save(const struct cge_fusemoe_config *c, cons
 int64_t cge_fusemoe_config_n_params(const struct cge_fusemoe_config *c) {
     int64_t D = c->total_dim, E = c->n_experts, H = c->shared_dim, Hd = c->hidden_dim,
             O = c->out_dim, S = c->n_slots;
-    int64_t n = D          /* missing_embed */
-                + 2 * D    /* gate.norm */
+    int64_t n = D       /* missing_embed */
+                + 2 * D /* gate.norm */
                 + E * D + E + E * S + H * D + H + 2 * O;
     n += E * (Hd * H + Hd + O * Hd + O);
     return n;
@@ -226,8 +226,8 @@ enum cge_status cge_fusion_parse_item(const struct cge_fusemoe_config *c, const 
     cJSON *root = cJSON_ParseWithLength(line, len);
     if (!root) return cge__err(CGE_ERR_SERIALIZATION, "item: not valid JSON");
     enum cge_status st = CGE_OK;
-    const cJSON *slots = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "slots")
-                                              : NULL;
+    const cJSON *slots =
+        cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "slots") : NULL;
     if (!cJSON_IsArray(slots)) {
         st = cge__err(CGE_ERR_SERIALIZATION, "item: expected {\"slots\": [...]}");
         goto done;
@@ -248,8 +248,8 @@ enum cge_status cge_fusion_parse_item(const struct cge_fusemoe_config *c, const 
         } else if (cJSON_IsArray(v)) {
             int m = cJSON_GetArraySize(v);
             if (m != d) {
-                st = cge__err(CGE_ERR_INVALID_DIM, "item: slot %d has %d values, expected %d", s,
-                              m, d);
+                st = cge__err(CGE_ERR_INVALID_DIM, "item: slot %d has %d values, expected %d", s, m,
+                              d);
                 goto done;
             }
             int j = 0;
@@ -262,8 +262,8 @@ enum cge_status cge_fusion_parse_item(const struct cge_fusemoe_config *c, const 
                 }
                 float f = (float)e->valuedouble;
                 if (!isfinite(f)) {
-                    st = cge__err(CGE_ERR_INVALID_VALUE, "item: slot %d value %d is not finite",
-                                  s, j);
+                    st = cge__err(CGE_ERR_INVALID_VALUE, "item: slot %d value %d is not finite", s,
+                                  j);
                     goto done;
                 }
                 x[off + j] = f;
@@ -289,7 +289,8 @@ enum cge_status cge_fusion_parse_item(const struct cge_fusemoe_config *c, const 
             *pair = (int64_t)p->valuedouble;
         } else if (cJSON_IsString(p)) {
             uint64_t h = 1469598103934665603ull; /* FNV-1a, top bit cleared: ids stay >= 0 */
-            for (const char *q = p->valuestring; *q; q++) h = (h ^ (uint8_t)*q) * 1099511628211ull;
+            for (const char *q = p->valuestring; *q; q++)
+                h = (h ^ (uint8_t)*q) * 1099511628211ull;
             *pair = (int64_t)(h >> 1);
         } else {
             st = cge__err(CGE_ERR_INVALID_VALUE,
@@ -314,7 +315,8 @@ enum cge_status cge_fusion_similarity_targets(const struct cge_fusemoe_config *c
         for (int s = 0; s < S; s++) {
             double a = 0;
             if (present[i * S + s])
-                for (int j = 0; j < c->slot_dims[s]; j++) a += (double)x[i * D + off + j] * x[i * D + off + j];
+                for (int j = 0; j < c->slot_dims[s]; j++)
+                    a += (double)x[i * D + off + j] * x[i * D + off + j];
             nrm[i * S + s] = sqrt(a);
             off += c->slot_dims[s];
         }
@@ -329,7 +331,8 @@ enum cge_status cge_fusion_similarity_targets(const struct cge_fusemoe_config *c
                 int d = c->slot_dims[s];
                 if (present[i * S + s] && present[j * S + s]) {
                     double dot = 0;
-                    for (int k = 0; k < d; k++) dot += (double)x[i * D + off + k] * x[j * D + off + k];
+                    for (int k = 0; k < d; k++)
+                        dot += (double)x[i * D + off + k] * x[j * D + off + k];
                     double den = fmax(nrm[i * S + s], 1e-12) * fmax(nrm[j * S + s], 1e-12);
                     sum += dot / den;
                     cnt++;

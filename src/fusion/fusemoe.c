@@ -87,7 +87,8 @@ static enum cge_status fz_alloc(const struct cge_fusemoe_config *c, int with_mas
     if (!f) return cge__err(CGE_ERR_NOMEM, "fusion: model");
     f->c = *c;
     f->slot_off[0] = 0;
-    for (int s = 0; s < c->n_slots; s++) f->slot_off[s + 1] = f->slot_off[s] + c->slot_dims[s];
+    for (int s = 0; s < c->n_slots; s++)
+        f->slot_off[s + 1] = f->slot_off[s] + c->slot_dims[s];
     f->c.total_dim = f->slot_off[c->n_slots];
     int64_t D = f->c.total_dim, E = c->n_experts, S = c->n_slots, H = c->shared_dim,
             Hd = c->hidden_dim, O = c->out_dim;
@@ -149,7 +150,8 @@ static enum cge_status fz_alloc(const struct cge_fusemoe_config *c, int with_mas
 
 void cge_fusion_free(struct cge_fusion *f) {
     if (!f) return;
-    for (int i = 0; i < f->n_lin; i++) cge_linear_deinit(&f->lin[i]);
+    for (int i = 0; i < f->n_lin; i++)
+        cge_linear_deinit(&f->lin[i]);
     cge__free(f->lin);
     cge__free_aligned(f->params);
     cge__free(f->t);
@@ -185,7 +187,8 @@ enum cge_status cge_fusion_tensor(const struct cge_fusion *f, int i, struct cge_
  * the 238 M production parameters). */
 static void random_fill(float *w, int64_t n, double sd, uint64_t *rng) {
     double a = 2.0 * 1.7320508075688772 * sd;
-    for (int64_t i = 0; i < n; i++) w[i] = (float)((cge__fz_uniform(rng) - 0.5) * a);
+    for (int64_t i = 0; i < n; i++)
+        w[i] = (float)((cge__fz_uniform(rng) - 0.5) * a);
 }
 
 static void random_orth(float *W, int64_t n_out, int64_t n_in, uint64_t *rng) {
@@ -195,7 +198,8 @@ static void random_orth(float *W, int64_t n_out, int64_t n_in, uint64_t *rng) {
         random_fill(W, n_out * n_in, sd, rng);
         return;
     }
-    for (int64_t i = 0; i < n_out * n_in; i++) W[i] = (float)(cge__fz_gauss(rng) * sd);
+    for (int64_t i = 0; i < n_out * n_in; i++)
+        W[i] = (float)(cge__fz_gauss(rng) * sd);
     /* Vectors to orthonormalize: rows when n_out <= n_in, else columns. */
     int rows = n_out <= n_in;
     int64_t nv = small, len = large;
@@ -210,13 +214,17 @@ static void random_orth(float *W, int64_t n_out, int64_t n_in, uint64_t *rng) {
             for (int64_t b = 0; b < a; b++) {
                 const double *vb = v + b * len;
                 double d = 0;
-                for (int64_t q = 0; q < len; q++) d += va[q] * vb[q];
-                for (int64_t q = 0; q < len; q++) va[q] -= d * vb[q];
+                for (int64_t q = 0; q < len; q++)
+                    d += va[q] * vb[q];
+                for (int64_t q = 0; q < len; q++)
+                    va[q] -= d * vb[q];
             }
         double nn = 0;
-        for (int64_t q = 0; q < len; q++) nn += va[q] * va[q];
+        for (int64_t q = 0; q < len; q++)
+            nn += va[q] * va[q];
         nn = sqrt(nn);
-        for (int64_t q = 0; q < len; q++) va[q] /= nn > 0 ? nn : 1;
+        for (int64_t q = 0; q < len; q++)
+            va[q] /= nn > 0 ? nn : 1;
     }
     /* Orthonormal rows (n_out < n_in) shrink norms by sqrt(n_out/n_in): scale back up. */
     double scale = rows ? sqrt((double)n_in / (double)n_out) : 1.0;
@@ -231,7 +239,7 @@ static void random_orth(float *W, int64_t n_out, int64_t n_in, uint64_t *rng) {
     cge__free(v);
 }
 
-#define INIT_BIAS 3.0f  /* puts GELU in its near-linear regime */
+#define INIT_BIAS    3.0f /* puts GELU in its near-linear regime */
 #define INIT_PERTURB 0.05
 
 enum cge_status cge_fusion_new(const struct cge_fusemoe_config *c, uint64_t seed,
@@ -246,15 +254,20 @@ enum cge_status cge_fusion_new(const struct cge_fusemoe_config *c, uint64_t seed
     float *p = f->params;
     uint64_t rng = seed ^ 0x6a09e667f3bcc908ull;
     /* gate: LayerNorm identity, small projection / centres, zero biases and mask projection */
-    for (int64_t i = 0; i < D; i++) p[f->o.gn_w + i] = 1.0f;
-    for (int64_t i = 0; i < E * D; i++) p[f->o.gp_w + i] = (float)(0.02 * cge__fz_gauss(&rng));
-    for (int64_t i = 0; i < O; i++) p[f->o.on_w + i] = 1.0f;
+    for (int64_t i = 0; i < D; i++)
+        p[f->o.gn_w + i] = 1.0f;
+    for (int64_t i = 0; i < E * D; i++)
+        p[f->o.gp_w + i] = (float)(0.02 * cge__fz_gauss(&rng));
+    for (int64_t i = 0; i < O; i++)
+        p[f->o.on_w + i] = 1.0f;
     /* input projection: α·Q1 with α making the pre-activation entries' spread ≈ 0.4 */
     float *ip = p + f->o.ip_w;
     random_orth(ip, H, D, &rng);
     float alpha = 0.4f * sqrtf((float)H / (float)k->n_slots);
-    for (int64_t i = 0; i < H * D; i++) ip[i] *= alpha;
-    for (int64_t i = 0; i < H; i++) p[f->o.ip_b + i] = INIT_BIAS;
+    for (int64_t i = 0; i < H * D; i++)
+        ip[i] *= alpha;
+    for (int64_t i = 0; i < H; i++)
+        p[f->o.ip_b + i] = INIT_BIAS;
     /* experts: shared Q2, Q3 plus a per-expert perturbation; biases cancel the GELU offsets */
     float *q2 = cge__malloc((size_t)(Hd * H) * sizeof(float));
     float *q3 = cge__malloc((size_t)(O * Hd) * sizeof(float));
@@ -272,16 +285,20 @@ enum cge_status cge_fusion_new(const struct cge_fusemoe_config *c, uint64_t seed
         float *w2 = p + f->o.fc2_w[e], *b2 = p + f->o.fc2_b[e];
         random_fill(w1, Hd * H, sd2, &rng);
         random_fill(w2, O * Hd, sd3, &rng);
-        for (int64_t i = 0; i < Hd * H; i++) w1[i] += q2[i];
-        for (int64_t i = 0; i < O * Hd; i++) w2[i] += q3[i];
+        for (int64_t i = 0; i < Hd * H; i++)
+            w1[i] += q2[i];
+        for (int64_t i = 0; i < O * Hd; i++)
+            w2[i] += q3[i];
         for (int64_t r = 0; r < Hd; r++) {
             double s = 0;
-            for (int64_t j = 0; j < H; j++) s += w1[r * H + j];
+            for (int64_t j = 0; j < H; j++)
+                s += w1[r * H + j];
             b1[r] = (float)(INIT_BIAS - INIT_BIAS * s);
         }
         for (int64_t r = 0; r < O; r++) {
             double s = 0;
-            for (int64_t j = 0; j < Hd; j++) s += w2[r * Hd + j];
+            for (int64_t j = 0; j < Hd; j++)
+                s += w2[r * Hd + j];
             b2[r] = (float)(-INIT_BIAS * s);
         }
     }
@@ -311,11 +328,13 @@ enum cge_status cge_fusion_pack(struct cge_fusion *f, enum cge_dtype dtype) {
         if (!st) done++;
     }
     if (st) {
-        for (int i = 0; i < done; i++) cge_linear_deinit(&lin[i]);
+        for (int i = 0; i < done; i++)
+            cge_linear_deinit(&lin[i]);
         cge__free(lin);
         return st;
     }
-    for (int i = 0; i < f->n_lin; i++) cge_linear_deinit(&f->lin[i]);
+    for (int i = 0; i < f->n_lin; i++)
+        cge_linear_deinit(&f->lin[i]);
     cge__free(f->lin);
     f->lin = lin;
     f->n_lin = n;
@@ -389,7 +408,8 @@ enum cge_status cge__fusion_from_weights(const struct cge_fusemoe_config *c,
                 goto fail;
             }
             int ok = ti->n_dim == t->n_dim && is_float_dtype(ti->dtype);
-            for (int d = 0; ok && d < t->n_dim; d++) ok = ti->shape[d] == t->shape[d];
+            for (int d = 0; ok && d < t->n_dim; d++)
+                ok = ti->shape[d] == t->shape[d];
             if (!ok) {
                 char got[128] = "", exp[64];
                 size_t gl = 0;
@@ -401,14 +421,15 @@ enum cge_status cge__fusion_from_weights(const struct cge_fusemoe_config *c,
                              (long long)t->shape[1]);
                 else
                     snprintf(exp, sizeof exp, "%lld", (long long)t->shape[0]);
-                st = cge__err(CGE_ERR_INVALID_DIM,
-                              "%s: tensor '%s': %s [%s], expected F32/F16/BF16 [%s] from config.json",
-                              path, t->name, cge_dtype_str(ti->dtype), got, exp);
+                st = cge__err(
+                    CGE_ERR_INVALID_DIM,
+                    "%s: tensor '%s': %s [%s], expected F32/F16/BF16 [%s] from config.json", path,
+                    t->name, cge_dtype_str(ti->dtype), got, exp);
                 goto fail;
             }
             if (!all_finite(ti->data, ti->dtype, t->n)) {
-                st = cge__err(CGE_ERR_MODEL_LOAD, "%s: tensor '%s' holds a non-finite value",
-                              path, t->name);
+                st = cge__err(CGE_ERR_MODEL_LOAD, "%s: tensor '%s' holds a non-finite value", path,
+                              t->name);
                 goto fail;
             }
             if (t->off >= 0) {
@@ -487,10 +508,10 @@ enum cge_status cge_fusion_save(const struct cge_fusion *f, const char *dir) {
 
 /* ==== workspace ============================================================================== */
 void cge__fz_work_free(struct cge__fz_work *w) {
-    float **fl[] = {&w->X,    &w->M,  &w->xhat, &w->grstd, &w->Z,    &w->dist, &w->P,
-                    &w->Wt,   &w->Hpre, &w->Hb, &w->hmask, &w->Hg,   &w->Apre, &w->A,
-                    &w->amask, &w->B, &w->Y,    &w->yhat,  &w->ornd, &w->Out,  &w->onorm,
-                    &w->F};
+    float **fl[] = {&w->X,    &w->M,   &w->xhat,  &w->grstd, &w->Z,     &w->dist,
+                    &w->P,    &w->Wt,  &w->Hpre,  &w->Hb,    &w->hmask, &w->Hg,
+                    &w->Apre, &w->A,   &w->amask, &w->B,     &w->Y,     &w->yhat,
+                    &w->ornd, &w->Out, &w->onorm, &w->F};
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) {
         cge__free_aligned(*fl[i]);
         *fl[i] = NULL;
@@ -508,17 +529,32 @@ enum cge_status cge__fz_work_reserve(struct cge__fz_work *w, const struct cge_fu
     if (n <= w->cap_n && (!training || w->hmask)) return CGE_OK;
     if (n < w->cap_n) n = w->cap_n;
     cge__fz_work_free(w);
-    int64_t D = c->total_dim, S = c->n_slots, E = c->n_experts, k = c->top_k,
-            H = c->shared_dim, Hd = c->hidden_dim, O = c->out_dim, nk = n * k;
+    int64_t D = c->total_dim, S = c->n_slots, E = c->n_experts, k = c->top_k, H = c->shared_dim,
+            Hd = c->hidden_dim, O = c->out_dim, nk = n * k;
     struct {
         float **p;
         int64_t n;
-    } fl[] = {{&w->X, n * D},      {&w->M, n * S},     {&w->xhat, n * D}, {&w->grstd, n},
-              {&w->Z, n * D},      {&w->dist, n * E},  {&w->P, n * E},    {&w->Wt, n * k},
-              {&w->Hpre, n * H},   {&w->Hb, n * H},    {&w->hmask, training ? n * H : 1},
-              {&w->Hg, nk * H},    {&w->Apre, nk * Hd}, {&w->A, nk * Hd},
-              {&w->amask, training ? nk * Hd : 1},     {&w->B, nk * O},   {&w->Y, n * O},
-              {&w->yhat, n * O},   {&w->ornd, n},      {&w->Out, n * O},  {&w->onorm, n},
+    } fl[] = {{&w->X, n * D},
+              {&w->M, n * S},
+              {&w->xhat, n * D},
+              {&w->grstd, n},
+              {&w->Z, n * D},
+              {&w->dist, n * E},
+              {&w->P, n * E},
+              {&w->Wt, n * k},
+              {&w->Hpre, n * H},
+              {&w->Hb, n * H},
+              {&w->hmask, training ? n * H : 1},
+              {&w->Hg, nk * H},
+              {&w->Apre, nk * Hd},
+              {&w->A, nk * Hd},
+              {&w->amask, training ? nk * Hd : 1},
+              {&w->B, nk * O},
+              {&w->Y, n * O},
+              {&w->yhat, n * O},
+              {&w->ornd, n},
+              {&w->Out, n * O},
+              {&w->onorm, n},
               {&w->F, n * O}};
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) {
         *fl[i].p = cge__malloc_aligned((size_t)fl[i].n * sizeof(float));
@@ -566,9 +602,11 @@ static void layernorm_fwd(const float *x, int64_t rows, int64_t d, const float *
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * d;
         double m = 0, v = 0;
-        for (int64_t j = 0; j < d; j++) m += xr[j];
+        for (int64_t j = 0; j < d; j++)
+            m += xr[j];
         m /= (double)d;
-        for (int64_t j = 0; j < d; j++) v += ((double)xr[j] - m) * ((double)xr[j] - m);
+        for (int64_t j = 0; j < d; j++)
+            v += ((double)xr[j] - m) * ((double)xr[j] - m);
         v /= (double)d;
         double rs = 1.0 / sqrt(v + (double)eps);
         rstd[r] = (float)rs;
@@ -634,9 +672,11 @@ enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work 
             if (present[i * S + s]) {
                 const float *v = x + i * D + o;
                 double nn = 0;
-                for (int64_t j = 0; j < d; j++) nn += (double)v[j] * v[j];
+                for (int64_t j = 0; j < d; j++)
+                    nn += (double)v[j] * v[j];
                 double inv = 1.0 / fmax(sqrt(nn), 1e-12);
-                for (int64_t j = 0; j < d; j++) dst[j] = (float)(v[j] * inv);
+                for (int64_t j = 0; j < d; j++)
+                    dst[j] = (float)(v[j] * inv);
             } else {
                 memcpy(dst, p + f->o.missing + o, (size_t)d * sizeof(float));
             }
@@ -648,13 +688,15 @@ enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work 
     if (c->gating == CGE_FUSION_GATE_SOFTMAX) {
         cge_sgemm(0, 1, n, E, D, 1.0f, w->Z, D, p + f->o.gp_w, D, 0.0f, logits, E);
         for (int64_t i = 0; i < n; i++)
-            for (int64_t e = 0; e < E; e++) logits[i * E + e] += p[f->o.gp_b + e];
+            for (int64_t e = 0; e < E; e++)
+                logits[i * E + e] += p[f->o.gp_b + e];
     } else {
         for (int64_t i = 0; i < n; i++)
             for (int64_t e = 0; e < E; e++) {
                 const float *z = w->Z + i * D, *ce = p + f->o.gp_w + e * D;
                 double s2 = 0;
-                for (int64_t j = 0; j < D; j++) s2 += ((double)z[j] - ce[j]) * ((double)z[j] - ce[j]);
+                for (int64_t j = 0; j < D; j++)
+                    s2 += ((double)z[j] - ce[j]) * ((double)z[j] - ce[j]);
                 float dd = (float)sqrt(s2);
                 w->dist[i * E + e] = dd;
                 logits[i * E + e] = -dd + p[f->o.gp_b + e];
@@ -664,31 +706,36 @@ enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work 
         float *l = logits + i * E;
         for (int64_t e = 0; e < E; e++) {
             double s = 0;
-            for (int64_t q = 0; q < S; q++) s += (double)p[f->o.gm_w + e * S + q] * w->M[i * S + q];
+            for (int64_t q = 0; q < S; q++)
+                s += (double)p[f->o.gm_w + e * S + q] * w->M[i * S + q];
             l[e] += (float)s;
             if (tr && tr->gate_noise > 0) l[e] += (float)(tr->gate_noise * cge__fz_gauss(tr->rng));
         }
         double mx = -INFINITY, sum = 0;
-        for (int64_t e = 0; e < E; e++) mx = fmax(mx, (double)l[e] / c->temperature);
+        for (int64_t e = 0; e < E; e++)
+            mx = fmax(mx, (double)l[e] / c->temperature);
         for (int64_t e = 0; e < E; e++) {
             double v = exp((double)l[e] / c->temperature - mx);
             l[e] = (float)v;
             sum += v;
         }
-        for (int64_t e = 0; e < E; e++) l[e] = (float)(l[e] / sum);
+        for (int64_t e = 0; e < E; e++)
+            l[e] = (float)(l[e] / sum);
         /* top-k: larger p first; on equal p the lower expert index wins */
         double tot = 0;
         for (int64_t j = 0; j < k; j++) {
             int best = -1;
             for (int64_t e = 0; e < E; e++) {
                 int taken = 0;
-                for (int64_t q = 0; q < j; q++) taken |= w->sel[i * k + q] == e;
+                for (int64_t q = 0; q < j; q++)
+                    taken |= w->sel[i * k + q] == e;
                 if (!taken && (best < 0 || l[e] > l[best])) best = (int)e;
             }
             w->sel[i * k + j] = best;
             tot += l[best];
         }
-        for (int64_t j = 0; j < k; j++) w->Wt[i * k + j] = (float)(l[w->sel[i * k + j]] / tot);
+        for (int64_t j = 0; j < k; j++)
+            w->Wt[i * k + j] = (float)(l[w->sel[i * k + j]] / tot);
     }
     /* Assignments grouped by expert (capacity only when training asks for it). */
     int64_t cnt[CGE_FUSION_MAX_EXPERTS] = {0};
@@ -708,7 +755,8 @@ enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work 
             }
         }
     w->e_off[0] = 0;
-    for (int64_t e = 0; e < E; e++) w->e_off[e + 1] = w->e_off[e] + cnt[e];
+    for (int64_t e = 0; e < E; e++)
+        w->e_off[e + 1] = w->e_off[e] + cnt[e];
     for (int64_t a = 0; a < n * k; a++) {
         if (w->row_of[a] < 0) continue;
         int e = w->sel[a];
@@ -720,7 +768,8 @@ enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work 
     /* Shared input projection over all items. */
     if ((st = linear(f, 0, f->o.ip_w, f->o.ip_b, w->X, n, D, H, w->Hpre))) return st;
     float drop = tr ? tr->dropout : 0.0f;
-    for (int64_t i = 0; i < n * H; i++) w->Hb[i] = cge__fz_gelu(w->Hpre[i]);
+    for (int64_t i = 0; i < n * H; i++)
+        w->Hb[i] = cge__fz_gelu(w->Hpre[i]);
     if (drop > 0) {
         float keep = 1.0f / (1.0f - drop);
         for (int64_t i = 0; i < n * H; i++) {
@@ -741,7 +790,8 @@ enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work 
             return st;
         float *a = w->A + r0 * Hd;
         const float *ap = w->Apre + r0 * Hd;
-        for (int64_t i = 0; i < m * Hd; i++) a[i] = cge__fz_gelu(ap[i]);
+        for (int64_t i = 0; i < m * Hd; i++)
+            a[i] = cge__fz_gelu(ap[i]);
         if (drop > 0) {
             float keep = 1.0f / (1.0f - drop);
             float *am = w->amask + r0 * Hd;
@@ -761,17 +811,20 @@ enum cge_status cge__fz_forward(const struct cge_fusion *f, struct cge__fz_work 
         float wt = w->Wt[i * k + w->choice_of[r]];
         float *y = w->Y + i * O;
         const float *b = w->B + r * O;
-        for (int64_t j = 0; j < O; j++) y[j] += wt * b[j];
+        for (int64_t j = 0; j < O; j++)
+            y[j] += wt * b[j];
     }
     /* Output LayerNorm, then L2. */
     layernorm_fwd(w->Y, n, O, p + f->o.on_w, p + f->o.on_b, c->eps, w->yhat, w->ornd, w->Out);
     for (int64_t i = 0; i < n; i++) {
         const float *o = w->Out + i * O;
         double nn = 0;
-        for (int64_t j = 0; j < O; j++) nn += (double)o[j] * o[j];
+        for (int64_t j = 0; j < O; j++)
+            nn += (double)o[j] * o[j];
         double nr = fmax(sqrt(nn), 1e-12);
         w->onorm[i] = (float)nr;
-        for (int64_t j = 0; j < O; j++) w->F[i * O + j] = (float)(o[j] / nr);
+        for (int64_t j = 0; j < O; j++)
+            w->F[i * O + j] = (float)(o[j] / nr);
     }
     if ((st = check_finite(w->P, n * E, "gate distribution"))) return st;
     return check_finite(w->F, n * O, "fused output");
@@ -808,7 +861,8 @@ enum cge_status cge_fusion_fuse(const struct cge_fusion *f, struct cge_fusion_ct
                         CGE_TOP_K, CGE_FUSED_DIM);
     if (!in->vector) return cge__err(CGE_ERR_NOT_INITIALIZED, "fusion: empty concatenation");
     uint8_t present[CGE_N_SLOTS];
-    for (int s = 0; s < CGE_N_SLOTS; s++) present[s] = (uint8_t)((in->present >> s) & 1u);
+    for (int s = 0; s < CGE_N_SLOTS; s++)
+        present[s] = (uint8_t)((in->present >> s) & 1u);
     return cge_fusion_forward(f, ctx, 1, in->vector, present, out->vector, out->expert_weights,
                               out->selected);
 }

@@ -56,19 +56,19 @@
 enum cge_fusion_gating { CGE_FUSION_GATE_SOFTMAX = 0, CGE_FUSION_GATE_LAPLACE = 1 };
 
 struct cge_fusemoe_config {
-    int n_slots;                              /* S: "slot_dims" length */
-    int slot_dims[CGE_FUSION_MAX_SLOTS];      /* "slot_dims": d_s */
-    int64_t total_dim;                        /* D = Σ d_s (derived) */
-    int n_experts;                            /* E: "num_experts" */
-    int top_k;                                /* k: "top_k" (1..E) */
-    int64_t shared_dim;                       /* H: "shared_dim", input_proj output (default Hd) */
-    int64_t hidden_dim;                       /* Hd: "expert_hidden_dim" */
-    int64_t out_dim;                          /* O: "output_dim" */
-    enum cge_fusion_gating gating;            /* "gating": "softmax" | "laplace" */
-    float temperature;                        /* "temperature" */
-    float eps;                                /* "layer_norm_eps" */
-    float load_balance_coef;                  /* "load_balance_coef" */
-    float capacity_factor;                    /* "capacity_factor" (training only) */
+    int n_slots;                         /* S: "slot_dims" length */
+    int slot_dims[CGE_FUSION_MAX_SLOTS]; /* "slot_dims": d_s */
+    int64_t total_dim;                   /* D = Σ d_s (derived) */
+    int n_experts;                       /* E: "num_experts" */
+    int top_k;                           /* k: "top_k" (1..E) */
+    int64_t shared_dim;                  /* H: "shared_dim", input_proj output (default Hd) */
+    int64_t hidden_dim;                  /* Hd: "expert_hidden_dim" */
+    int64_t out_dim;                     /* O: "output_dim" */
+    enum cge_fusion_gating gating;       /* "gating": "softmax" | "laplace" */
+    float temperature;                   /* "temperature" */
+    float eps;                           /* "layer_norm_eps" */
+    float load_balance_coef;             /* "load_balance_coef" */
+    float capacity_factor;               /* "capacity_factor" (training only) */
 };
 
 /* Production defaults: the twelve slots of cge's table (dims from cge_slot_get), 8 experts,
@@ -78,7 +78,7 @@ void cge_fusemoe_config_default(struct cge_fusemoe_config *c);
 /* Parses config JSON over the defaults (every key optional) and validates it. Errors name the
  * key and the value ("<label>: num_experts = 0, expected 1..64"). */
 enum cge_status cge_fusemoe_config_parse(const char *json, size_t len, const char *label,
-                                        struct cge_fusemoe_config *out);
+                                         struct cge_fusemoe_config *out);
 enum cge_status cge_fusemoe_config_load(const char *path, struct cge_fusemoe_config *out);
 /* Writes config.json (the fixture keys). */
 enum cge_status cge_fusemoe_config_save(const struct cge_fusemoe_config *c, const char *path);
@@ -111,8 +111,8 @@ struct cge_fusion_param {
     const char *name;
     int n_dim;
     int64_t shape[2];
-    int64_t n;      /* elements */
-    float *data;    /* into the model's parameter buffer */
+    int64_t n;   /* elements */
+    float *data; /* into the model's parameter buffer */
 };
 int cge_fusion_n_tensors(const struct cge_fusion *f);
 enum cge_status cge_fusion_tensor(const struct cge_fusion *f, int i, struct cge_fusion_param *out);
@@ -163,25 +163,25 @@ enum cge_status cge_fusion_parse_item(const struct cge_fusemoe_config *c, const 
  * of ceil(capacity_factor·N·k/E) assignments per expert (first choices are placed before second
  * choices, items in batch order; an assignment over capacity is dropped from y). */
 struct cge_fusion_train_params {
-    float lr;              /* AdamW learning rate (1e-3) */
-    float beta1, beta2;    /* 0.9, 0.999 */
-    float adam_eps;        /* 1e-8 */
-    float weight_decay;    /* 0.01, on matrices only (not biases, norms, missing_embed) */
-    float max_grad_norm;   /* global L2 clipping (1.0); <= 0 disables */
-    float gate_noise;      /* std of the logit noise while training (0.1); 0 disables */
-    float dropout;         /* dropout rate while training (0.0) */
-    int use_capacity;      /* 1: apply the capacity limit while training (1) */
-    float info_nce_coef;   /* weight of the InfoNCE term when pairs are present (1.0) */
-    float info_nce_temp;   /* 0.05 */
-    uint64_t seed;         /* noise and dropout stream (42) */
+    float lr;            /* AdamW learning rate (1e-3) */
+    float beta1, beta2;  /* 0.9, 0.999 */
+    float adam_eps;      /* 1e-8 */
+    float weight_decay;  /* 0.01, on matrices only (not biases, norms, missing_embed) */
+    float max_grad_norm; /* global L2 clipping (1.0); <= 0 disables */
+    float gate_noise;    /* std of the logit noise while training (0.1); 0 disables */
+    float dropout;       /* dropout rate while training (0.0) */
+    int use_capacity;    /* 1: apply the capacity limit while training (1) */
+    float info_nce_coef; /* weight of the InfoNCE term when pairs are present (1.0) */
+    float info_nce_temp; /* 0.05 */
+    uint64_t seed;       /* noise and dropout stream (42) */
 };
 void cge_fusion_train_default_params(struct cge_fusion_train_params *p);
 
 struct cge_fusion_stats {
     double similarity_loss, load_balance_loss, info_nce_loss, total_loss;
-    double grad_norm;               /* global gradient norm before clipping */
+    double grad_norm;                    /* global gradient norm before clipping */
     double load[CGE_FUSION_MAX_EXPERTS]; /* f_e: fraction of selections per expert */
-    int64_t dropped;                /* assignments dropped by the capacity limit */
+    int64_t dropped;                     /* assignments dropped by the capacity limit */
 };
 
 struct cge_fusion_trainer;
@@ -194,8 +194,8 @@ void cge_fusion_trainer_free(struct cge_fusion_trainer *t);
  * fills the gradient buffer. `training` = 0 turns off noise, dropout and capacity (the
  * fixture's train_step.json is computed that way). */
 enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n, const float *x,
-                                        const uint8_t *present, const int64_t *pair,
-                                        int training, struct cge_fusion_stats *stats);
+                                        const uint8_t *present, const int64_t *pair, int training,
+                                        struct cge_fusion_stats *stats);
 /* Gradient of tensor i (same order as cge_fusion_tensor), valid after trainer_grad. */
 const float *cge_fusion_trainer_grad_of(const struct cge_fusion_trainer *t, int i);
 /* One optimization step: grad (training = 1), clip, AdamW update. */

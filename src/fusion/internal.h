@@ -40,9 +40,9 @@ struct cge_fusion {
     int n_tensors;
     struct cge__fz_tensor *t; /* (n_tensors) sorted by name */
     struct cge__fz_off o;
-    float *params;   /* all fp32 parameters (the big matrices only when has_master) */
+    float *params; /* all fp32 parameters (the big matrices only when has_master) */
     int64_t n_params;
-    int has_master;  /* fp32 input_proj/expert matrices present: trainable, savable */
+    int has_master; /* fp32 input_proj/expert matrices present: trainable, savable */
     /* Packed layers for inference (NULL: use cge_sgemm on the fp32 master):
      * lin[0] input_proj, lin[1 + 2e] experts.e.fc1, lin[2 + 2e] experts.e.fc2. */
     struct cge_linear *lin;
@@ -66,33 +66,33 @@ struct cge__fz_train {
 /* The forward workspace: every intermediate, sized for cap_n items. */
 struct cge__fz_work {
     int64_t cap_n;
-    float *X;      /* (n, D) slot-normalized input with missing_embed */
-    float *M;      /* (n, S) presence mask */
-    float *xhat;   /* (n, D) gate LayerNorm normalized input */
-    float *grstd;  /* (n) gate LayerNorm 1/sqrt(var+eps) */
-    float *Z;      /* (n, D) gate LayerNorm output */
-    float *dist;   /* (n, E) laplace distances ‖z − c_e‖ */
-    float *P;      /* (n, E) gate distribution */
-    float *Wt;     /* (n, k) renormalized top-k weights */
-    int *sel;      /* (n, k) selected experts, larger weight first */
-    int *row_of;   /* (n, k) row of the assignment in the expert-grouped buffers, -1 dropped */
-    int *item_of;  /* (n·k) item of each row */
-    int *choice_of;/* (n·k) top-k position of each row */
+    float *X;       /* (n, D) slot-normalized input with missing_embed */
+    float *M;       /* (n, S) presence mask */
+    float *xhat;    /* (n, D) gate LayerNorm normalized input */
+    float *grstd;   /* (n) gate LayerNorm 1/sqrt(var+eps) */
+    float *Z;       /* (n, D) gate LayerNorm output */
+    float *dist;    /* (n, E) laplace distances ‖z − c_e‖ */
+    float *P;       /* (n, E) gate distribution */
+    float *Wt;      /* (n, k) renormalized top-k weights */
+    int *sel;       /* (n, k) selected experts, larger weight first */
+    int *row_of;    /* (n, k) row of the assignment in the expert-grouped buffers, -1 dropped */
+    int *item_of;   /* (n·k) item of each row */
+    int *choice_of; /* (n·k) top-k position of each row */
     int64_t e_off[CGE_FUSION_MAX_EXPERTS + 1]; /* expert e's rows: [e_off[e], e_off[e+1]) */
-    float *Hpre;   /* (n, H) input projection before GELU */
-    float *Hb;     /* (n, H) after GELU (and dropout) */
-    float *hmask;  /* (n, H) dropout scale (training with dropout), else unused */
-    float *Hg;     /* (n·k, H) gathered rows of Hb per expert */
-    float *Apre;   /* (n·k, Hd) fc1 output before GELU */
-    float *A;      /* (n·k, Hd) after GELU (and dropout) */
-    float *amask;  /* (n·k, Hd) dropout scale */
-    float *B;      /* (n·k, O) expert outputs */
-    float *Y;      /* (n, O) weighted sum */
-    float *yhat;   /* (n, O) out LayerNorm normalized */
-    float *ornd;   /* (n) out LayerNorm 1/sqrt(var+eps) */
-    float *Out;    /* (n, O) out LayerNorm output */
-    float *onorm;  /* (n) ‖Out‖ clamped at 1e-12 */
-    float *F;      /* (n, O) fused, unit length */
+    float *Hpre;                               /* (n, H) input projection before GELU */
+    float *Hb;                                 /* (n, H) after GELU (and dropout) */
+    float *hmask; /* (n, H) dropout scale (training with dropout), else unused */
+    float *Hg;    /* (n·k, H) gathered rows of Hb per expert */
+    float *Apre;  /* (n·k, Hd) fc1 output before GELU */
+    float *A;     /* (n·k, Hd) after GELU (and dropout) */
+    float *amask; /* (n·k, Hd) dropout scale */
+    float *B;     /* (n·k, O) expert outputs */
+    float *Y;     /* (n, O) weighted sum */
+    float *yhat;  /* (n, O) out LayerNorm normalized */
+    float *ornd;  /* (n) out LayerNorm 1/sqrt(var+eps) */
+    float *Out;   /* (n, O) out LayerNorm output */
+    float *onorm; /* (n) ‖Out‖ clamped at 1e-12 */
+    float *F;     /* (n, O) fused, unit length */
     int64_t dropped;
 };
 

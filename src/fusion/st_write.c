@@ -24,7 +24,8 @@ enum cge_status cge__st_write_f32(const char *path, const struct cge__st_entry *
     if (n < 0) return cge__err(CGE_ERR_INVALID_VALUE, "%s: negative tensor count", path);
     const struct cge__st_entry **order = cge__malloc((size_t)(n ? n : 1) * sizeof *order);
     if (!order) return cge__err(CGE_ERR_NOMEM, "%s: writer", path);
-    for (int i = 0; i < n; i++) order[i] = &e[i];
+    for (int i = 0; i < n; i++)
+        order[i] = &e[i];
     qsort(order, (size_t)n, sizeof *order, cmp_entry);
 
     struct cge_buf h;
@@ -35,9 +36,10 @@ enum cge_status cge__st_write_f32(const char *path, const struct cge__st_entry *
     for (int i = 0; i < n && !st; i++) {
         const struct cge__st_entry *t = order[i];
         uint64_t cnt = 1;
-        for (int d = 0; d < t->n_dim; d++) cnt *= (uint64_t)t->shape[d];
-        st = cge__buf_printf(&h, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", (i || format) ? "," : "",
-                             t->name);
+        for (int d = 0; d < t->n_dim; d++)
+            cnt *= (uint64_t)t->shape[d];
+        st = cge__buf_printf(&h, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[",
+                             (i || format) ? "," : "", t->name);
         for (int d = 0; d < t->n_dim && !st; d++)
             st = cge__buf_printf(&h, "%s%lld", d ? "," : "", (long long)t->shape[d]);
         if (!st)
@@ -46,7 +48,8 @@ enum cge_status cge__st_write_f32(const char *path, const struct cge__st_entry *
         off += cnt * 4;
     }
     if (!st) st = cge__buf_printf(&h, "}");
-    while (!st && h.len % 8) st = cge__buf_append(&h, " ", 1);
+    while (!st && h.len % 8)
+        st = cge__buf_append(&h, " ", 1);
     if (st) {
         cge__buf_free(&h);
         cge__free(order);
@@ -67,13 +70,15 @@ enum cge_status cge__st_write_f32(const char *path, const struct cge__st_entry *
     }
     uint8_t len8[8];
     uint64_t hl = h.len;
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)(hl >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        len8[i] = (uint8_t)(hl >> (8 * i));
     int bad = fwrite(len8, 1, 8, f) != 8 || fwrite(h.data, 1, h.len, f) != h.len;
     /* Data: little-endian F32 (this code only targets little-endian hosts, like the reader). */
     for (int i = 0; i < n && !bad; i++) {
         const struct cge__st_entry *t = order[i];
         size_t cnt = 1;
-        for (int d = 0; d < t->n_dim; d++) cnt *= (size_t)t->shape[d];
+        for (int d = 0; d < t->n_dim; d++)
+            cnt *= (size_t)t->shape[d];
         if (cnt && fwrite(t->data, sizeof(float), cnt, f) != cnt) bad = 1;
     }
     if (fclose(f)) bad = 1;

@@ -52,8 +52,8 @@ struct cge_fusion_trainer {
 
 static void free_scratch(struct cge_fusion_trainer *t) {
     cge__free(t->T);
-    float **fl[] = {&t->dF, &t->dOut, &t->dY, &t->dWt, &t->dP, &t->dB,
-                    &t->dA, &t->dHg,  &t->dHb, &t->dX, &t->dZ};
+    float **fl[] = {&t->dF, &t->dOut, &t->dY,  &t->dWt, &t->dP, &t->dB,
+                    &t->dA, &t->dHg,  &t->dHb, &t->dX,  &t->dZ};
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) {
         cge__free_aligned(*fl[i]);
         *fl[i] = NULL;
@@ -66,15 +66,15 @@ static enum cge_status reserve_scratch(struct cge_fusion_trainer *t, int64_t n) 
     if (n <= t->cap_n) return CGE_OK;
     free_scratch(t);
     const struct cge_fusemoe_config *c = &t->f->c;
-    int64_t D = c->total_dim, E = c->n_experts, k = c->top_k, H = c->shared_dim,
-            Hd = c->hidden_dim, O = c->out_dim, nk = n * k;
+    int64_t D = c->total_dim, E = c->n_experts, k = c->top_k, H = c->shared_dim, Hd = c->hidden_dim,
+            O = c->out_dim, nk = n * k;
     t->T = cge__malloc((size_t)(n * n) * sizeof(double));
     struct {
         float **p;
         int64_t n;
-    } fl[] = {{&t->dF, n * O},    {&t->dOut, n * O},  {&t->dY, n * O},  {&t->dWt, n * k},
-              {&t->dP, n * E},    {&t->dB, nk * O},   {&t->dA, nk * Hd}, {&t->dHg, nk * H},
-              {&t->dHb, n * H},   {&t->dX, n * D},    {&t->dZ, n * D}};
+    } fl[] = {{&t->dF, n * O},  {&t->dOut, n * O}, {&t->dY, n * O},   {&t->dWt, n * k},
+              {&t->dP, n * E},  {&t->dB, nk * O},  {&t->dA, nk * Hd}, {&t->dHg, nk * H},
+              {&t->dHb, n * H}, {&t->dX, n * D},   {&t->dZ, n * D}};
     int bad = !t->T;
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) {
         *fl[i].p = cge__malloc_aligned((size_t)fl[i].n * sizeof(float));
@@ -109,7 +109,8 @@ enum cge_status cge_fusion_trainer_new(struct cge_fusion *f,
     t->v = cge__malloc_aligned(bytes);
     if (!t->grad || !t->m || !t->v) {
         cge_fusion_trainer_free(t);
-        return cge__err(CGE_ERR_NOMEM, "fusion: optimizer state (%.1f MB)", 3.0 * (double)bytes / 1e6);
+        return cge__err(CGE_ERR_NOMEM, "fusion: optimizer state (%.1f MB)",
+                        3.0 * (double)bytes / 1e6);
     }
     memset(t->grad, 0, bytes);
     memset(t->m, 0, bytes);
@@ -177,25 +178,31 @@ static enum cge_status losses(struct cge_fusion_trainer *t, int64_t n, const flo
                 if (i == j) continue;
                 const float *fi = w->F + i * O, *fj = w->F + j * O;
                 double d = 0;
-                for (int64_t q = 0; q < O; q++) d += (double)fi[q] * fj[q];
+                for (int64_t q = 0; q < O; q++)
+                    d += (double)fi[q] * fj[q];
                 double r = d - t->T[i * n + j];
                 sim += r * r;
                 /* (i,j) and (j,i) both hold this pair: each contributes 2·r·F_other. */
                 float g = (float)(2.0 * r * norm);
                 float *dfi = t->dF + i * O;
-                for (int64_t q = 0; q < O; q++) dfi[q] += g * fj[q];
+                for (int64_t q = 0; q < O; q++)
+                    dfi[q] += g * fj[q];
                 float *dfj = t->dF + j * O;
-                for (int64_t q = 0; q < O; q++) dfj[q] += g * fi[q];
+                for (int64_t q = 0; q < O; q++)
+                    dfj[q] += g * fi[q];
             }
         sim *= norm;
     }
     /* Load balance: f_e from the selections (no gradient), P_e the mean probability. */
     double fe[CGE_FUSION_MAX_EXPERTS] = {0}, Pe[CGE_FUSION_MAX_EXPERTS] = {0};
-    for (int64_t a = 0; a < n * k; a++) fe[w->sel[a]] += 1.0 / (double)(n * k);
+    for (int64_t a = 0; a < n * k; a++)
+        fe[w->sel[a]] += 1.0 / (double)(n * k);
     for (int64_t i = 0; i < n; i++)
-        for (int64_t e = 0; e < E; e++) Pe[e] += w->P[i * E + e] / (double)n;
+        for (int64_t e = 0; e < E; e++)
+            Pe[e] += w->P[i * E + e] / (double)n;
     double lb = 0;
-    for (int64_t e = 0; e < E; e++) lb += fe[e] * Pe[e];
+    for (int64_t e = 0; e < E; e++)
+        lb += fe[e] * Pe[e];
     lb *= (double)E;
     for (int64_t i = 0; i < n; i++)
         for (int64_t e = 0; e < E; e++)
@@ -213,14 +220,16 @@ static enum cge_status losses(struct cge_fusion_trainer *t, int64_t n, const flo
             if (!sc) return cge__err(CGE_ERR_NOMEM, "fusion: InfoNCE");
             for (int64_t i = 0; i < n; i++) {
                 int64_t pos = 0;
-                for (int64_t j = 0; j < n; j++) pos += j != i && pair[i] >= 0 && pair[j] == pair[i];
+                for (int64_t j = 0; j < n; j++)
+                    pos += j != i && pair[i] >= 0 && pair[j] == pair[i];
                 if (!pos) continue;
                 const float *fi = w->F + i * O;
                 double mx = -INFINITY, z = 0;
                 for (int64_t j = 0; j < n; j++) {
                     if (j == i) continue;
                     double d = 0;
-                    for (int64_t q = 0; q < O; q++) d += (double)fi[q] * w->F[j * O + q];
+                    for (int64_t q = 0; q < O; q++)
+                        d += (double)fi[q] * w->F[j * O + q];
                     sc[j] = d / tau;
                     mx = fmax(mx, sc[j]);
                 }
@@ -249,14 +258,15 @@ static enum cge_status losses(struct cge_fusion_trainer *t, int64_t n, const flo
     s->load_balance_loss = lb;
     s->info_nce_loss = nce;
     s->total_loss = sim + c->load_balance_coef * lb + (n_pos ? t->p.info_nce_coef * nce : 0);
-    for (int64_t e = 0; e < E; e++) s->load[e] = fe[e];
+    for (int64_t e = 0; e < E; e++)
+        s->load[e] = fe[e];
     s->dropped = w->dropped;
     return CGE_OK;
 }
 
 enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n, const float *x,
-                                        const uint8_t *present, const int64_t *pair,
-                                        int training, struct cge_fusion_stats *stats) {
+                                        const uint8_t *present, const int64_t *pair, int training,
+                                        struct cge_fusion_stats *stats) {
     struct cge_fusion *f = t->f;
     const struct cge_fusemoe_config *c = &f->c;
     const int64_t D = c->total_dim, S = c->n_slots, E = c->n_experts, k = c->top_k,
@@ -284,7 +294,8 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
     for (int64_t i = 0; i < n; i++) {
         const float *fi = w->F + i * O, *dfi = t->dF + i * O;
         double dot = 0;
-        for (int64_t q = 0; q < O; q++) dot += (double)fi[q] * dfi[q];
+        for (int64_t q = 0; q < O; q++)
+            dot += (double)fi[q] * dfi[q];
         for (int64_t q = 0; q < O; q++)
             t->dOut[i * O + q] = (float)((dfi[q] - fi[q] * dot) / w->onorm[i]);
     }
@@ -317,7 +328,8 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
         float *dA = t->dA + r0 * Hd, *dHg = t->dHg + r0 * H;
         cge_sgemm(1, 0, O, Hd, m, 1.0f, dB, O, A, Hd, 0.0f, G + f->o.fc2_w[e], Hd);
         for (int64_t r = 0; r < m; r++)
-            for (int64_t q = 0; q < O; q++) G[f->o.fc2_b[e] + q] += dB[r * O + q];
+            for (int64_t q = 0; q < O; q++)
+                G[f->o.fc2_b[e] + q] += dB[r * O + q];
         cge_sgemm(0, 0, m, Hd, O, 1.0f, dB, O, p + f->o.fc2_w[e], Hd, 0.0f, dA, Hd);
         const float *Ap = w->Apre + r0 * Hd;
         for (int64_t q = 0; q < m * Hd; q++) {
@@ -327,11 +339,13 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
         }
         cge_sgemm(1, 0, Hd, H, m, 1.0f, dA, Hd, Hg, H, 0.0f, G + f->o.fc1_w[e], H);
         for (int64_t r = 0; r < m; r++)
-            for (int64_t q = 0; q < Hd; q++) G[f->o.fc1_b[e] + q] += dA[r * Hd + q];
+            for (int64_t q = 0; q < Hd; q++)
+                G[f->o.fc1_b[e] + q] += dA[r * Hd + q];
         cge_sgemm(0, 0, m, H, Hd, 1.0f, dA, Hd, p + f->o.fc1_w[e], H, 0.0f, dHg, H);
         for (int64_t r = 0; r < m; r++) {
             float *dh = t->dHb + (int64_t)w->item_of[r0 + r] * H;
-            for (int64_t q = 0; q < H; q++) dh[q] += dHg[r * H + q];
+            for (int64_t q = 0; q < H; q++)
+                dh[q] += dHg[r * H + q];
         }
     }
     /* Shared input projection. */
@@ -342,26 +356,32 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
     }
     cge_sgemm(1, 0, H, D, n, 1.0f, t->dHb, H, w->X, D, 0.0f, G + f->o.ip_w, D);
     for (int64_t i = 0; i < n; i++)
-        for (int64_t q = 0; q < H; q++) G[f->o.ip_b + q] += t->dHb[i * H + q];
+        for (int64_t q = 0; q < H; q++)
+            G[f->o.ip_b + q] += t->dHb[i * H + q];
     cge_sgemm(0, 0, n, D, H, 1.0f, t->dHb, H, p + f->o.ip_w, D, 0.0f, t->dX, D);
     /* Gate: renormalized top-k weights and the load-balance term → p → logits. */
     for (int64_t i = 0; i < n; i++) {
         const float *P = w->P + i * E;
         float *dP = t->dP + i * E;
         double tot = 0, sw = 0;
-        for (int64_t j = 0; j < k; j++) tot += P[w->sel[i * k + j]];
-        for (int64_t j = 0; j < k; j++) sw += (double)t->dWt[i * k + j] * w->Wt[i * k + j];
+        for (int64_t j = 0; j < k; j++)
+            tot += P[w->sel[i * k + j]];
+        for (int64_t j = 0; j < k; j++)
+            sw += (double)t->dWt[i * k + j] * w->Wt[i * k + j];
         for (int64_t j = 0; j < k; j++)
             dP[w->sel[i * k + j]] += (float)((t->dWt[i * k + j] - sw) / tot);
         double pd = 0;
-        for (int64_t e = 0; e < E; e++) pd += (double)P[e] * dP[e];
-        for (int64_t e = 0; e < E; e++) dP[e] = (float)(P[e] * (dP[e] - pd) / c->temperature);
+        for (int64_t e = 0; e < E; e++)
+            pd += (double)P[e] * dP[e];
+        for (int64_t e = 0; e < E; e++)
+            dP[e] = (float)(P[e] * (dP[e] - pd) / c->temperature);
     }
     float *dlog = t->dP;
     for (int64_t i = 0; i < n; i++)
         for (int64_t e = 0; e < E; e++) {
             G[f->o.gp_b + e] += dlog[i * E + e];
-            for (int64_t q = 0; q < S; q++) G[f->o.gm_w + e * S + q] += dlog[i * E + e] * w->M[i * S + q];
+            for (int64_t q = 0; q < S; q++)
+                G[f->o.gm_w + e * S + q] += dlog[i * E + e] * w->M[i * S + q];
         }
     if (c->gating == CGE_FUSION_GATE_SOFTMAX) {
         cge_sgemm(1, 0, E, D, n, 1.0f, dlog, E, w->Z, D, 1.0f, G + f->o.gp_w, D);
@@ -388,7 +408,8 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
         layernorm_bwd(t->dZ + i * D, w->xhat + i * D, w->grstd + i, p + f->o.gn_w, 1, D,
                       G + f->o.gn_w, G + f->o.gn_b, dX2 + i * D);
     }
-    for (int64_t q = 0; q < n * D; q++) t->dX[q] += dX2[q];
+    for (int64_t q = 0; q < n * D; q++)
+        t->dX[q] += dX2[q];
     /* missing_embed receives the gradient of the slots it stood in for. */
     for (int64_t i = 0; i < n; i++)
         for (int64_t sl = 0; sl < S; sl++) {
@@ -399,7 +420,8 @@ enum cge_status cge_fusion_trainer_grad(struct cge_fusion_trainer *t, int64_t n,
     double gn = 0;
     for (int i = 0; i < f->n_tensors; i++) {
         const float *g = G + f->t[i].off;
-        for (int64_t q = 0; q < f->t[i].n; q++) gn += (double)g[q] * g[q];
+        for (int64_t q = 0; q < f->t[i].n; q++)
+            gn += (double)g[q] * g[q];
     }
     s->grad_norm = sqrt(gn);
     return CGE_OK;
@@ -412,11 +434,10 @@ static void adamw(float *w, const float *g, float *m, float *v, int64_t n, float
                   float b2, float step_size, float inv_sbc2, float eps, float decay) {
     int64_t q = 0;
 #ifdef __AVX512F__
-    const __m512 vclip = _mm512_set1_ps(clip), vb1 = _mm512_set1_ps(b1),
-                 vb2 = _mm512_set1_ps(b2), v1b1 = _mm512_set1_ps(1.0f - b1),
-                 v1b2 = _mm512_set1_ps(1.0f - b2), vstep = _mm512_set1_ps(step_size),
-                 vinv = _mm512_set1_ps(inv_sbc2), veps = _mm512_set1_ps(eps),
-                 vdec = _mm512_set1_ps(decay);
+    const __m512 vclip = _mm512_set1_ps(clip), vb1 = _mm512_set1_ps(b1), vb2 = _mm512_set1_ps(b2),
+                 v1b1 = _mm512_set1_ps(1.0f - b1), v1b2 = _mm512_set1_ps(1.0f - b2),
+                 vstep = _mm512_set1_ps(step_size), vinv = _mm512_set1_ps(inv_sbc2),
+                 veps = _mm512_set1_ps(eps), vdec = _mm512_set1_ps(decay);
     for (; q + 16 <= n; q += 16) {
         __m512 gq = _mm512_mul_ps(_mm512_loadu_ps(g + q), vclip);
         __m512 mq = _mm512_fmadd_ps(vb1, _mm512_loadu_ps(m + q), _mm512_mul_ps(v1b1, gq));
@@ -548,8 +569,8 @@ enum cge_status cge_fusion_trainer_resume(struct cge_fusion_trainer *t, const ch
         snprintf(name, sizeof name, "%s.%s", i < f->n_tensors ? "m" : "v", tt->name);
         const struct cge_tensor_info *ti = cge_weights_find(w, name);
         if (!ti || ti->dtype != CGE_DTYPE_F32 || ti->n_elem != tt->n) {
-            st = cge__err(CGE_ERR_MODEL_LOAD, "%s: tensor '%s' missing or of the wrong shape",
-                          path, name);
+            st = cge__err(CGE_ERR_MODEL_LOAD, "%s: tensor '%s' missing or of the wrong shape", path,
+                          name);
             break;
         }
         st = cge_convert_to_f32(ti->data, ti->dtype, tt->n,

@@ -82,13 +82,17 @@ static void test_fixture(const char *name) {
         cJSON *js = cJSON_ParseWithLength(line, nl ? (size_t)(nl - line) : strlen(line));
         CHECK(js != NULL);
         if (!js) break;
-        const cJSON *je = cJSON_GetObjectItem(js, "embedding"), *jg = cJSON_GetObjectItem(js, "expert_weights"),
+        const cJSON *je = cJSON_GetObjectItem(js, "embedding"),
+                    *jg = cJSON_GetObjectItem(js, "expert_weights"),
                     *js2 = cJSON_GetObjectItem(js, "selected");
-        CHECK(cJSON_GetArraySize(je) == O && cJSON_GetArraySize(jg) == E && cJSON_GetArraySize(js2) == k);
+        CHECK(cJSON_GetArraySize(je) == O && cJSON_GetArraySize(jg) == E &&
+              cJSON_GetArraySize(js2) == k);
         for (int64_t q = 0; q < O; q++)
-            max_emb = fmax(max_emb, fabs(cJSON_GetArrayItem(je, (int)q)->valuedouble - emb[i * O + q]));
+            max_emb =
+                fmax(max_emb, fabs(cJSON_GetArrayItem(je, (int)q)->valuedouble - emb[i * O + q]));
         for (int64_t q = 0; q < E; q++)
-            max_gate = fmax(max_gate, fabs(cJSON_GetArrayItem(jg, (int)q)->valuedouble - gate[i * E + q]));
+            max_gate =
+                fmax(max_gate, fabs(cJSON_GetArrayItem(jg, (int)q)->valuedouble - gate[i * E + q]));
         for (int64_t q = 0; q < k; q++)
             sel_ok &= cJSON_GetArrayItem(js2, (int)q)->valueint == sel[i * k + q];
         cJSON_Delete(js);
@@ -96,13 +100,17 @@ static void test_fixture(const char *name) {
         st = cge_fusion_forward(f, ctx, 1, it.x + i * c->total_dim, it.present + i * c->n_slots,
                                 emb1, gate1, sel1);
         CHECK(st == CGE_OK);
-        for (int64_t q = 0; q < O; q++) max_batch = fmax(max_batch, fabs(emb1[q] - emb[i * O + q]));
-        for (int64_t q = 0; q < E; q++) max_batch = fmax(max_batch, fabs(gate1[q] - gate[i * E + q]));
-        for (int64_t q = 0; q < k; q++) sel_ok &= sel1[q] == sel[i * k + q];
+        for (int64_t q = 0; q < O; q++)
+            max_batch = fmax(max_batch, fabs(emb1[q] - emb[i * O + q]));
+        for (int64_t q = 0; q < E; q++)
+            max_batch = fmax(max_batch, fabs(gate1[q] - gate[i * E + q]));
+        for (int64_t q = 0; q < k; q++)
+            sel_ok &= sel1[q] == sel[i * k + q];
         line = nl ? nl + 1 : NULL;
     }
-    printf("  %s: max |embedding - ref| %.3g, max |expert_weights - ref| %.3g, batch vs single %.3g\n",
-           name, max_emb, max_gate, max_batch);
+    printf(
+        "  %s: max |embedding - ref| %.3g, max |expert_weights - ref| %.3g, batch vs single %.3g\n",
+        name, max_emb, max_gate, max_batch);
     CHECK_MSG(max_emb <= 1e-5, "%s embedding %g", name, max_emb);
     CHECK_MSG(max_gate <= 1e-5, "%s gate %g", name, max_gate);
     CHECK(sel_ok);
@@ -123,7 +131,8 @@ static void test_fixture(const char *name) {
         double md = 0;
         for (int64_t i = 0; i < n2; i++) {
             int64_t src = (i * 7 + 3) % it.n;
-            for (int64_t q = 0; q < O; q++) md = fmax(md, fabs(e2[i * O + q] - emb[src * O + q]));
+            for (int64_t q = 0; q < O; q++)
+                md = fmax(md, fabs(e2[i * O + q] - emb[src * O + q]));
         }
         CHECK_MSG(md <= 1e-6, "permuted batch differs by %g", md);
         free(x2);
@@ -141,7 +150,8 @@ static void test_fixture(const char *name) {
         float *eq = calloc((size_t)(it.n * O), 4);
         CHECK(cge_fusion_forward(fq, ctx, it.n, it.x, it.present, eq, NULL, NULL) == CGE_OK);
         double worst = 1;
-        for (int64_t i = 0; i < it.n; i++) worst = fmin(worst, th_cosine(eq + i * O, emb + i * O, (size_t)O));
+        for (int64_t i = 0; i < it.n; i++)
+            worst = fmin(worst, th_cosine(eq + i * O, emb + i * O, (size_t)O));
         printf("  %s %s: worst cosine to fp32 %.5f\n", name, cge_dtype_str(dts[d]), worst);
         CHECK(worst > 0.98);
         /* a packed model refuses training and saving */
@@ -193,12 +203,12 @@ static void test_bad_inputs(void) {
     uint8_t pr[8];
     int64_t pair;
     const char *bad[] = {
-        "{\"slots\": [null, null, null]}",                                  /* slot count */
-        "{\"slots\": [[1,2], null, null, null]}",                           /* dimension */
-        "{\"slots\": [null, null, null, null]}",                            /* all missing */
-        "{\"slots\": [[1,2,3,4,5,\"a\"], null, null, null]}",               /* not a number */
-        "{\"slots\": [[1,2,3,4,5,1e999], null, null, null]}",               /* infinity */
-        "{\"slots\": [[1,2,3,4,5,NaN], null, null, null]}",                 /* NaN: not JSON */
+        "{\"slots\": [null, null, null]}",                    /* slot count */
+        "{\"slots\": [[1,2], null, null, null]}",             /* dimension */
+        "{\"slots\": [null, null, null, null]}",              /* all missing */
+        "{\"slots\": [[1,2,3,4,5,\"a\"], null, null, null]}", /* not a number */
+        "{\"slots\": [[1,2,3,4,5,1e999], null, null, null]}", /* infinity */
+        "{\"slots\": [[1,2,3,4,5,NaN], null, null, null]}",   /* NaN: not JSON */
         "{\"slots\": 3}",
         "[1,2]",
         "{\"slots\": [[1,2,3,4,5,6], null, null, {}]}",
@@ -275,11 +285,17 @@ static void test_config(void) {
     CHECK(np > 230000000 && np < 250000000);
     struct cge_fusemoe_config d;
     CHECK(cge_fusemoe_config_parse("{}", 2, "t", &d) == CGE_OK && d.total_dim == c.total_dim);
-    const char *bad[] = {"{\"top_k\": 9}", "{\"gating\": \"relu\"}", "{\"slot_dims\": []}",
-                         "{\"slot_dims\": [0]}", "{\"temperature\": -1}", "[]", "{",
+    const char *bad[] = {"{\"top_k\": 9}",
+                         "{\"gating\": \"relu\"}",
+                         "{\"slot_dims\": []}",
+                         "{\"slot_dims\": [0]}",
+                         "{\"temperature\": -1}",
+                         "[]",
+                         "{",
                          "{\"output_dim\": 1.5}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK_MSG(cge_fusemoe_config_parse(bad[i], strlen(bad[i]), "t", &d) != CGE_OK, "%s", bad[i]);
+        CHECK_MSG(cge_fusemoe_config_parse(bad[i], strlen(bad[i]), "t", &d) != CGE_OK, "%s",
+                  bad[i]);
 }
 
 /* cge_fusion_fuse: the pipeline's records, production slot layout (small hidden sizes). */
@@ -297,7 +313,8 @@ static void test_fuse_records(void) {
     for (int s = 0; s < CGE_N_SLOTS; s += 2) { /* half the slots */
         int d = cge_slot_get(s)->dim;
         float *v = malloc((size_t)d * 4);
-        for (int j = 0; j < d; j++) v[j] = th_randf(&rng);
+        for (int j = 0; j < d; j++)
+            v[j] = th_randf(&rng);
         CHECK(cge_concat_set(&cat, s, v, d, 0) == CGE_OK);
         free(v);
     }
@@ -309,11 +326,13 @@ static void test_fuse_records(void) {
     CHECK_MSG(st == CGE_OK, "%s", cge_errmsg());
     CHECK(cge_fused_validate(&out) == CGE_OK);
     double nn = 0;
-    for (int i = 0; i < CGE_FUSED_DIM; i++) nn += (double)out.vector[i] * out.vector[i];
+    for (int i = 0; i < CGE_FUSED_DIM; i++)
+        nn += (double)out.vector[i] * out.vector[i];
     CHECK_NEAR(nn, 1.0, 1e-5);
     /* same as the array interface */
     uint8_t pr[CGE_N_SLOTS];
-    for (int s = 0; s < CGE_N_SLOTS; s++) pr[s] = (uint8_t)(s % 2 == 0);
+    for (int s = 0; s < CGE_N_SLOTS; s++)
+        pr[s] = (uint8_t)(s % 2 == 0);
     float *emb = malloc(CGE_FUSED_DIM * 4);
     CHECK(cge_fusion_forward(f, ctx, 1, cat.vector, pr, emb, NULL, NULL) == CGE_OK);
     CHECK(memcmp(emb, out.vector, CGE_FUSED_DIM * 4) == 0);

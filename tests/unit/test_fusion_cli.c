@@ -51,11 +51,12 @@ static void test_run(void) {
     char out[256], err[256];
     path_in(out, sizeof out, "out.jsonl");
     path_in(err, sizeof err, "err.txt");
-    char *argv[] = {"fusion", "run", "--weights", "tests/fixtures/fusion/laplace/weights",
-                    "--batch", "3", NULL};
+    char *argv[] = {"fusion",  "run", "--weights", "tests/fixtures/fusion/laplace/weights",
+                    "--batch", "3",   NULL};
     int rc = run_cmd("tests/fixtures/fusion/laplace/inputs.jsonl", out, err, 6, argv);
     CHECK(rc == 0);
-    char *got = th_read_file(out, NULL), *exp = th_read_file("tests/fixtures/fusion/laplace/expected.jsonl", NULL);
+    char *got = th_read_file(out, NULL),
+         *exp = th_read_file("tests/fixtures/fusion/laplace/expected.jsonl", NULL);
     CHECK(got && exp);
     if (!got || !exp) return;
     char *g = got, *e = exp;
@@ -95,8 +96,8 @@ static void test_run(void) {
     /* a bad third line: the two good lines are written, then one error line, exit 1 */
     char in[256];
     path_in(in, sizeof in, "bad.jsonl");
-    char *argv_in[] = {"fusion", "run", "--weights", "tests/fixtures/fusion/laplace/weights",
-                       "--input", in, NULL};
+    char *argv_in[] = {"fusion",  "run", "--weights", "tests/fixtures/fusion/laplace/weights",
+                       "--input", in,    NULL};
     FILE *f = fopen(in, "w");
     fprintf(f, "{\"slots\": [null, [1,2,3,4,5,6,7,8,9,10], null, null]}\n\n"
                "{\"slots\": [null, null, [1,2,3,4,5,6,7,8], null]}\n"
@@ -107,7 +108,8 @@ static void test_run(void) {
     CHECK(rc == 1);
     char *o = th_read_file(out, NULL), *m = th_read_file(err, NULL);
     int n_out = 0;
-    for (char *p = o; p && *p; p++) n_out += *p == '\n';
+    for (char *p = o; p && *p; p++)
+        n_out += *p == '\n';
     CHECK(n_out == 2);
     CHECK(m && strstr(m, "line 4") && strstr(m, "slot 1 has 3 values, expected 10"));
     printf("  bad line: %s", m ? m : "(none)\n");
@@ -169,8 +171,8 @@ static void test_init_train(void) {
     }
     fclose(f);
     free(src);
-    char *a2[] = {"fusion", "train", "--weights", w, "--data", data, "--epochs", "2",
-                  "--batch", "5", "--out", w2, NULL};
+    char *a2[] = {"fusion", "train",   "--weights", w,       "--data", data, "--epochs",
+                  "2",      "--batch", "5",         "--out", w2,       NULL};
     int rc = run_cmd(NULL, out, err, 12, a2);
     CHECK(rc == 0);
     char *msg = th_read_file(err, NULL);

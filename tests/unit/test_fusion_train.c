@@ -45,7 +45,8 @@ static int64_t read_items(const struct cge_fusemoe_config *c, const char *path, 
 
 static double norm_of(const float *g, int64_t n) {
     double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    for (int64_t i = 0; i < n; i++)
+        s += (double)g[i] * g[i];
     return sqrt(s);
 }
 
@@ -127,7 +128,8 @@ static void test_finite_differences(const char *name) {
     snprintf(path, sizeof path, "tests/fixtures/fusion/%s/inputs.jsonl", name);
     int64_t n = read_items(c, path, x, pr);
     int64_t pair[MAXN];
-    for (int64_t i = 0; i < n; i++) pair[i] = i < 6 ? i / 2 : -1; /* InfoNCE on 3 pairs */
+    for (int64_t i = 0; i < n; i++)
+        pair[i] = i < 6 ? i / 2 : -1; /* InfoNCE on 3 pairs */
     struct cge_fusion_train_params tp;
     cge_fusion_train_default_params(&tp);
     tp.info_nce_temp = 0.5f;
@@ -170,7 +172,8 @@ static void test_finite_differences(const char *name) {
         double num = 0, den = 0;
         int64_t n_probe = prm.n < 12 ? prm.n : 12;
         for (int64_t q = 0; q < n_probe; q++) {
-            int64_t j = prm.n <= 12 ? q : (int64_t)((th_randf(&rng) * 0.5f + 0.5f) * (float)prm.n) % prm.n;
+            int64_t j =
+                prm.n <= 12 ? q : (int64_t)((th_randf(&rng) * 0.5f + 0.5f) * (float)prm.n) % prm.n;
             float old = prm.data[j];
             const float h = 2e-3f;
             prm.data[j] = old + h;
@@ -204,7 +207,8 @@ static void synth(const struct cge_fusemoe_config *c, int64_t n, uint64_t *rng, 
     for (int64_t i = 0; i < n; i++) {
         int k = (int)((th_randf(rng) * 0.5f + 0.5f) * (float)n_clusters) % n_clusters;
         float u[8];
-        for (int q = 0; q < r; q++) u[q] = centres[k * r + q] + 0.5f * th_randf(rng);
+        for (int q = 0; q < r; q++)
+            u[q] = centres[k * r + q] + 0.5f * th_randf(rng);
         int64_t off = 0, a_off = 0, n_present = 0;
         for (int s = 0; s < c->n_slots; s++) {
             int d = c->slot_dims[s];
@@ -214,7 +218,8 @@ static void synth(const struct cge_fusemoe_config *c, int64_t n, uint64_t *rng, 
             n_present += !miss;
             for (int j = 0; j < d; j++) {
                 double v = 0.1 * th_randf(rng);
-                for (int q = 0; q < r; q++) v += A[a_off + j * r + q] * u[q];
+                for (int q = 0; q < r; q++)
+                    v += A[a_off + j * r + q] * u[q];
                 x[i * c->total_dim + off + j] = miss ? 0.0f : (float)v;
             }
             off += d;
@@ -233,13 +238,16 @@ static int cmp_idx(const void *a, const void *b) {
 }
 static void ranks(const double *v, int n, double *rk) {
     int *idx = malloc((size_t)n * sizeof(int));
-    for (int i = 0; i < n; i++) idx[i] = i;
+    for (int i = 0; i < n; i++)
+        idx[i] = i;
     cmp_vals = v;
     qsort(idx, (size_t)n, sizeof(int), cmp_idx);
     for (int i = 0; i < n;) {
         int j = i;
-        while (j + 1 < n && v[idx[j + 1]] == v[idx[i]]) j++;
-        for (int q = i; q <= j; q++) rk[idx[q]] = 0.5 * (i + j);
+        while (j + 1 < n && v[idx[j + 1]] == v[idx[i]])
+            j++;
+        for (int q = i; q <= j; q++)
+            rk[idx[q]] = 0.5 * (i + j);
         i = j + 1;
     }
     free(idx);
@@ -313,8 +321,10 @@ static struct eval evaluate(struct cge_fusion *f, int64_t n, const float *x, con
     ev.sim_loss /= n_pairs;
     ev.spearman = spearman(a, b, n_pairs);
     double cnt[64] = {0};
-    for (int64_t i = 0; i < n * c->top_k; i++) cnt[sel[i]] += 1.0 / (double)(n * c->top_k);
-    for (int e = 0; e < c->n_experts; e++) ev.max_share = fmax(ev.max_share, cnt[e] * c->n_experts);
+    for (int64_t i = 0; i < n * c->top_k; i++)
+        cnt[sel[i]] += 1.0 / (double)(n * c->top_k);
+    for (int e = 0; e < c->n_experts; e++)
+        ev.max_share = fmax(ev.max_share, cnt[e] * c->n_experts);
     free(a);
     free(b);
 done:
@@ -326,20 +336,25 @@ done:
 
 static void test_training_bars(enum cge_fusion_gating gating) {
     struct cge_fusemoe_config c;
-    const char *cfg = gating == CGE_FUSION_GATE_LAPLACE
-                          ? "{\"slot_dims\": [16, 24, 32, 16, 24], \"num_experts\": 4, "
-                            "\"expert_hidden_dim\": 32, \"output_dim\": 24, \"gating\": \"laplace\"}"
-                          : "{\"slot_dims\": [16, 24, 32, 16, 24], \"num_experts\": 4, "
-                            "\"expert_hidden_dim\": 32, \"output_dim\": 24}";
+    const char *cfg =
+        gating == CGE_FUSION_GATE_LAPLACE
+            ? "{\"slot_dims\": [16, 24, 32, 16, 24], \"num_experts\": 4, "
+              "\"expert_hidden_dim\": 32, \"output_dim\": 24, \"gating\": \"laplace\"}"
+            : "{\"slot_dims\": [16, 24, 32, 16, 24], \"num_experts\": 4, "
+              "\"expert_hidden_dim\": 32, \"output_dim\": 24}";
     CHECK(cge_fusemoe_config_parse(cfg, strlen(cfg), "t", &c) == CGE_OK);
     uint64_t rng = 777;
     const int r = 8, n_clusters = 6;
     float *A = malloc((size_t)(c.total_dim * r) * 4), centres[6 * 8];
-    for (int64_t i = 0; i < c.total_dim * r; i++) A[i] = th_randf(&rng);
-    for (int i = 0; i < n_clusters * r; i++) centres[i] = 1.5f * th_randf(&rng);
+    for (int64_t i = 0; i < c.total_dim * r; i++)
+        A[i] = th_randf(&rng);
+    for (int i = 0; i < n_clusters * r; i++)
+        centres[i] = 1.5f * th_randf(&rng);
     const int64_t n_train = 512, n_test = 128;
-    float *xtr = malloc((size_t)(n_train * c.total_dim) * 4), *xte = malloc((size_t)(n_test * c.total_dim) * 4);
-    uint8_t *ptr = malloc((size_t)(n_train * c.n_slots)), *pte = malloc((size_t)(n_test * c.n_slots));
+    float *xtr = malloc((size_t)(n_train * c.total_dim) * 4),
+          *xte = malloc((size_t)(n_test * c.total_dim) * 4);
+    uint8_t *ptr = malloc((size_t)(n_train * c.n_slots)),
+            *pte = malloc((size_t)(n_test * c.n_slots));
     synth(&c, n_train, &rng, A, centres, n_clusters, xtr, ptr);
     synth(&c, n_test, &rng, A, centres, n_clusters, xte, pte);
     struct cge_fusion *f = NULL;
@@ -406,11 +421,13 @@ static void test_resume(void) {
     tp.dropout = 0.1f; /* exercise the random streams too */
     struct cge_fusion_trainer *t = NULL;
     CHECK(cge_fusion_trainer_new(f, &tp, &t) == CGE_OK);
-    for (int i = 0; i < 3; i++) CHECK(cge_fusion_trainer_step(t, n, x, pr, NULL, NULL) == CGE_OK);
+    for (int i = 0; i < 3; i++)
+        CHECK(cge_fusion_trainer_step(t, n, x, pr, NULL, NULL) == CGE_OK);
     char dir[128];
     snprintf(dir, sizeof dir, "/tmp/cge_test_fusion_resume_%d", (int)getpid());
     CHECK(cge_fusion_trainer_save(t, dir) == CGE_OK);
-    for (int i = 0; i < 3; i++) CHECK(cge_fusion_trainer_step(t, n, x, pr, NULL, NULL) == CGE_OK);
+    for (int i = 0; i < 3; i++)
+        CHECK(cge_fusion_trainer_step(t, n, x, pr, NULL, NULL) == CGE_OK);
     struct cge_fusion *g = NULL;
     CHECK(cge_fusion_load(dir, CGE_DTYPE_F32, &g) == CGE_OK);
     struct cge_fusion_trainer *u = NULL;
@@ -419,13 +436,15 @@ static void test_resume(void) {
         CHECK(cge_fusion_trainer_new(g, &tp, &u) == CGE_OK);
         CHECK(cge_fusion_trainer_resume(u, dir, &resumed) == CGE_OK && resumed);
         CHECK(cge_fusion_trainer_steps(u) == 3);
-        for (int i = 0; i < 3; i++) CHECK(cge_fusion_trainer_step(u, n, x, pr, NULL, NULL) == CGE_OK);
+        for (int i = 0; i < 3; i++)
+            CHECK(cge_fusion_trainer_step(u, n, x, pr, NULL, NULL) == CGE_OK);
         double md = 0;
         for (int i = 0; i < cge_fusion_n_tensors(f); i++) {
             struct cge_fusion_param a, b;
             cge_fusion_tensor(f, i, &a);
             cge_fusion_tensor(g, i, &b);
-            for (int64_t q = 0; q < a.n; q++) md = fmax(md, fabs(a.data[q] - b.data[q]));
+            for (int64_t q = 0; q < a.n; q++)
+                md = fmax(md, fabs(a.data[q] - b.data[q]));
         }
         printf("  resume: max |uninterrupted - resumed| after 3+3 steps = %.3g\n", md);
         CHECK(md <= 1e-6);
@@ -433,7 +452,8 @@ static void test_resume(void) {
     /* a folder without optimizer state resumes nothing */
     struct cge_fusion_trainer *v = NULL;
     CHECK(cge_fusion_trainer_new(f, &tp, &v) == CGE_OK);
-    CHECK(cge_fusion_trainer_resume(v, "tests/fixtures/fusion/laplace/weights", &resumed) == CGE_OK);
+    CHECK(cge_fusion_trainer_resume(v, "tests/fixtures/fusion/laplace/weights", &resumed) ==
+          CGE_OK);
     CHECK(!resumed && cge_fusion_trainer_steps(v) == 0);
     cge_fusion_trainer_free(v);
     cge_fusion_trainer_free(u);
