@@ -56,6 +56,25 @@ static enum cge_status sniff(const unsigned char *head, size_t n, const char *la
                     label);
 }
 
+/* Some taggers put an ID3v2 block in front of FLAC or WAV data; libsndfile skips it. Returns the
+ * offset of what follows the tag (10-byte header + syncsafe size), or 0 when there is no tag.
+ * head holds at least 10 bytes. */
+static uint64_t id3_skip(const unsigned char *head) {
+    if (memcmp(head, "ID3", 3) != 0) return 0;
+    if ((head[6] | head[7] | head[8] | head[9]) & 0x80) return 0; /* not syncsafe: not ID3 */
+    uint64_t size = (uint64_t)head[6] << 21 | (uint64_t)head[7] << 14 |
+                    (uint64_t)head[8] << 7 | (uint64_t)head[9];
+    return 10 + size;
+}
+
+static enum cge_status sniff_memory(const unsigned char *data, size_t len, const char *label) {
+    if (len >= 12) {
+        uint64_t off = id3_skip(data);
+        if (off > 0 && off < len) return sniff(data + off, len - (size_t)off, label);
+    }
+    return sniff(data, len, label);
+}
+
 /* libsndfile quietly shortens a WAV whose data chunk announces more bytes than the file holds
  * (it logs "data : N (should be M)"). That is a truncated download or a lying header: refuse
  * it, rather than embed a fragment. The streaming placeholders (0 and 0xFFFFFFFF, written by
@@ -182,6 +201,10 @@ static enum cge_status sniff_file(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return cge__err(CGE_ERR_IO, "%s: %s", path, strerror(errno));
     size_t n = fread(head, 1, sizeof head, f);
+    if (n == sizeof head) {
+        uint64_t off = id3_skip(head);
+        if (off > 0 && fseeko(f, (off_t)off, SEEK_SET) == 0) n = fread(head, 1, sizeof head, f);
+    }
     fclose(f);
     if (n == 0) return cge__err(CGE_ERR_EMPTY_INPUT, "%s: empty file", path);
     return sniff(head, n, path);
@@ -252,7 +275,7 @@ enum cge_status cge_audio_decode_memory(const void *data, size_t len, const char
     *n_out = 0;
     if (!label) label = "<memory>";
     if (!data || len == 0) return cge__err(CGE_ERR_EMPTY_INPUT, "%s: empty file", label);
-    enum cge_status sst = sniff(data, len, label);
+    enum cge_status sst = sniff_memory(data, len, label);
     if (sst != CGE_OK) return sst;
     struct membuf m = {data, (sf_count_t)len, 0};
     SF_VIRTUAL_IO vio = {vio_len, vio_seek, vio_read, vio_write, vio_tell};

@@ -279,10 +279,37 @@ static void test_errors(void) {
     CHECK(cge_audio_decode_memory(junk, 0, "empty", 0, &x, &n, NULL) == CGE_ERR_EMPTY_INPUT);
     CHECK(cge_audio_decode_memory("RIFF", 4, "tiny", 0, &x, &n, NULL) == CGE_ERR_SERIALIZATION);
     /* MP3 (ID3 tag, or a bare MPEG frame sync) is not among the formats cge reads */
-    const unsigned char mp3[16] = {'I', 'D', '3', 4, 0, 0, 0, 0, 0, 0, 0xff, 0xfb, 0x90, 0x64};
+    const unsigned char mp3[32] = {'I', 'D', '3', 4, 0, 0, 0, 0, 0, 0, 0xff, 0xfb, 0x90, 0x64};
     CHECK(cge_audio_decode_memory(mp3, sizeof mp3, "a.mp3", 0, &x, &n, NULL) ==
           CGE_ERR_UNSUPPORTED);
     CHECK(cge_audio_decode_memory(mp3 + 10, 6, "b.mp3", 0, &x, &n, NULL) == CGE_ERR_SERIALIZATION);
+    /* a FLAC behind an ID3v2 tag (some taggers write one): read as libsndfile does */
+    {
+        size_t fl;
+        char *fb = th_read_file("tests/fixtures/e2e/whisper_audio/jfk_16k.flac", &fl);
+        unsigned char *tagged = malloc(fl + 10 + 300);
+        const unsigned char hdr[10] = {'I', 'D', '3', 3, 0, 0, 0, 0, 2, 44}; /* 2·128 + 44 */
+        memcpy(tagged, hdr, 10);
+        memset(tagged + 10, 0, 300);
+        memcpy(tagged + 310, fb, fl);
+        enum cge_status ist = cge_audio_decode_memory(tagged, fl + 310, "id3.flac", 0, &x, &n, NULL);
+        CHECK_MSG(ist == CGE_OK && n == 176000, "%d %s", ist, cge_errmsg());
+        cge__free(x);
+        x = NULL;
+        char tmp[] = "/tmp/cge_test_audio_XXXXXX";
+        int fd = mkstemp(tmp);
+        if (fd >= 0) {
+            CHECK(write(fd, tagged, fl + 310) == (ssize_t)(fl + 310));
+            close(fd);
+            ist = cge_audio_decode_file(tmp, 0, &x, &n, NULL);
+            CHECK_MSG(ist == CGE_OK && n == 176000, "file: %d %s", ist, cge_errmsg());
+            cge__free(x);
+            x = NULL;
+            unlink(tmp);
+        }
+        free(tagged);
+        free(fb);
+    }
     /* a WAV with zero samples */
     size_t len;
     unsigned char *w = make_wav(1, 16000, 0, 0, &len);
