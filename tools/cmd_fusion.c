@@ -341,8 +341,8 @@ static int fusion_train(int argc, char **argv) {
         } else if (!strcmp(a, "--epochs") && has) {
             if (num_arg(argv[++i], 1, 1e6, &epochs)) return fail("train", "--epochs must be >= 1");
         } else if (!strcmp(a, "--batch") && has) {
-            if (num_arg(argv[++i], 2, 65536, &batch))
-                return fail("train", "--batch must be 2..65536");
+            if (num_arg(argv[++i], 2, 4096, &batch))
+                return fail("train", "--batch must be 2..4096");
         } else if (!strcmp(a, "--lr") && has) {
             if (num_arg(argv[++i], 0, 10, &v)) return fail("train", "--lr must be in [0, 10]");
             tp.lr = (float)v;
