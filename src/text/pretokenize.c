@@ -21,7 +21,8 @@
 enum cge_status regex_compile(struct regex *r, const char *pattern, size_t len, int literal) {
     int err;
     PCRE2_SIZE off;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    /* PCRE2_LITERAL refuses PCRE2_UCP (which a literal does not need anyway). */
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     r->code = pcre2_compile((PCRE2_SPTR)pattern, len, opts, &err, &off, NULL);
     if (!r->code) {
         PCRE2_UCHAR msg[256];
