@@ -379,6 +379,8 @@ enum cge_status cge__whisper_encode(const void *impl, const float *mel, float *h
         cge_gelu_erf(c1, d * F);
         st = cge_conv1d(c1, d, F, m->conv2_w, m->conv2_b, d, 3, 2, 1, c2);
     }
+    cge__free_aligned(c1); /* the widest buffer (d × 3000): gone before the layers run */
+    c1 = NULL;
     if (st == CGE_OK) {
         cge_gelu_erf(c2, d * T);
         /* (d, T) → (T, d) + positions: HF adds embed_positions.weight after the permute */
