@@ -295,9 +295,27 @@ static void shrink_to(struct cge__disk *d, uint64_t target) {
     }
     uint64_t per = live / se.ms_entries + 1;
     uint64_t n = (live - target + per - 1) / per, done = 0;
-    if (evict_oldest(d, txn, n, &done) != 0 || mdb_txn_commit(txn) != 0) {
+    int rc = evict_oldest(d, txn, n, &done);
+    if (rc == 0) rc = mdb_txn_commit(txn);
+    else mdb_txn_abort(txn);
+    if (rc != 0) {
+        /* Even deleting needs fresh pages (copy-on-write); when the map is too full for that,
+         * empty the cache instead: dropping frees every page at the cost of one. */
+        done = 0;
+        if (mdb_txn_begin(d->env, NULL, 0, &txn) == 0) {
+            MDB_stat s0;
+            if (mdb_stat(txn, d->dbi_ent, &s0) == 0) done = s0.ms_entries;
+            int r2 = mdb_drop(txn, d->dbi_ent, 0);
+            if (!r2) r2 = mdb_drop(txn, d->dbi_age, 0);
+            if (r2) mdb_txn_abort(txn);
+            else r2 = mdb_txn_commit(txn); /* frees txn either way */
+            if (r2) done = 0;
+        }
+        cge__log(CGE_LOG_WARN, "cache %s: evicting the oldest entries failed (%s); %s", d->path,
+                 mdb_strerror(rc), done ? "emptied the file instead" : "emptying failed too");
         pthread_mutex_lock(&d->mu);
         d->errors++;
+        d->evictions += done;
         pthread_mutex_unlock(&d->mu);
         return;
     }
@@ -598,6 +616,9 @@ enum cge_status cge__disk_open(const struct cge_cache_params *p, struct cge__dis
     d->durable = p->durable;
     d->interval_ms = p->flush_interval_ms > 0 ? p->flush_interval_ms : 50;
     d->batch = p->flush_batch > 0 ? (size_t)p->flush_batch : 512;
+    /* A batch's new pages (about 8 KiB per entry) must fit well inside the map. */
+    size_t fit = (size_t)(d->max_bytes / (16 * 8192));
+    if (d->batch > fit) d->batch = fit ? fit : 1;
     d->qmax = d->batch * 8;
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv_work, NULL);

@@ -544,7 +544,11 @@ enforce_bytes:
         if (m->policy == CGE_CACHE_ARC) arc_replace(s, 0);
         else evict_one(m, s);
     }
-    if (!e->val || !tab_find(s, k)) rc = 0;
+    {
+        /* e itself may have been evicted (and freed) by the loop above: look it up again. */
+        const struct ent *x = tab_find(s, k);
+        if (!x || !x->val) rc = 0;
+    }
 out:
     pthread_mutex_unlock(&s->mu);
     return rc;

@@ -265,8 +265,9 @@ static void test_size_bound(void) {
     cge_cache_flush(c);
     struct cge_cache_stats s;
     cge_cache_get_stats(c, &s);
-    CHECK_MSG(s.disk_evictions > 0 && s.disk_bytes <= p.disk_max_bytes, "evictions %llu bytes %llu",
-              (unsigned long long)s.disk_evictions, (unsigned long long)s.disk_bytes);
+    CHECK_MSG(s.disk_evictions > 0 && s.disk_bytes <= p.disk_max_bytes && s.disk_errors == 0,
+              "evictions %llu bytes %llu errors %llu", (unsigned long long)s.disk_evictions,
+              (unsigned long long)s.disk_bytes, (unsigned long long)s.disk_errors);
     CHECK(s.disk_entries > 50 && s.disk_entries < 1500);
     cge_cache_close(c);
     struct stat sb;
@@ -282,6 +283,23 @@ static void test_size_bound(void) {
     CHECK(get(c, 0) == 0); /* the oldest went first */
     cge_cache_close(c);
     struct cge_cache_verify_report rep;
+    CHECK_MSG(cge_cache_file_verify(path, &rep) == CGE_OK, "%s", rep.first_error);
+
+    /* The smallest map (1 MiB) with the default batch size: batches shrink to fit, the file
+     * stays bounded, nothing fails. */
+    rm_all();
+    p = params();
+    p.disk_max_bytes = 1u << 20;
+    p.flush_batch = 512;
+    c = open_p(&p);
+    for (uint64_t i = 0; i < 600; i++) put(c, i);
+    CHECK(cge_cache_flush(c) == CGE_OK);
+    cge_cache_get_stats(c, &s);
+    CHECK_MSG(s.disk_errors == 0 && s.disk_evictions > 0 && s.disk_entries > 10,
+              "errors %llu evictions %llu entries %llu", (unsigned long long)s.disk_errors,
+              (unsigned long long)s.disk_evictions, (unsigned long long)s.disk_entries);
+    cge_cache_close(c);
+    CHECK(stat(path, &sb) == 0 && (uint64_t)sb.st_size <= p.disk_max_bytes);
     CHECK_MSG(cge_cache_file_verify(path, &rep) == CGE_OK, "%s", rep.first_error);
 }
 
