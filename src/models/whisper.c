@@ -92,9 +92,14 @@ static void whisper_free(void *impl) {
     cge__free(m);
 }
 
+/* A config integer; -1 (rejected by the range checks) when it is not a number that fits an int,
+ * so that a value like 1e300 never reaches a float-to-int conversion. */
 static int64_t json_int(const cJSON *o, const char *key, int64_t dflt) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
+    if (!v) return dflt;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -2147483647.0 && v->valuedouble <= 2147483647.0))
+        return -1;
+    return (int64_t)v->valuedouble;
 }
 
 /* The weight-name prefix: WhisperForConditionalGeneration "model.encoder.", WhisperModel

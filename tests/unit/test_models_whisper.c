@@ -240,6 +240,9 @@ static void test_bad_configs(void) {
         {"encoder_attention_heads", 5, NULL, CGE_ERR_MODEL_LOAD}, /* 64 % 5 */
         {"encoder_ffn_dim", 128, NULL, CGE_ERR_INVALID_DIM},      /* fc1 is [256, 64] */
         {"activation_function", 0, "swish", CGE_ERR_UNSUPPORTED},
+        {"d_model", 1e300, NULL, CGE_ERR_MODEL_LOAD},
+        {"encoder_layers", -2, NULL, CGE_ERR_MODEL_LOAD},
+        {"num_mel_bins", 0, "eighty", CGE_ERR_MODEL_LOAD},
     };
     for (size_t i = 0; L.impl && i < sizeof cases / sizeof *cases; i++) {
         cJSON *cfg = cJSON_Duplicate(L.config, 1);
