@@ -123,6 +123,19 @@ static void bench_hits(int quick) {
            "memory hit latency (6 KiB copy, 10k entries)", lat[n / 2] * 1e6,
            lat[(int)(n * 0.99)] * 1e6, lat[(int)(n * 0.999)] * 1e6);
     free(lat);
+    /* Puts into a full cache: insert + evict (two allocations, two frees, a 6 KiB copy). */
+    {
+        struct cge_cache *f = open_mem(CGE_CACHE_LRU, 4096, 16);
+        int np = quick ? 20000 : 200000;
+        double p0 = cpu_s();
+        for (int i = 0; i < np; i++) {
+            struct cge_cache_key k = item_key(1000000 + (uint64_t)i);
+            cge_cache_put(f, &k, &proto, NULL, 0);
+        }
+        printf("%-44s %9.3f us CPU per put\n", "memory put, full LRU (insert + evict)",
+               (cpu_s() - p0) / np * 1e6);
+        cge_cache_close(f);
+    }
     long per = quick ? 200000 : 1000000;
     for (int threads = 1; threads <= 2; threads++) {
         struct getter g[2];

@@ -101,22 +101,30 @@ static void list_push_back(struct list *l, struct ent *e) {
     l->n++;
 }
 
+/* The bucket: both hashes mixed, high bits of a multiplicative hash. The shard is picked by
+ * h1's low bits, so those bits alone would leave most buckets of a shard unused. */
+static size_t bucket_of(uint64_t h1, uint64_t h2, size_t n_buckets) {
+    uint64_t x = (h2 ^ (h1 >> 23) ^ (h1 << 41)) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(x >> 32) & (n_buckets - 1);
+}
+
 static struct ent *tab_find(const struct shard *s, const struct cge_cache_key *k) {
-    struct ent *e = s->tab[k->h2 & (s->n_buckets - 1)];
+    struct ent *e = s->tab[bucket_of(k->h1, k->h2, s->n_buckets)];
     while (e && !(e->h1 == k->h1 && e->h2 == k->h2 && e->clen == k->content_len)) e = e->hnext;
     return e;
 }
 
 static void tab_remove(struct shard *s, struct ent *e) {
-    struct ent **pp = &s->tab[e->h2 & (s->n_buckets - 1)];
+    struct ent **pp = &s->tab[bucket_of(e->h1, e->h2, s->n_buckets)];
     while (*pp != e) pp = &(*pp)->hnext;
     *pp = e->hnext;
     s->n_tab--;
 }
 
-/* Inserts e; grows the table (doubling) when it holds more entries than buckets. */
+/* Inserts e; grows the table (doubling) past half full, so that a lookup mostly reads one
+ * entry (each probe is a likely cache miss: entries are separate allocations). */
 static int tab_insert(struct shard *s, struct ent *e) {
-    if (s->n_tab + 1 > s->n_buckets) {
+    if (2 * (s->n_tab + 1) > s->n_buckets) {
         size_t nb = s->n_buckets * 2;
         struct ent **t = cge__calloc(nb, sizeof *t);
         if (t) {
@@ -124,8 +132,9 @@ static int tab_insert(struct shard *s, struct ent *e) {
                 struct ent *x = s->tab[i];
                 while (x) {
                     struct ent *nx = x->hnext;
-                    x->hnext = t[x->h2 & (nb - 1)];
-                    t[x->h2 & (nb - 1)] = x;
+                    size_t b = bucket_of(x->h1, x->h2, nb);
+                    x->hnext = t[b];
+                    t[b] = x;
                     x = nx;
                 }
             }
@@ -134,7 +143,7 @@ static int tab_insert(struct shard *s, struct ent *e) {
             s->n_buckets = nb;
         } /* else: keep the old table; chains just get longer */
     }
-    size_t b = e->h2 & (s->n_buckets - 1);
+    size_t b = bucket_of(e->h1, e->h2, s->n_buckets);
     e->hnext = s->tab[b];
     s->tab[b] = e;
     s->n_tab++;
