@@ -364,9 +364,10 @@ enum cge_status cge_model_load(const char *dir_in, const struct cge_model_params
     m->instr_t5 = !strcmp(m->family->name, "t5");
     m->instr_e5 = !strcmp(m->family->name, "mistral");
 
-    /* Tokenizer: tokenizer.json, else a SentencePiece model. */
-    if (has_file(dir, "tokenizer.json") || has_file(dir, "tokenizer.model") || has_file(dir, "spiece.model") ||
-        has_file(dir, "sentencepiece.bpe.model")) {
+    /* Tokenizer: tokenizer.json, else a SentencePiece model (not loaded for families that take
+     * no text, such as Whisper, whose folders ship one for the decoder). */
+    if (m->family->forward_text && (has_file(dir, "tokenizer.json") || has_file(dir, "tokenizer.model") || has_file(dir, "spiece.model") ||
+        has_file(dir, "sentencepiece.bpe.model"))) {
         if ((st = cge_tokenizer_load(dir, &m->tok))) {
             st = cge__err(CGE_ERR_MODEL_LOAD, "model %s: tokenizer: %s", dir, cge_errmsg());
             goto fail;
