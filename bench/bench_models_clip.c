@@ -73,7 +73,8 @@ static void add(const char *name, int n_dim, int64_t a, int64_t b, int64_t c, in
 
 static int64_t numel(const struct spec *s) {
     int64_t n = 1;
-    for (int i = 0; i < s->n_dim; i++) n *= s->shape[i];
+    for (int i = 0; i < s->n_dim; i++)
+        n *= s->shape[i];
     return n;
 }
 
@@ -129,12 +130,14 @@ static uint8_t *build_image(size_t *len) {
         off += nb;
     }
     cge__buf_printf(&h, "}");
-    while (h.len % 8) cge__buf_append(&h, " ", 1);
+    while (h.len % 8)
+        cge__buf_append(&h, " ", 1);
     *len = 8 + h.len + off;
     uint8_t *img = malloc(*len);
     if (!img) return NULL;
     uint64_t hl = h.len;
-    for (int i = 0; i < 8; i++) img[i] = (uint8_t)(hl >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        img[i] = (uint8_t)(hl >> (8 * i));
     memcpy(img + 8, h.data, h.len);
     /* 300 M values: draw 64 K per tensor and spread them with a multiplicative hash of the
      * index (a random-looking, non-repeating-by-row pattern, at memory speed). */
@@ -144,7 +147,8 @@ static uint8_t *build_image(size_t *len) {
         int64_t n = numel(&specs[i]);
         for (int j = 0; j < (1 << 16); j++)
             tab[j] = cge_f32_to_bf16(specs[i].offset + specs[i].scale * randu() * 1.7320508f);
-        for (int64_t j = 0; j < n; j++) *p++ = tab[((uint64_t)j * 0x9E3779B97F4A7C15ull) >> 48];
+        for (int64_t j = 0; j < n; j++)
+            *p++ = tab[((uint64_t)j * 0x9E3779B97F4A7C15ull) >> 48];
     }
     free(tab);
     cge__buf_free(&h);
@@ -157,8 +161,10 @@ static double gemm_peak(enum cge_dtype dt) {
     const int64_t M = 4 * N_TOK;
     float *w = malloc(sizeof(float) * D_FF * D), *x = malloc(sizeof(float) * M * D);
     float *y = malloc(sizeof(float) * M * D_FF);
-    for (int64_t i = 0; i < (int64_t)D_FF * D; i++) w[i] = randu() * 0.03f;
-    for (int64_t i = 0; i < M * D; i++) x[i] = randu();
+    for (int64_t i = 0; i < (int64_t)D_FF * D; i++)
+        w[i] = randu() * 0.03f;
+    for (int64_t i = 0; i < M * D; i++)
+        x[i] = randu();
     struct cge_linear l;
     double best = 1e30;
     if (cge_linear_init(&l, w, CGE_DTYPE_F32, NULL, D_FF, D, dt) == CGE_OK) {
@@ -209,7 +215,8 @@ static void bench_tower(const struct cge_weights *w, enum cge_dtype dt, double p
     double t_load = now_s() - t0;
     const int64_t px_n = 3 * IMG * IMG;
     float *px = malloc(sizeof(float) * 4 * (size_t)px_n), *out = malloc(sizeof(float) * 4 * PROJ);
-    for (int64_t i = 0; i < 4 * px_n; i++) px[i] = 1.8f * randu();
+    for (int64_t i = 0; i < 4 * px_n; i++)
+        px[i] = 1.8f * randu();
     cge__clip_vision_forward(impl, px, 1, NULL, NULL, out); /* warm-up */
     double b1 = 1e30;
     for (int r = 0; r < 2; r++) {
@@ -239,12 +246,16 @@ static void bench_breakdown(enum cge_dtype dt) {
     float *x = malloc(sizeof(float) * T * D_FF), *y = malloc(sizeof(float) * T * D_FF);
     float *qkv = malloc(sizeof(float) * T * 3 * D), *w = malloc(sizeof(float) * D_FF * D);
     float *g = malloc(sizeof(float) * D), *b = malloc(sizeof(float) * D);
-    for (int64_t i = 0; i < T * D_FF; i++) x[i] = randu();
-    for (int64_t i = 0; i < T * 3 * D; i++) qkv[i] = randu();
-    for (int64_t i = 0; i < (int64_t)D_FF * D; i++) w[i] = randu() * 0.03f;
-    for (int i = 0; i < D; i++) g[i] = 1.0f, b[i] = 0.0f;
-    const char *names[] = {"qkv", "out", "fc1", "fc2", "attention", "layernorm x2",
-                           "quick_gelu", "residual adds"};
+    for (int64_t i = 0; i < T * D_FF; i++)
+        x[i] = randu();
+    for (int64_t i = 0; i < T * 3 * D; i++)
+        qkv[i] = randu();
+    for (int64_t i = 0; i < (int64_t)D_FF * D; i++)
+        w[i] = randu() * 0.03f;
+    for (int i = 0; i < D; i++)
+        g[i] = 1.0f, b[i] = 0.0f;
+    const char *names[] = {"qkv",       "out",          "fc1",        "fc2",
+                           "attention", "layernorm x2", "quick_gelu", "residual adds"};
     const int64_t shp[4][2] = {{3 * D, D}, {D, D}, {D_FF, D}, {D, D_FF}};
     double t[8], total = 0;
     for (int op = 0; op < 8; op++) {
@@ -281,7 +292,8 @@ static void bench_breakdown(enum cge_dtype dt) {
         total += best;
     }
     printf("one layer at batch 1, op by op (%s weights), ms:", cge_dtype_str(dt));
-    for (int op = 0; op < 8; op++) printf("%s %s %.1f", op ? "," : "", names[op], t[op] * 1e3);
+    for (int op = 0; op < 8; op++)
+        printf("%s %s %.1f", op ? "," : "", names[op], t[op] * 1e3);
     printf("; sum %.1f (GEMMs %.0f%%)\n", total * 1e3, 100.0 * (t[0] + t[1] + t[2] + t[3]) / total);
     free(x);
     free(y);
@@ -329,10 +341,9 @@ static unsigned char *make_big_jpeg(unsigned long *len) {
 }
 
 static void bench_preprocess(double t_forward) {
-    const char *files[] = {"tests/assets/media/images/chelsea.png",
-                           "tests/assets/media/images/astronaut.png",
-                           "tests/fixtures/media/chelsea_q90.jpg",
-                           "tests/fixtures/media/chelsea_q80.webp", NULL};
+    const char *files[] = {
+        "tests/assets/media/images/chelsea.png", "tests/assets/media/images/astronaut.png",
+        "tests/fixtures/media/chelsea_q90.jpg", "tests/fixtures/media/chelsea_q80.webp", NULL};
     unsigned long big_len = 0;
     unsigned char *big = make_big_jpeg(&big_len);
     struct cge_clip_preproc p = cge_clip_preproc_default(IMG);

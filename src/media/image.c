@@ -22,8 +22,8 @@
 
 #include "core/core.h"
 
-#include <jpeglib.h>
 #include <jerror.h>
+#include <jpeglib.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -51,8 +51,8 @@ void cge_image_deinit(struct cge_image *img) {
 
 static enum cge_status check_budget(const char *fmt, int64_t w, int64_t h, int64_t max_pixels) {
     if (w <= 0 || h <= 0)
-        return cge__err(CGE_ERR_SERIALIZATION, "%s: image of %lld x %lld pixels", fmt,
-                        (long long)w, (long long)h);
+        return cge__err(CGE_ERR_SERIALIZATION, "%s: image of %lld x %lld pixels", fmt, (long long)w,
+                        (long long)h);
     if (w > max_pixels || h > max_pixels || w * h > max_pixels)
         return cge__err(CGE_ERR_INPUT_TOO_LONG,
                         "%s: image of %lld x %lld = %.0f pixels exceeds the budget of %lld pixels",
@@ -68,9 +68,9 @@ struct png_ctx {
     size_t len, pos;
     png_structp png;
     png_infop info;
-    unsigned char *pix;    /* decoded samples (rowbytes · h) */
-    unsigned char **rows;  /* row pointers into pix */
-    char msg[200];         /* libpng's error message */
+    unsigned char *pix;   /* decoded samples (rowbytes · h) */
+    unsigned char **rows; /* row pointers into pix */
+    char msg[200];        /* libpng's error message */
 };
 
 static void png_read_cb(png_structp png, png_bytep out, size_t n) {
@@ -133,8 +133,8 @@ static enum cge_status png_decode_inner(struct png_ctx *c, int64_t max_pixels,
     const int channels = png_get_channels(c->png, c->info);
     const int odepth = png_get_bit_depth(c->png, c->info);
     const size_t want = gray16 ? 2 * (size_t)w : 3 * (size_t)w;
-    if (rowbytes != want || (gray16 ? (channels != 1 || odepth != 16)
-                                    : (channels != 3 || odepth != 8)))
+    if (rowbytes != want ||
+        (gray16 ? (channels != 1 || odepth != 16) : (channels != 3 || odepth != 8)))
         return cge__err(CGE_ERR_SERIALIZATION,
                         "PNG: unexpected layout after conversion (%d channels, %d bits, %zu bytes "
                         "per row; color type %d, depth %d)",
@@ -142,15 +142,17 @@ static enum cge_status png_decode_inner(struct png_ctx *c, int64_t max_pixels,
     c->pix = cge__malloc(rowbytes * (size_t)h);
     c->rows = cge__malloc(sizeof(*c->rows) * (size_t)h);
     if (!c->pix || !c->rows)
-        return cge__err(CGE_ERR_NOMEM, "PNG: %u x %u image (%zu bytes)", (unsigned)w,
-                        (unsigned)h, rowbytes * (size_t)h);
-    for (png_uint_32 y = 0; y < h; y++) c->rows[y] = c->pix + (size_t)y * rowbytes;
+        return cge__err(CGE_ERR_NOMEM, "PNG: %u x %u image (%zu bytes)", (unsigned)w, (unsigned)h,
+                        rowbytes * (size_t)h);
+    for (png_uint_32 y = 0; y < h; y++)
+        c->rows[y] = c->pix + (size_t)y * rowbytes;
     png_read_image(c->png, c->rows);
     /* The chunks after the image data (and IEND) are not read: PIL does not need them either. */
 
     if (gray16) {
         unsigned char *rgb = cge__malloc(3 * (size_t)w * (size_t)h);
-        if (!rgb) return cge__err(CGE_ERR_NOMEM, "PNG: %u x %u RGB image", (unsigned)w, (unsigned)h);
+        if (!rgb)
+            return cge__err(CGE_ERR_NOMEM, "PNG: %u x %u RGB image", (unsigned)w, (unsigned)h);
         const size_t n = (size_t)w * (size_t)h;
         for (size_t i = 0; i < n; i++) {
             unsigned v = ((unsigned)c->pix[2 * i] << 8) | c->pix[2 * i + 1];
@@ -205,8 +207,8 @@ struct jpeg_ctx {
     struct jpeg_error_mgr jerr;
     struct jpeg_progress_mgr progress;
     jmp_buf jmp;
-    int created;           /* jpeg_create_decompress was called */
-    unsigned char *row;    /* one decoded scanline (w · components) */
+    int created;        /* jpeg_create_decompress was called */
+    unsigned char *row; /* one decoded scanline (w · components) */
     char msg[JMSG_LENGTH_MAX];
 };
 
@@ -264,9 +266,18 @@ static enum cge_status jpeg_decode_inner(struct jpeg_ctx *c, const unsigned char
      * ISLOW DCT and fancy upsampling, as PIL leaves them outside draft mode. */
     int comps;
     switch (ci->num_components) {
-    case 1: ci->out_color_space = JCS_GRAYSCALE; comps = 1; break;
-    case 3: ci->out_color_space = JCS_RGB; comps = 3; break;
-    case 4: ci->out_color_space = JCS_CMYK; comps = 4; break;
+    case 1:
+        ci->out_color_space = JCS_GRAYSCALE;
+        comps = 1;
+        break;
+    case 3:
+        ci->out_color_space = JCS_RGB;
+        comps = 3;
+        break;
+    case 4:
+        ci->out_color_space = JCS_CMYK;
+        comps = 4;
+        break;
     default:
         return cge__err(CGE_ERR_UNSUPPORTED, "JPEG: %d color components (PIL reads 1, 3 or 4)",
                         ci->num_components);
@@ -281,8 +292,7 @@ static enum cge_status jpeg_decode_inner(struct jpeg_ctx *c, const unsigned char
     const size_t w = ci->output_width, h = ci->output_height;
     c->row = cge__malloc(w * (size_t)comps);
     out->rgb = cge__malloc(3 * w * h);
-    if (!c->row || !out->rgb)
-        return cge__err(CGE_ERR_NOMEM, "JPEG: %zu x %zu image", w, h);
+    if (!c->row || !out->rgb) return cge__err(CGE_ERR_NOMEM, "JPEG: %zu x %zu image", w, h);
     while (ci->output_scanline < ci->output_height) {
         size_t y = ci->output_scanline;
         JSAMPROW rp = c->row;
@@ -293,12 +303,13 @@ static enum cge_status jpeg_decode_inner(struct jpeg_ctx *c, const unsigned char
         if (comps == 3) {
             memcpy(o, r, 3 * w);
         } else if (comps == 1) {
-            for (size_t x = 0; x < w; x++) o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = r[x];
+            for (size_t x = 0; x < w; x++)
+                o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = r[x];
         } else {
             for (size_t x = 0; x < w; x++) {
                 /* "CMYK;I": Adobe CMYK is stored inverted. */
                 unsigned cc = 255u - r[4 * x], m = 255u - r[4 * x + 1], yy = 255u - r[4 * x + 2];
-                unsigned nk = r[4 * x + 3];  /* 255 - k, with k = 255 - raw */
+                unsigned nk = r[4 * x + 3]; /* 255 - k, with k = 255 - raw */
                 o[3 * x] = clip8i((int)nk - muldiv255(cc, nk));
                 o[3 * x + 1] = clip8i((int)nk - muldiv255(m, nk));
                 o[3 * x + 2] = clip8i((int)nk - muldiv255(yy, nk));
@@ -349,8 +360,10 @@ static enum cge_status webp_decode(const unsigned char *buf, size_t len, int64_t
     /* RGB output: the color values are the same as in the RGBA decode PIL uses; the alpha PIL's
      * convert("RGB") would drop is simply not produced. */
     if (!WebPDecodeRGBInto(buf, len, out->rgb, 3 * w * h, (int)(3 * w)))
-        return cge__err(CGE_ERR_SERIALIZATION, "WebP: corrupt or truncated data (%zu x %zu, %zu "
-                        "bytes)", w, h, len);
+        return cge__err(CGE_ERR_SERIALIZATION,
+                        "WebP: corrupt or truncated data (%zu x %zu, %zu "
+                        "bytes)",
+                        w, h, len);
     out->w = (int64_t)w;
     out->h = (int64_t)h;
     return CGE_OK;
@@ -366,9 +379,15 @@ enum cge_status cge_image_decode(const void *buf, size_t len, int64_t max_pixels
     if (max_pixels <= 0) max_pixels = CGE_IMAGE_MAX_PIXELS_DEFAULT;
     enum cge_status st;
     switch (cge_image_sniff(buf, len)) {
-    case CGE_IMAGE_PNG: st = png_decode(buf, len, max_pixels, out); break;
-    case CGE_IMAGE_JPEG: st = jpeg_decode(buf, len, max_pixels, out); break;
-    case CGE_IMAGE_WEBP: st = webp_decode(buf, len, max_pixels, out); break;
+    case CGE_IMAGE_PNG:
+        st = png_decode(buf, len, max_pixels, out);
+        break;
+    case CGE_IMAGE_JPEG:
+        st = jpeg_decode(buf, len, max_pixels, out);
+        break;
+    case CGE_IMAGE_WEBP:
+        st = webp_decode(buf, len, max_pixels, out);
+        break;
     default:
         return cge__err(CGE_ERR_UNSUPPORTED,
                         "image decode: not a PNG, JPEG or WebP file (%zu bytes)", len);

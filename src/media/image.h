@@ -24,8 +24,8 @@
 
 /* An 8-bit RGB image, rows top to bottom, 3 bytes per pixel (R, G, B), no row padding. */
 struct cge_image {
-    int64_t w, h;  /* width and height in pixels */
-    uint8_t *rgb;  /* (h, w, 3), owned (cge__malloc) */
+    int64_t w, h; /* width and height in pixels */
+    uint8_t *rgb; /* (h, w, 3), owned (cge__malloc) */
 };
 
 /* Default pixel budget for decoding: 100 megapixels (300 MB of RGB). */
@@ -74,6 +74,13 @@ enum cge_resample {
 enum cge_status cge_image_resize(const struct cge_image *src, int64_t w, int64_t h,
                                  enum cge_resample filter, struct cge_image *out);
 
+/* The (ch, cw) window at (top, left) of src resized to w × h: byte for byte what
+ * cge_image_resize followed by cge_image_crop gives (black outside the resized image), without
+ * computing the pixels the crop drops. */
+enum cge_status cge_image_resize_crop(const struct cge_image *src, int64_t w, int64_t h,
+                                      enum cge_resample filter, int64_t top, int64_t left,
+                                      int64_t ch, int64_t cw, struct cge_image *out);
+
 /* Copies the (h, w) window at (top, left) of src into *out; parts outside src are black (0), as
  * transformers' center_crop pads. */
 enum cge_status cge_image_crop(const struct cge_image *src, int64_t top, int64_t left, int64_t h,
@@ -84,13 +91,13 @@ enum cge_status cge_image_crop(const struct cge_image *src, int64_t top, int64_t
 /* The fields of preprocessor_config.json that CLIPImageProcessor uses. */
 struct cge_clip_preproc {
     int do_resize;
-    int64_t shortest_edge;   /* size = {"shortest_edge": n} (or a legacy int); 0 if height/width */
-    int64_t size_h, size_w;  /* size = {"height", "width"}: resize to exactly this */
+    int64_t shortest_edge;  /* size = {"shortest_edge": n} (or a legacy int); 0 if height/width */
+    int64_t size_h, size_w; /* size = {"height", "width"}: resize to exactly this */
     enum cge_resample resample;
     int do_center_crop;
     int64_t crop_h, crop_w;
     int do_rescale;
-    double rescale_factor;   /* 1/255 */
+    double rescale_factor; /* 1/255 */
     int do_normalize;
     float mean[3], std[3];
 };
@@ -114,9 +121,9 @@ void cge_clip_output_dims(const struct cge_clip_preproc *p, int64_t w, int64_t h
  * (sizes from cge_clip_output_dims; the caller checks them against the model). */
 enum cge_status cge_clip_preprocess(const struct cge_image *img, const struct cge_clip_preproc *p,
                                     float *out);
-/* The uint8 image after resize and crop (before rescale), for tests and tools. */
-enum cge_status cge_clip_resize_crop(const struct cge_image *img,
-                                     const struct cge_clip_preproc *p, struct cge_image *resized,
-                                     struct cge_image *cropped);
+/* The uint8 image after resize (*resized) and after the crop (*cropped), before rescale, for
+ * tests and tools. Either may be NULL; with resized NULL only the crop window is resized. */
+enum cge_status cge_clip_resize_crop(const struct cge_image *img, const struct cge_clip_preproc *p,
+                                     struct cge_image *resized, struct cge_image *cropped);
 
 #endif /* CGE_MEDIA_IMAGE_H */

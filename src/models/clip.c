@@ -42,42 +42,43 @@ struct clip_layer {
 /* The encoder both towers share. */
 struct clip_encoder {
     int64_t d, n_layer, n_head, d_ff;
-    float eps;              /* layer_norm_eps */
-    enum clip_act act;      /* hidden_act */
+    float eps;                 /* layer_norm_eps */
+    enum clip_act act;         /* hidden_act */
     struct clip_layer *layers; /* n_layer; *.encoder.layers.{i}.* */
 };
 
 struct clip_vision {
     struct clip_encoder enc;
     int64_t image_size, patch, channels, n_tok; /* n_tok = (image_size / patch)² + 1 */
-    float *patch_w;         /* (d, channels, patch, patch) vision_model.embeddings.patch_embedding.weight */
-    float *cls;             /* (d) vision_model.embeddings.class_embedding */
-    float *pos;             /* (n_tok, d) vision_model.embeddings.position_embedding.weight */
+    float *patch_w; /* (d, channels, patch, patch) vision_model.embeddings.patch_embedding.weight */
+    float *cls;     /* (d) vision_model.embeddings.class_embedding */
+    float *pos;     /* (n_tok, d) vision_model.embeddings.position_embedding.weight */
     float *pre_w, *pre_b;   /* (d) vision_model.pre_layrnorm (sic) */
     float *post_w, *post_b; /* (d) vision_model.post_layernorm */
     int has_proj;
-    struct cge_linear proj; /* (proj_dim, d) visual_projection.weight, no bias */
+    struct cge_linear proj;      /* (proj_dim, d) visual_projection.weight, no bias */
     struct cge_clip_preproc pre; /* preprocessor_config.json */
 };
 
 struct clip_text {
     struct clip_encoder enc;
     int64_t vocab, n_pos;
-    int32_t eos_id;                    /* config eos_token_id (default 49407); 2 = legacy: argmax rule */
-    const struct cge_tensor_info *tok; /* (vocab, d) text_model.embeddings.token_embedding.weight, mmap'd */
-    float *pos;                        /* (n_pos, d) text_model.embeddings.position_embedding.weight */
-    float *fln_w, *fln_b;              /* (d) text_model.final_layer_norm */
+    int32_t eos_id; /* config eos_token_id (default 49407); 2 = legacy: argmax rule */
+    const struct cge_tensor_info
+        *tok;             /* (vocab, d) text_model.embeddings.token_embedding.weight, mmap'd */
+    float *pos;           /* (n_pos, d) text_model.embeddings.position_embedding.weight */
+    float *fln_w, *fln_b; /* (d) text_model.final_layer_norm */
     int has_proj;
-    struct cge_linear proj;            /* (proj_dim, d) text_projection.weight, no bias */
+    struct cge_linear proj; /* (proj_dim, d) text_projection.weight, no bias */
 };
 
 struct clip {
     int has_text, has_vision;
     struct clip_text t;
     struct clip_vision v;
-    int64_t proj_dim;  /* projection_dim */
-    int64_t out_dim;   /* width of pool_text / embed_image */
-    const char *dir;   /* for error messages (owned copy) */
+    int64_t proj_dim; /* projection_dim */
+    int64_t out_dim;  /* width of pool_text / embed_image */
+    const char *dir;  /* for error messages (owned copy) */
 };
 
 /* ==== load ========================================================================================= */
@@ -148,24 +149,25 @@ static enum cge_status cfg_int(const char *dir, const char *where, const cJSON *
         *out = def;
         return CGE_OK;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)lo ||
-        v->valuedouble > (double)hi)
-        return cge__err(CGE_ERR_MODEL_LOAD, "model %s: config.json: %s'%s' must be an integer in [%lld, %lld]",
-                        dir, where, key, (long long)lo, (long long)hi);
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+        v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+        return cge__err(CGE_ERR_MODEL_LOAD,
+                        "model %s: config.json: %s'%s' must be an integer in [%lld, %lld]", dir,
+                        where, key, (long long)lo, (long long)hi);
     *out = (int64_t)v->valuedouble;
     return CGE_OK;
 }
 
-static enum cge_status cfg_float(const char *dir, const char *where, const cJSON *o, const char *key,
-                                 double def, double *out) {
+static enum cge_status cfg_float(const char *dir, const char *where, const cJSON *o,
+                                 const char *key, double def, double *out) {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
     if (!v || cJSON_IsNull(v)) {
         *out = def;
         return CGE_OK;
     }
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0)
-        return cge__err(CGE_ERR_MODEL_LOAD, "model %s: config.json: %s'%s' must be a number >= 0", dir,
-                        where, key);
+        return cge__err(CGE_ERR_MODEL_LOAD, "model %s: config.json: %s'%s' must be a number >= 0",
+                        dir, where, key);
     *out = v->valuedouble;
     return CGE_OK;
 }
@@ -177,7 +179,8 @@ static enum cge_status get_f32(const struct cge_family_load *lc, const char *nam
     if (st != CGE_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", cge_errmsg());
-        return cge__err(st == CGE_ERR_NOMEM ? st : CGE_ERR_MODEL_LOAD, "model %s: %s", lc->dir, msg);
+        return cge__err(st == CGE_ERR_NOMEM ? st : CGE_ERR_MODEL_LOAD, "model %s: %s", lc->dir,
+                        msg);
     }
     return CGE_OK;
 }
@@ -255,11 +258,13 @@ static enum cge_status encoder_hparams(const struct cge_family_load *lc, const c
             e->act = ACT_QUICK_GELU;
         else if (!strcmp(a, "gelu"))
             e->act = ACT_GELU_ERF;
-        else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast"))
+        else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") ||
+                 !strcmp(a, "gelu_fast"))
             e->act = ACT_GELU_TANH;
         else
-            return cge__err(CGE_ERR_UNSUPPORTED, "model %s: config.json: %shidden_act '%s' is not supported",
-                            lc->dir, where, a);
+            return cge__err(CGE_ERR_UNSUPPORTED,
+                            "model %s: config.json: %shidden_act '%s' is not supported", lc->dir,
+                            where, a);
     }
     return CGE_OK;
 }
@@ -267,7 +272,8 @@ static enum cge_status encoder_hparams(const struct cge_family_load *lc, const c
 static enum cge_status encoder_load(const struct cge_family_load *lc, const char *tower,
                                     struct clip_encoder *e) {
     e->layers = cge__calloc((size_t)e->n_layer, sizeof(*e->layers));
-    if (!e->layers) return cge__err(CGE_ERR_NOMEM, "model %s: %lld layers", lc->dir, (long long)e->n_layer);
+    if (!e->layers)
+        return cge__err(CGE_ERR_NOMEM, "model %s: %lld layers", lc->dir, (long long)e->n_layer);
     static const char *const qkv[3] = {"q_proj", "k_proj", "v_proj"};
     static const char *const out[1] = {"out_proj"};
     static const char *const fc1[1] = {"fc1"};
@@ -306,8 +312,9 @@ static enum cge_status vision_load(const struct cge_family_load *lc, const cJSON
         (st = cfg_int(lc->dir, where, cfg, "num_channels", 3, 3, 3, &v->channels)))
         return st;
     if (v->image_size < v->patch)
-        return cge__err(CGE_ERR_MODEL_LOAD, "model %s: config.json: image_size %lld < patch_size %lld",
-                        lc->dir, (long long)v->image_size, (long long)v->patch);
+        return cge__err(CGE_ERR_MODEL_LOAD,
+                        "model %s: config.json: image_size %lld < patch_size %lld", lc->dir,
+                        (long long)v->image_size, (long long)v->patch);
     const int64_t g = v->image_size / v->patch, d = v->enc.d;
     v->n_tok = g * g + 1;
     int64_t sp[4] = {d, v->channels, v->patch, v->patch}, sd[1] = {d}, spos[2] = {v->n_tok, d};
@@ -327,13 +334,15 @@ static enum cge_status vision_load(const struct cge_family_load *lc, const cJSON
     }
     /* CLIPImageProcessor settings: preprocessor_config.json, else the openai defaults. */
     char path[4096];
-    if ((st = cge__path_join(path, sizeof path, lc->dir ? lc->dir : ".", "preprocessor_config.json")))
+    if ((st = cge__path_join(path, sizeof path, lc->dir ? lc->dir : ".",
+                             "preprocessor_config.json")))
         return st;
     if (lc->dir && cge__file_exists(path)) {
         if ((st = cge_clip_preproc_load(path, v->image_size, &v->pre))) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", cge_errmsg());
-            return cge__err(st == CGE_ERR_UNSUPPORTED ? st : CGE_ERR_MODEL_LOAD, "model %s: %s", lc->dir, msg);
+            return cge__err(st == CGE_ERR_UNSUPPORTED ? st : CGE_ERR_MODEL_LOAD, "model %s: %s",
+                            lc->dir, msg);
         }
     } else {
         v->pre = cge_clip_preproc_default(v->image_size);
@@ -367,12 +376,14 @@ static enum cge_status text_load(const struct cge_family_load *lc, const cJSON *
     const char *tok = "text_model.embeddings.token_embedding.weight";
     t->tok = cge_weights_find(lc->w, tok);
     if (!t->tok || t->tok->n_dim != 2 || t->tok->shape[0] != t->vocab || t->tok->shape[1] != d)
-        return cge__err(CGE_ERR_MODEL_LOAD, "model %s: tensor '%s': %s, expected [%lld, %lld]", lc->dir,
-                        tok, t->tok ? "wrong shape" : "missing", (long long)t->vocab, (long long)d);
+        return cge__err(CGE_ERR_MODEL_LOAD, "model %s: tensor '%s': %s, expected [%lld, %lld]",
+                        lc->dir, tok, t->tok ? "wrong shape" : "missing", (long long)t->vocab,
+                        (long long)d);
     if (t->tok->dtype != CGE_DTYPE_F32 && t->tok->dtype != CGE_DTYPE_F16 &&
         t->tok->dtype != CGE_DTYPE_BF16)
-        return cge__err(CGE_ERR_UNSUPPORTED, "model %s: tensor '%s': dtype %s (expected F32, F16 or BF16)",
-                        lc->dir, tok, cge_dtype_str(t->tok->dtype));
+        return cge__err(CGE_ERR_UNSUPPORTED,
+                        "model %s: tensor '%s': dtype %s (expected F32, F16 or BF16)", lc->dir, tok,
+                        cge_dtype_str(t->tok->dtype));
     if ((st = get_f32(lc, "text_model.embeddings.position_embedding.weight", 2, spos, &t->pos)) ||
         (st = get_f32(lc, "text_model.final_layer_norm.weight", 1, sd, &t->fln_w)) ||
         (st = get_f32(lc, "text_model.final_layer_norm.bias", 1, sd, &t->fln_b)))
@@ -408,7 +419,8 @@ static enum cge_status clip_load(struct cge_family_load *lc, void **impl) {
         vwhere = "vision_config.";
         twhere = "text_config.";
     }
-    if ((st = cfg_int(lc->dir, "", cfg, "projection_dim", 512, 1, 1 << 16, &m->proj_dim))) goto fail;
+    if ((st = cfg_int(lc->dir, "", cfg, "projection_dim", 512, 1, 1 << 16, &m->proj_dim)))
+        goto fail;
     m->has_vision = cge_weights_find(lc->w, "vision_model.embeddings.class_embedding") != NULL;
     m->has_text = cge_weights_find(lc->w, "text_model.embeddings.token_embedding.weight") != NULL;
     if (!m->has_vision && !m->has_text) {
@@ -465,9 +477,15 @@ fail:
 
 static void activate(enum clip_act a, float *x, int64_t n) {
     switch (a) {
-    case ACT_QUICK_GELU: cge_quick_gelu(x, n); break;
-    case ACT_GELU_ERF: cge_gelu_erf(x, n); break;
-    case ACT_GELU_TANH: cge_gelu_tanh(x, n); break;
+    case ACT_QUICK_GELU:
+        cge_quick_gelu(x, n);
+        break;
+    case ACT_GELU_ERF:
+        cge_gelu_erf(x, n);
+        break;
+    case ACT_GELU_TANH:
+        cge_gelu_tanh(x, n);
+        break;
     }
 }
 
@@ -482,7 +500,8 @@ static enum cge_status encoder_forward(const struct clip_encoder *e, float *x, i
     float *ff = cge__malloc_aligned((size_t)(rows * e->d_ff) * sizeof(float));
     enum cge_status st = CGE_OK;
     if (!h || !qkv || !att || !ff) {
-        st = cge__err(CGE_ERR_NOMEM, "clip: scratch for %lld x %lld tokens", (long long)B, (long long)L);
+        st = cge__err(CGE_ERR_NOMEM, "clip: scratch for %lld x %lld tokens", (long long)B,
+                      (long long)L);
         goto done;
     }
     struct cge_attn a;
@@ -500,7 +519,8 @@ static enum cge_status encoder_forward(const struct clip_encoder *e, float *x, i
         memcpy(h, x, (size_t)(rows * d) * sizeof(float));
         cge_layernorm(h, rows, d, l->ln1_w, l->ln1_b, e->eps);
         if ((st = cge_linear_forward(&l->qkv, h, rows, qkv))) goto done;
-        if ((st = cge_attention(&a, qkv, 3 * d, qkv + d, 3 * d, qkv + 2 * d, 3 * d, att, d))) goto done;
+        if ((st = cge_attention(&a, qkv, 3 * d, qkv + d, 3 * d, qkv + 2 * d, 3 * d, att, d)))
+            goto done;
         if ((st = cge_linear_forward(&l->o, att, rows, h))) goto done;
         cge_add(x, h, rows * d);
         memcpy(h, x, (size_t)(rows * d) * sizeof(float));
@@ -523,7 +543,8 @@ done:
 enum cge_status cge__clip_vision_forward(const void *impl, const float *pixels, int64_t n,
                                          float *last_hidden, float *pooled, float *embeds) {
     const struct clip *m = impl;
-    if (!m || !pixels || n <= 0) return cge__err(CGE_ERR_INVALID_VALUE, "clip vision: bad arguments");
+    if (!m || !pixels || n <= 0)
+        return cge__err(CGE_ERR_INVALID_VALUE, "clip vision: bad arguments");
     if (!m->has_vision)
         return cge__err(CGE_ERR_UNSUPPORTED_MODALITY, "model %s: no vision tower", m->dir);
     const struct clip_vision *v = &m->v;
@@ -532,14 +553,15 @@ enum cge_status cge__clip_vision_forward(const void *impl, const float *pixels, 
     float *cls = cge__malloc((size_t)(n * d) * sizeof(float));
     enum cge_status st = CGE_OK;
     if (!x || !cls) {
-        st = cge__err(CGE_ERR_NOMEM, "model %s: vision activations for %lld images", m->dir, (long long)n);
+        st = cge__err(CGE_ERR_NOMEM, "model %s: vision activations for %lld images", m->dir,
+                      (long long)n);
         goto done;
     }
     for (int64_t b = 0; b < n; b++) {
         float *xb = x + b * T * d;
         /* rows 1..T-1: the patches; row 0: the class token */
-        st = cge_patch_conv(pixels + b * v->channels * S * S, v->channels, S, S, v->patch_w, d, v->patch,
-                            xb + d);
+        st = cge_patch_conv(pixels + b * v->channels * S * S, v->channels, S, S, v->patch_w, d,
+                            v->patch, xb + d);
         if (st) goto done;
         memcpy(xb, v->cls, (size_t)d * sizeof(float));
         cge_add(xb, v->pos, T * d);
@@ -547,7 +569,8 @@ enum cge_status cge__clip_vision_forward(const void *impl, const float *pixels, 
     cge_layernorm(x, n * T, d, v->pre_w, v->pre_b, v->enc.eps);
     if ((st = encoder_forward(&v->enc, x, n, T, NULL, 0))) goto done;
     if (last_hidden) memcpy(last_hidden, x, (size_t)(n * T * d) * sizeof(float));
-    for (int64_t b = 0; b < n; b++) memcpy(cls + b * d, x + b * T * d, (size_t)d * sizeof(float));
+    for (int64_t b = 0; b < n; b++)
+        memcpy(cls + b * d, x + b * T * d, (size_t)d * sizeof(float));
     cge_layernorm(cls, n, d, v->post_w, v->post_b, v->enc.eps);
     if (pooled) memcpy(pooled, cls, (size_t)(n * d) * sizeof(float));
     if (embeds) {
@@ -584,9 +607,10 @@ static enum cge_status clip_embed_image(const void *impl, const char *path, floa
     cge_clip_output_dims(&m->v.pre, img.w, img.h, &ow, &oh);
     float *px = NULL;
     if (ow != S || oh != S) {
-        st = cge__err(CGE_ERR_INVALID_DIM, "%s: preprocessing gives %lld x %lld pixel values, the "
-                      "vision tower of %s takes %lld x %lld", path, (long long)ow, (long long)oh,
-                      m->dir, (long long)S, (long long)S);
+        st = cge__err(CGE_ERR_INVALID_DIM,
+                      "%s: preprocessing gives %lld x %lld pixel values, the "
+                      "vision tower of %s takes %lld x %lld",
+                      path, (long long)ow, (long long)oh, m->dir, (long long)S, (long long)S);
         goto done;
     }
     px = cge__malloc((size_t)(3 * S * S) * sizeof(float));
@@ -614,12 +638,15 @@ static enum cge_status clip_forward_text(const void *impl, const int32_t *ids, c
         return cge__err(CGE_ERR_INVALID_VALUE, "model %s: text batch of %lld x %lld", m->dir,
                         (long long)B, (long long)L);
     if (L > t->n_pos)
-        return cge__err(CGE_ERR_INPUT_TOO_LONG, "model %s: %lld tokens, the text tower takes at most %lld",
-                        m->dir, (long long)L, (long long)t->n_pos);
+        return cge__err(CGE_ERR_INPUT_TOO_LONG,
+                        "model %s: %lld tokens, the text tower takes at most %lld", m->dir,
+                        (long long)L, (long long)t->n_pos);
     const int64_t d = t->enc.d;
-    enum cge_status st = cge_embed_gather(t->tok->data, t->tok->dtype, t->vocab, d, ids, B * L, hidden);
+    enum cge_status st =
+        cge_embed_gather(t->tok->data, t->tok->dtype, t->vocab, d, ids, B * L, hidden);
     if (st) return st;
-    for (int64_t b = 0; b < B; b++) cge_add(hidden + b * L * d, t->pos, L * d);
+    for (int64_t b = 0; b < B; b++)
+        cge_add(hidden + b * L * d, t->pos, L * d);
     if ((st = encoder_forward(&t->enc, hidden, B, L, len, 1))) return st;
     cge_layernorm(hidden, B * L, d, t->fln_w, t->fln_b, t->enc.eps);
     return CGE_OK;

@@ -46,7 +46,8 @@ static void test_clip_fixtures(void) {
         CHECK(ref && n == (size_t)(r.w * r.h * 3));
         if (ref && n == (size_t)(r.w * r.h * 3)) {
             size_t diff = 0;
-            for (size_t k = 0; k < n; k++) diff += (uint8_t)ref[k] != r.rgb[k];
+            for (size_t k = 0; k < n; k++)
+                diff += (uint8_t)ref[k] != r.rgb[k];
             CHECK_MSG(diff == 0, "image %d: %zu of %zu resized bytes differ", i, diff, n);
         }
         free(ref);
@@ -54,6 +55,11 @@ static void test_clip_fixtures(void) {
         ref = th_read_file(path, &n);
         CHECK(ref && n == 224 * 224 * 3 && c.w == 224 && c.h == 224);
         if (ref && n == 224 * 224 * 3) CHECK(memcmp(ref, c.rgb, n) == 0);
+        /* the crop-only path (what cge_clip_preprocess uses) gives the same bytes */
+        struct cge_image c2;
+        CHECK(cge_clip_resize_crop(&img, &p, NULL, &c2) == CGE_OK);
+        if (ref && n == 224 * 224 * 3) CHECK(c2.w == 224 && memcmp(ref, c2.rgb, n) == 0);
+        cge_image_deinit(&c2);
         free(ref);
         float *pv = malloc(3 * 224 * 224 * sizeof(float));
         CHECK(cge_clip_preprocess(&img, &p, pv) == CGE_OK);
@@ -63,7 +69,8 @@ static void test_clip_fixtures(void) {
         CHECK(refp && nf == 3 * 224 * 224);
         if (refp && nf == 3 * 224 * 224) {
             double md = 0;
-            for (size_t k = 0; k < nf; k++) md = fmax(md, fabs((double)pv[k] - refp[k]));
+            for (size_t k = 0; k < nf; k++)
+                md = fmax(md, fabs((double)pv[k] - refp[k]));
             CHECK_MSG(md <= 1e-5, "image %d: pixel_values max abs diff %g", i, md);
             printf("  clip_image %d: pixel_values max abs diff %.3g\n", i, md);
         }
@@ -155,9 +162,9 @@ static struct membuf write_png(int w, int h, int ctype, int depth, int interlace
     }
     png_write_info(png, info);
     int ch = ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_PALETTE ? 1
-             : ctype == PNG_COLOR_TYPE_GRAY_ALPHA                             ? 2
-             : ctype == PNG_COLOR_TYPE_RGB                                    ? 3
-                                                                              : 4;
+             : ctype == PNG_COLOR_TYPE_GRAY_ALPHA                            ? 2
+             : ctype == PNG_COLOR_TYPE_RGB                                   ? 3
+                                                                             : 4;
     size_t rowbytes = ((size_t)w * (size_t)ch * (size_t)depth + 7) / 8;
     unsigned char *rows = calloc((size_t)h, rowbytes);
     png_bytep *rp = malloc(sizeof(png_bytep) * (size_t)h);
@@ -216,7 +223,18 @@ static unsigned s_pal(int x, int y, int c) {
 }
 
 /* Expected RGB under PIL's rules for each case. */
-enum kind { K_GRAY_LOW, K_GRAY8, K_GRAY16, K_GA8, K_GA16, K_RGB8, K_RGB16, K_RGBA8, K_RGBA16, K_PAL };
+enum kind {
+    K_GRAY_LOW,
+    K_GRAY8,
+    K_GRAY16,
+    K_GA8,
+    K_GA16,
+    K_RGB8,
+    K_RGB16,
+    K_RGBA8,
+    K_RGBA16,
+    K_PAL
+};
 
 static void expect_px(enum kind k, int depth, int x, int y, unsigned char rgb[3]) {
     unsigned v;
@@ -240,11 +258,13 @@ static void expect_px(enum kind k, int depth, int x, int y, unsigned char rgb[3]
         return;
     case K_RGB8:
     case K_RGBA8:
-        for (int c = 0; c < 3; c++) rgb[c] = (unsigned char)s_byte(x, y, c);
+        for (int c = 0; c < 3; c++)
+            rgb[c] = (unsigned char)s_byte(x, y, c);
         return;
     case K_RGB16:
     case K_RGBA16:
-        for (int c = 0; c < 3; c++) rgb[c] = (unsigned char)(s_word(x, y, c) >> 8);
+        for (int c = 0; c < 3; c++)
+            rgb[c] = (unsigned char)(s_word(x, y, c) >> 8);
         return;
     case K_PAL:
         v = s_pal(x, y, 0);
@@ -281,8 +301,8 @@ static void test_png_variants(void) {
     const int w = 37, h = 23;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         for (int il = 0; il < 2; il++) {
-            struct membuf m = write_png(w, h, cases[i].ctype, cases[i].depth, il, cases[i].f,
-                                        cases[i].trns);
+            struct membuf m =
+                write_png(w, h, cases[i].ctype, cases[i].depth, il, cases[i].f, cases[i].trns);
             CHECK(m.p != NULL);
             struct cge_image img;
             enum cge_status st = cge_image_decode(m.p, m.n, 0, &img);
@@ -312,7 +332,8 @@ static void test_png_variants(void) {
 static double mean_abs_diff(const struct cge_image *a, const struct cge_image *b) {
     if (a->w != b->w || a->h != b->h) return 1e9;
     double s = 0;
-    for (int64_t i = 0; i < a->w * a->h * 3; i++) s += fabs((double)a->rgb[i] - b->rgb[i]);
+    for (int64_t i = 0; i < a->w * a->h * 3; i++)
+        s += fabs((double)a->rgb[i] - b->rgb[i]);
     return s / (double)(a->w * a->h * 3);
 }
 
@@ -390,7 +411,6 @@ static void test_jpeg_webp(void) {
     cge_image_deinit(&small);
 }
 
-
 /* A 4-component JPEG: PIL reads it as Adobe-inverted CMYK ("CMYK;I") and converts with
  * cmyk2rgb: with C = 255 − raw_c (and likewise M, Y) and 255 − K = raw_k,
  * R = raw_k − C·raw_k/255 (rounded as PIL's MULDIV255). Constant blocks, quality 100. */
@@ -413,7 +433,8 @@ static void test_jpeg_cmyk(void) {
     jpeg_start_compress(&c, TRUE);
     unsigned char row[32 * 4];
     while (c.next_scanline < c.image_height) {
-        for (int x = 0; x < w; x++) memcpy(row + 4 * x, raw[x < 16 ? 0 : 1], 4);
+        for (int x = 0; x < w; x++)
+            memcpy(row + 4 * x, raw[x < 16 ? 0 : 1], 4);
         JSAMPROW rp = row;
         jpeg_write_scanlines(&c, &rp, 1);
     }
@@ -445,7 +466,8 @@ static uint32_t crc32_bytes(const unsigned char *p, size_t n) {
     uint32_t c = 0xFFFFFFFFu;
     for (size_t i = 0; i < n; i++) {
         c ^= p[i];
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
     }
     return c ^ 0xFFFFFFFFu;
 }
@@ -595,14 +617,16 @@ static void test_resize(void) {
             CHECK(cge_image_resize(&c, sizes[s][0], sizes[s][1], (enum cge_resample)filters[f],
                                    &o) == CGE_OK);
             int bad = 0;
-            for (int64_t i = 0; i < o.w * o.h * 3; i++) bad += o.rgb[i] != 173;
+            for (int64_t i = 0; i < o.w * o.h * 3; i++)
+                bad += o.rgb[i] != 173;
             CHECK_MSG(bad == 0, "filter %d size %lld x %lld", filters[f], (long long)sizes[s][0],
                       (long long)sizes[s][1]);
             cge_image_deinit(&o);
         }
     }
     /* Same size: a copy. */
-    for (int i = 0; i < 40 * 30 * 3; i++) c.rgb[i] = (uint8_t)(i * 7);
+    for (int i = 0; i < 40 * 30 * 3; i++)
+        c.rgb[i] = (uint8_t)(i * 7);
     CHECK(cge_image_resize(&c, 40, 30, CGE_RESAMPLE_BICUBIC, &o) == CGE_OK);
     CHECK(memcmp(o.rgb, c.rgb, 40 * 30 * 3) == 0);
     cge_image_deinit(&o);
@@ -614,15 +638,38 @@ static void test_resize(void) {
         for (int x = 0; x < 20; x++) {
             for (int ch = 0; ch < 3; ch++) {
                 int r0 = (c.rgb[((2 * y) * 40 + 2 * x) * 3 + ch] +
-                          c.rgb[((2 * y) * 40 + 2 * x + 1) * 3 + ch] + 1) / 2;
+                          c.rgb[((2 * y) * 40 + 2 * x + 1) * 3 + ch] + 1) /
+                         2;
                 int r1 = (c.rgb[((2 * y + 1) * 40 + 2 * x) * 3 + ch] +
-                          c.rgb[((2 * y + 1) * 40 + 2 * x + 1) * 3 + ch] + 1) / 2;
+                          c.rgb[((2 * y + 1) * 40 + 2 * x + 1) * 3 + ch] + 1) /
+                         2;
                 bad += o.rgb[(y * 20 + x) * 3 + ch] != (r0 + r1 + 1) / 2;
             }
         }
     }
     CHECK_MSG(bad == 0, "box halving: %d values differ", bad);
     cge_image_deinit(&o);
+    /* A window of the resize equals the same window cut from the full resize, for every
+     * filter, up and down, windows partly or wholly outside (black there). */
+    uint64_t seed = 7;
+    int mismatch = 0;
+    for (int t = 0; t < 60; t++) {
+        int64_t rw = 1 + (int64_t)((th_randf(&seed) + 1.0f) * 45),
+                rh = 1 + (int64_t)((th_randf(&seed) + 1.0f) * 35);
+        int64_t top = (int64_t)(th_randf(&seed) * 20), left = (int64_t)(th_randf(&seed) * 20);
+        int64_t ch = 1 + (int64_t)((th_randf(&seed) + 1.0f) * 20),
+                cw = 1 + (int64_t)((th_randf(&seed) + 1.0f) * 20);
+        enum cge_resample f = (enum cge_resample)(1 + t % 5);
+        struct cge_image full, win, cut;
+        CHECK(cge_image_resize(&c, rw, rh, f, &full) == CGE_OK);
+        CHECK(cge_image_resize_crop(&c, rw, rh, f, top, left, ch, cw, &win) == CGE_OK);
+        CHECK(cge_image_crop(&full, top, left, ch, cw, &cut) == CGE_OK);
+        if (win.rgb && cut.rgb && memcmp(win.rgb, cut.rgb, (size_t)(ch * cw * 3)) != 0) mismatch++;
+        cge_image_deinit(&full);
+        cge_image_deinit(&win);
+        cge_image_deinit(&cut);
+    }
+    CHECK_MSG(mismatch == 0, "%d resize windows differ from crops of the full resize", mismatch);
     CHECK(cge_image_resize(&c, 0, 5, CGE_RESAMPLE_BICUBIC, &o) == CGE_ERR_INVALID_VALUE);
     CHECK(cge_image_resize(&c, 5, 5, CGE_RESAMPLE_NEAREST, &o) == CGE_ERR_UNSUPPORTED);
     /* Crop with padding (image smaller than the window): zeros outside. */
@@ -657,7 +704,8 @@ static void test_preproc_config(void) {
     CHECK(w == 672 && h == 336);
     cge_clip_resize_dims(&p, 333, 1000, &w, &h);
     CHECK(w == 336 && h == 1009); /* int(336·1000/333) = int(1009.009) */
-    CHECK(write_tmp(path, "{\"size\": {\"height\": 64, \"width\": 32}, \"do_center_crop\": false}"));
+    CHECK(
+        write_tmp(path, "{\"size\": {\"height\": 64, \"width\": 32}, \"do_center_crop\": false}"));
     CHECK(cge_clip_preproc_load(path, 224, &p) == CGE_OK);
     cge_clip_output_dims(&p, 1000, 500, &w, &h);
     CHECK(w == 32 && h == 64);
@@ -672,14 +720,15 @@ static void test_preproc_config(void) {
     CHECK(cge_clip_preproc_load("/tmp/cge_no_such_preproc.json", 224, &p) != CGE_OK);
     remove(path);
     /* The SD-1.5 copy of the ViT-L/14 config in the assets. */
-    CHECK(cge_clip_preproc_load(
-              "tests/assets/clip-vit-large-patch14/preprocessor_config.sd-v1-5-feature_extractor.json",
-              224, &p) == CGE_OK);
+    CHECK(cge_clip_preproc_load("tests/assets/clip-vit-large-patch14/"
+                                "preprocessor_config.sd-v1-5-feature_extractor.json",
+                                224, &p) == CGE_OK);
     CHECK(p.shortest_edge == 224 && p.crop_w == 224 && p.resample == CGE_RESAMPLE_BICUBIC);
 
     /* No rescale, no normalize: the raw bytes as floats, CHW. */
     struct cge_image img = {4, 2, malloc(4 * 2 * 3)};
-    for (int i = 0; i < 24; i++) img.rgb[i] = (uint8_t)(i * 10);
+    for (int i = 0; i < 24; i++)
+        img.rgb[i] = (uint8_t)(i * 10);
     struct cge_clip_preproc q = cge_clip_preproc_default(224);
     q.do_resize = q.do_center_crop = q.do_rescale = q.do_normalize = 0;
     float out[24];

@@ -24,13 +24,14 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#define FIX "tests/fixtures/models/clip_vision/"
+#define FIX     "tests/fixtures/models/clip_vision/"
 #define E2E_IMG "tests/fixtures/e2e/clip_image/"
 #define E2E_TXT "tests/fixtures/e2e/clip_text/"
 
 static double max_rel_row(const float *a, const float *b, int64_t rows, int64_t d) {
     double m = 0;
-    for (int64_t r = 0; r < rows; r++) m = fmax(m, th_rel_err(a + r * d, b + r * d, (size_t)d));
+    for (int64_t r = 0; r < rows; r++)
+        m = fmax(m, th_rel_err(a + r * d, b + r * d, (size_t)d));
     return m;
 }
 
@@ -205,7 +206,8 @@ static void test_e2e_text(void) {
     struct cge_embed_info ii;
     cge_model_embed(m, &im, 1, o, &ii);
     CHECK(ii.status == CGE_ERR_UNSUPPORTED_MODALITY);
-    for (int i = 0; i < n_in; i++) cJSON_Delete(lines[i]);
+    for (int i = 0; i < n_in; i++)
+        cJSON_Delete(lines[i]);
     free(lines);
     free(in);
     free(out);
@@ -255,10 +257,12 @@ static void check_eos_rule(int eos, const int32_t *ids, int64_t n, int64_t want_
     const int64_t d = 32, L = n + 3; /* padded: the padding must not be searched */
     float *hidden = calloc((size_t)(L * d), sizeof(float));
     for (int64_t t = 0; t < L; t++)
-        for (int64_t j = 0; j < d; j++) hidden[t * d + j] = (float)sin(0.37 * (double)(t * d + j));
+        for (int64_t j = 0; j < d; j++)
+            hidden[t * d + j] = (float)sin(0.37 * (double)(t * d + j));
     int32_t *pids = calloc((size_t)L, sizeof(int32_t));
     memcpy(pids, ids, (size_t)n * sizeof(int32_t));
-    for (int64_t t = n; t < L; t++) pids[t] = 49407;
+    for (int64_t t = n; t < L; t++)
+        pids[t] = 49407;
     int64_t lens[1] = {n};
     float out[24];
     CHECK(fam->pool_text(cge__model_impl(m), hidden, pids, lens, 1, L, out) == CGE_OK);
@@ -270,7 +274,8 @@ static void check_eos_rule(int eos, const int32_t *ids, int64_t n, int64_t want_
     double err = 0;
     for (int i = 0; W && i < 24; i++) {
         double s = 0;
-        for (int j = 0; j < 32; j++) s += (double)W[i * 32 + j] * hidden[want_p * d + j];
+        for (int j = 0; j < 32; j++)
+            s += (double)W[i * 32 + j] * hidden[want_p * d + j];
         err = fmax(err, fabs(s - out[i]));
     }
     CHECK_MSG(err < 1e-5, "eos %d: pooled row is not position %lld (max diff %g)", eos,
@@ -322,8 +327,9 @@ static void test_real_files(void) {
     size_t n = 0;
     char *png = th_read_file("tests/fixtures/preprocess/clip_image/image_1.png", &n);
     write_bytes("/tmp/cge_test_clip_trunc.png", png, n / 2);
-    unsigned char big[45] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H',
-                             'D', 'R', 0, 0, 0xC3, 0x50, 0, 0, 0xC3, 0x50, 8, 2, 0, 0, 0};
+    unsigned char big[45] = {0x89, 'P', 'N',  'G',  '\r', '\n', 0x1a, '\n', 0,    0,
+                             0,    13,  'I',  'H',  'D',  'R',  0,    0,    0xC3, 0x50,
+                             0,    0,   0xC3, 0x50, 8,    2,    0,    0,    0};
     write_bytes("/tmp/cge_test_clip_big.png", big, sizeof(big));
     write_bytes("/tmp/cge_test_clip_text.png", "not an image at all", 19);
     free(png);
@@ -348,7 +354,8 @@ static void test_real_files(void) {
     struct cge_embed_info info[14];
     float out[14 * 32];
     memset(in, 0, sizeof(in));
-    for (int i = 0; i < nf; i++) in[i].image_path = files[i];
+    for (int i = 0; i < nf; i++)
+        in[i].image_path = files[i];
     st = cge_model_embed(m, in, nf, out, info);
     CHECK(st == CGE_OK);
     for (int i = 0; i < 10; i++) {
@@ -374,7 +381,8 @@ static void test_real_files(void) {
     CHECK(info[13].status == CGE_ERR_IO || info[13].status == CGE_ERR_MODEL_NOT_FOUND);
     for (int i = 10; i < nf; i++) {
         int zero = 1;
-        for (int j = 0; j < 32; j++) zero &= out[i * 32 + j] == 0.0f;
+        for (int j = 0; j < 32; j++)
+            zero &= out[i * 32 + j] == 0.0f;
         CHECK(zero);
     }
     remove("/tmp/cge_test_clip_trunc.png");
@@ -391,7 +399,9 @@ static void check_nested(const char *case_dir, const char *sub, int64_t dim, int
     const char *dir = "/tmp/cge_test_clip_nested";
     char cmd[1400], cwd[512], path[600];
     CHECK(getcwd(cwd, sizeof cwd) != NULL);
-    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && for f in %s/%smodel/*; do ln -s \"$f\" %s/; done && rm %s/config.json",
+    snprintf(cmd, sizeof cmd,
+             "rm -rf %s && mkdir -p %s && for f in %s/%smodel/*; do ln -s \"$f\" %s/; done && rm "
+             "%s/config.json",
              dir, dir, cwd, case_dir, dir, dir);
     CHECK(system(cmd) == 0);
     snprintf(path, sizeof path, "%s/%smodel/config.json", cwd, case_dir);
@@ -485,7 +495,8 @@ static void oom_case(const char *dir, int image) {
                 st = cge__family_clip.embed_image(impl, E2E_IMG "chelsea.png", out);
             else {
                 st = cge__family_clip.forward_text(impl, ids, lens, 1, 4, hidden);
-                if (st == CGE_OK) st = cge__family_clip.pool_text(impl, hidden, ids, lens, 1, 4, out);
+                if (st == CGE_OK)
+                    st = cge__family_clip.pool_text(impl, hidden, ids, lens, 1, 4, out);
             }
         }
         long used = cge__alloc_count();
@@ -523,7 +534,8 @@ static void *thr_embed(void *p) {
     struct cge_input in;
     memset(&in, 0, sizeof(in));
     in.image_path = a->path;
-    for (int r = 0; r < 3 && a->st == CGE_OK; r++) a->st = cge_model_embed(a->m, &in, 1, a->out, NULL);
+    for (int r = 0; r < 3 && a->st == CGE_OK; r++)
+        a->st = cge_model_embed(a->m, &in, 1, a->out, NULL);
     return NULL;
 }
 
@@ -578,7 +590,8 @@ static void test_bad_config(void) {
         "\"projection_dim\": 32, \"hidden_act\": \"mish\"}",
     };
     for (size_t i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
-        snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && ln -s %s/" E2E_IMG
+        snprintf(cmd, sizeof cmd,
+                 "rm -rf %s && mkdir -p %s && ln -s %s/" E2E_IMG
                  "model/model.safetensors %s/model.safetensors",
                  dir, dir, cwd, dir);
         CHECK(system(cmd) == 0);
@@ -586,8 +599,8 @@ static void test_bad_config(void) {
         write_bytes(path, cfgs[i], strlen(cfgs[i]));
         struct cge_model *m = NULL;
         enum cge_status st = cge_model_load(dir, NULL, &m);
-        CHECK_MSG(st == CGE_ERR_MODEL_LOAD || st == CGE_ERR_UNSUPPORTED, "config %zu: %d %s", i,
-                  st, cge_errmsg());
+        CHECK_MSG(st == CGE_ERR_MODEL_LOAD || st == CGE_ERR_UNSUPPORTED, "config %zu: %d %s", i, st,
+                  cge_errmsg());
         CHECK(m == NULL);
         cge_model_free(m);
     }
