@@ -24,7 +24,8 @@ struct cge_tensor_info {
     int n_dim;
     int64_t shape[CGE_MAX_DIMS];
     int64_t n_elem;
-    const void *data; /* n_elem elements of dtype, little-endian; valid while the weights live */
+    const void *data; /* n_elem elements of dtype, little-endian, row-major (contiguous), aligned
+                         to the element size; valid while the weights live */
     size_t n_bytes;
 };
 
@@ -46,7 +47,9 @@ const struct cge_tensor_info *cge_weights_find(const struct cge_weights *w, cons
 
 /* Finds `name`, checks its shape (n_dim dims; a -1 in shape matches any size; shape may be
  * NULL to skip the check) and returns a fresh fp32 copy (cge__free it). Errors name the
- * weights' path and the tensor: "<path>: tensor 'x': shape [3, 4], expected [3, 5]". */
+ * weights' path and the tensor: "<path>: tensor 'x': shape [3, 4], expected [3, 5]".
+ * Statuses: CGE_ERR_MODEL_LOAD (no such tensor), CGE_ERR_INVALID_DIM (shape), CGE_ERR_UNSUPPORTED
+ * (an integer dtype: only F32, F16, BF16 and F64 convert), CGE_ERR_NOMEM. */
 enum cge_status cge_weights_get_f32(const struct cge_weights *w, const char *name, int n_dim,
                                     const int64_t *shape, float **out);
 
