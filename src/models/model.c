@@ -534,7 +534,18 @@ static enum cge_status prepare_text(const struct cge_model *m, const struct cge_
             }
             if (!st) st = cge__buf_append(&b, text, tn);
         } else {
-            st = cge__buf_append(&b, ins, in_n);
+            /* A prefix (BGE's query instruction, a sentence-transformers prompt). A Pooling
+             * config with include_prompt false leaves its tokens out of the mean, counted as
+             * sentence-transformers does: the prompt's tokens with special tokens, minus one. */
+            st = CGE_OK;
+            if (!m->head.include_prompt) {
+                int32_t *iid = NULL;
+                int64_t ni = 0;
+                st = encode_text(m, ins, in_n, m->max_seq_len, &iid, &ni, NULL);
+                cge__free(iid);
+                if (!st) skip = ni - 1 > 0 ? ni - 1 : 0;
+            }
+            if (!st) st = cge__buf_append(&b, ins, in_n);
             if (!st) st = cge__buf_append(&b, text, tn);
         }
         if (st) {

@@ -12,6 +12,8 @@
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void run_case(const char *name, const char *family, int normalized) {
     char dir[256], p[512];
@@ -274,7 +276,60 @@ static void test_instruction_t5(void) {
     cge_model_free(m);
 }
 
+/* A sentence-transformers Pooling config with include_prompt false: an instruction is a prefix
+ * whose tokens ([CLS] + prompt pieces, as sentence-transformers counts them) leave the mean. */
+static void test_include_prompt_false(void) {
+    char dir[] = "/tmp/cge_test_prompt_XXXXXX", p[600], src[900], cwd[512];
+    if (!mkdtemp(dir) || !getcwd(cwd, sizeof cwd)) return;
+    static const char *const files[] = {"config.json", "model.safetensors", "modules.json", "tokenizer.json",
+                                        "tokenizer_config.json", "sentence_bert_config.json", "vocab.txt",
+                                        "special_tokens_map.json"};
+    for (int i = 0; i < 8; i++) {
+        snprintf(src, sizeof src, "%s/tests/fixtures/e2e/bert_mean_l2/model/%s", cwd, files[i]);
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        CHECK(symlink(src, p) == 0);
+    }
+    snprintf(p, sizeof p, "%s/1_Pooling", dir);
+    mkdir(p, 0700);
+    snprintf(p, sizeof p, "%s/1_Pooling/config.json", dir);
+    FILE *f = fopen(p, "w");
+    fputs("{\"word_embedding_dimension\": 32, \"pooling_mode_mean_tokens\": true, \"include_prompt\": false}", f);
+    fclose(f);
+    struct cge_model *m = NULL;
+    CHECK(cge_model_load(dir, NULL, &m) == CGE_OK);
+    if (m) {
+        const char *prompt = "query: ", *text = "Hello world";
+        struct cge_input in = {0};
+        in.text = text;
+        in.text_len = strlen(text);
+        in.instruction = prompt;
+        float got[32];
+        CHECK(cge_model_embed(m, &in, 1, got, NULL) == CGE_OK);
+        int32_t *ids = NULL, *pids = NULL;
+        int64_t n = 0, np = 0;
+        CHECK(cge_tokenizer_encode(cge__model_tokenizer(m), "query: Hello world", 18, 1, 64, &ids, &n, NULL) == CGE_OK);
+        CHECK(cge_tokenizer_encode(cge__model_tokenizer(m), prompt, strlen(prompt), 1, 64, &pids, &np, NULL) == CGE_OK);
+        float *h = malloc((size_t)(n * 32) * sizeof *h);
+        CHECK(cge__model_family(m)->forward_text(cge__model_impl(m), ids, &n, 1, n, h) == CGE_OK);
+        double want[32] = {0}, nn = 0;
+        for (int64_t t = np - 1; t < n; t++)
+            for (int j = 0; j < 32; j++) want[j] += h[t * 32 + j] / (double)(n - np + 1);
+        for (int j = 0; j < 32; j++) nn += want[j] * want[j];
+        float wf[32];
+        for (int j = 0; j < 32; j++) wf[j] = (float)(want[j] / sqrt(nn));
+        double e = th_rel_err(got, wf, 32);
+        CHECK_MSG(e < 1e-5, "include_prompt false: rel err %.3g", e);
+        free(h);
+        cge__free(ids);
+        cge__free(pids);
+        cge_model_free(m);
+    }
+    snprintf(p, sizeof p, "rm -rf %s", dir);
+    CHECK(system(p) == 0);
+}
+
 int main(void) {
+    RUN(test_include_prompt_false);
     RUN(test_instruction_t5);
     RUN(test_threads);
     RUN(test_bert_mean_l2);
