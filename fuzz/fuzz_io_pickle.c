@@ -24,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         volatile uint8_t sink = 0;
         for (int64_t i = 0; i < cge_weights_count(w); i++) {
             const struct cge_tensor_info *t = cge_weights_at(w, i);
-            for (size_t b = 0; b < t->n_bytes; b++) sink ^= ((const uint8_t *)t->data)[b];
+            for (size_t b = 0; b < t->n_bytes; b++)
+                sink ^= ((const uint8_t *)t->data)[b];
         }
         (void)sink;
     }

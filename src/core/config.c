@@ -49,8 +49,8 @@ static const char *const policy_names[] = {"lru", "lfu", "ttl_lru", "arc"};
 
 static enum cge_status fail(const char *label, const char *section, const char *key,
                             const char *what) {
-    return cge__err(CGE_ERR_INVALID_VALUE, "%s: %s%s%s: %s", label, section, key[0] ? "." : "",
-                    key, what);
+    return cge__err(CGE_ERR_INVALID_VALUE, "%s: %s%s%s: %s", label, section, key[0] ? "." : "", key,
+                    what);
 }
 
 static int json_int(const cJSON *j, int64_t *out) {
@@ -127,7 +127,8 @@ static enum cge_status apply(const char *label, const char *section, const cJSON
     unsigned seen = 0;
     for (const cJSON *e = obj->child; e; e = e->next) {
         int k = 0;
-        while (k < n && strcmp(e->string, fields[k].key) != 0) k++;
+        while (k < n && strcmp(e->string, fields[k].key) != 0)
+            k++;
         if (k == n) {
             /* name the key itself in the path (bounded: keys come from the file) */
             char key[96];
@@ -233,12 +234,9 @@ static enum cge_status parse_root(const char *label, const cJSON *root, struct c
         {"top_k", F_INT, &c->fusion.top_k},
     };
     const struct field cache[] = {
-        {"enabled", F_BOOL, &c->cache.enabled},
-        {"policy", F_POLICY, &c->cache.policy},
-        {"max_entries", F_I64, &c->cache.max_entries},
-        {"max_bytes", F_I64, &c->cache.max_bytes},
-        {"ttl_seconds", F_I64, &c->cache.ttl_seconds},
-        {"path", F_PATH, c->cache.path},
+        {"enabled", F_BOOL, &c->cache.enabled},        {"policy", F_POLICY, &c->cache.policy},
+        {"max_entries", F_I64, &c->cache.max_entries}, {"max_bytes", F_I64, &c->cache.max_bytes},
+        {"ttl_seconds", F_I64, &c->cache.ttl_seconds}, {"path", F_PATH, c->cache.path},
     };
     const struct field gpu[] = {
         {"enabled", F_BOOL, &c->gpu.enabled},
@@ -249,7 +247,8 @@ static enum cge_status parse_root(const char *label, const cJSON *root, struct c
     unsigned seen = 0;
     for (const cJSON *e = root->child; e; e = e->next) {
         int k = 0;
-        while (k < 5 && strcmp(e->string, sections[k]) != 0) k++;
+        while (k < 5 && strcmp(e->string, sections[k]) != 0)
+            k++;
         if (k == 5) {
             char key[96];
             snprintf(key, sizeof key, "%.80s", e->string);
@@ -262,11 +261,21 @@ static enum cge_status parse_root(const char *label, const cJSON *root, struct c
         seen |= 1u << k;
         enum cge_status st;
         switch (k) {
-        case 0: st = parse_models(label, e, c); break;
-        case 1: st = apply(label, "batch", e, batch, 3); break;
-        case 2: st = apply(label, "fusion", e, fusion, 3); break;
-        case 3: st = apply(label, "cache", e, cache, 6); break;
-        default: st = apply(label, "gpu", e, gpu, 3); break;
+        case 0:
+            st = parse_models(label, e, c);
+            break;
+        case 1:
+            st = apply(label, "batch", e, batch, 3);
+            break;
+        case 2:
+            st = apply(label, "fusion", e, fusion, 3);
+            break;
+        case 3:
+            st = apply(label, "cache", e, cache, 6);
+            break;
+        default:
+            st = apply(label, "gpu", e, gpu, 3);
+            break;
         }
         if (st) return st;
     }

@@ -41,11 +41,11 @@ enum cge_status cge__weights_open_index(const char *path, struct cge_weights **o
     char *dir = NULL;
     int n_shards = 0;
 
-    const cJSON *map = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "weight_map")
-                                           : NULL;
+    const cJSON *map =
+        cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!cJSON_IsObject(map)) {
-        st = cge__err(CGE_ERR_SERIALIZATION, "%s: no \"weight_map\" object (not a checkpoint index)",
-                      path);
+        st = cge__err(CGE_ERR_SERIALIZATION,
+                      "%s: no \"weight_map\" object (not a checkpoint index)", path);
         goto done;
     }
     int n_map = cJSON_GetArraySize(map);
@@ -102,8 +102,8 @@ enum cge_status cge__weights_open_index(const char *path, struct cge_weights **o
         st = cge__path_join(file, sizeof file, dir, shards[i]);
         if (st) goto done;
         if (!cge__file_exists(file)) {
-            st = cge__err(CGE_ERR_MODEL_LOAD, "%s: shard '%s' named in the index is missing",
-                          path, file);
+            st = cge__err(CGE_ERR_MODEL_LOAD, "%s: shard '%s' named in the index is missing", path,
+                          file);
             goto done;
         }
         int is_bin = ends_with(shards[i], ".bin");
@@ -116,8 +116,8 @@ enum cge_status cge__weights_open_index(const char *path, struct cge_weights **o
     if (st) goto done;
     for (const cJSON *e = map->child; e; e = e->next) {
         const struct cge_tensor_info *t = cge_weights_find(w, e->string);
-        const char **sh = bsearch(&e->valuestring, shards, (size_t)n_shards, sizeof *shards,
-                                  cmp_str);
+        const char **sh =
+            bsearch(&e->valuestring, shards, (size_t)n_shards, sizeof *shards, cmp_str);
         int s = sh ? (int)(sh - shards) : -1;
         int64_t idx = t ? (int64_t)(t - w->t) : -1;
         if (!t || s < 0 || idx < (s ? shard_end[s - 1] : 0) || idx >= shard_end[s]) {

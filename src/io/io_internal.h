@@ -32,8 +32,8 @@ struct cge__region {
 };
 
 struct cge_weights {
-    char *path;                  /* the path opened (or the label of a buffer), owned */
-    struct cge_tensor_info *t;   /* [n] tensors in file order; names owned */
+    char *path;                /* the path opened (or the label of a buffer), owned */
+    struct cge_tensor_info *t; /* [n] tensors in file order; names owned */
     int64_t n, cap;
     int64_t *by_name;            /* [n] indices into t sorted by name (after finish) */
     struct cge__region *regions; /* [n_regions] memory this object owns */

@@ -141,7 +141,8 @@ static int need(struct vm *m, size_t n) {
 
 static uint64_t rd_le(const uint8_t *p, int n) {
     uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -188,8 +189,8 @@ static const struct {
     {"torch", "QInt32Storage", G_STORAGE, 0, 0},
 };
 
-static enum cge_status push_global(struct vm *m, const char *module, size_t mlen,
-                                   const char *name, size_t nlen) {
+static enum cge_status push_global(struct vm *m, const char *module, size_t mlen, const char *name,
+                                   size_t nlen) {
     for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++) {
         if (strlen(globals[i].module) == mlen && memcmp(globals[i].module, module, mlen) == 0 &&
             strlen(globals[i].name) == nlen && memcmp(globals[i].name, name, nlen) == 0) {
@@ -226,8 +227,7 @@ static enum cge_status int_tuple(struct vm *m, const struct pv *t, int64_t *out,
     }
     if (t->n > CGE_MAX_DIMS) {
         snprintf(msg, sizeof msg, "tensor with %zu dimensions (at most %d)", t->n, CGE_MAX_DIMS);
-        return cge__err(CGE_ERR_UNSUPPORTED, "%s: data.pkl byte %zu: %s", m->label, m->op_pos,
-                        msg);
+        return cge__err(CGE_ERR_UNSUPPORTED, "%s: data.pkl byte %zu: %s", m->label, m->op_pos, msg);
     }
     for (size_t i = 0; i < t->n; i++) {
         if (!is_int(t->items[i]) || t->items[i]->i < 0) {
@@ -243,7 +243,8 @@ static enum cge_status int_tuple(struct vm *m, const struct pv *t, int64_t *out,
 static enum cge_status rebuild_tensor(struct vm *m, const struct pv *args, struct pv **out) {
     if (args->n < 6 || args->n > 7) return bad(m, "_rebuild_tensor_v2 takes 6 or 7 arguments");
     const struct pv *storage = args->items[0], *offset = args->items[1];
-    if (storage->kind != PK_STORAGE) return bad(m, "_rebuild_tensor_v2: first argument is not a storage");
+    if (storage->kind != PK_STORAGE)
+        return bad(m, "_rebuild_tensor_v2: first argument is not a storage");
     if (offset->kind != PK_INT || offset->i < 0)
         return bad(m, "_rebuild_tensor_v2: storage offset is not a non-negative integer");
     struct pv *t = new_val(m, PK_TENSOR);
@@ -298,7 +299,8 @@ static enum cge_status rebuild_tensor(struct vm *m, const struct pv *args, struc
 }
 
 static enum cge_status op_reduce(struct vm *m) {
-    if (m->sp < 2 || (m->n_marks && m->sp - 2 < mark_base(m))) return bad(m, "REDUCE on a short stack");
+    if (m->sp < 2 || (m->n_marks && m->sp - 2 < mark_base(m)))
+        return bad(m, "REDUCE on a short stack");
     struct pv *args = m->stack[m->sp - 1], *fn = m->stack[m->sp - 2];
     m->sp -= 2;
     if (fn->kind != PK_GLOBAL) return bad(m, "REDUCE of something that is not a known global");
@@ -335,7 +337,8 @@ static enum cge_status op_reduce(struct vm *m) {
 }
 
 static enum cge_status op_persid(struct vm *m) {
-    if (m->sp < 1 || (m->n_marks && m->sp - 1 < mark_base(m))) return bad(m, "BINPERSID on an empty stack");
+    if (m->sp < 1 || (m->n_marks && m->sp - 1 < mark_base(m)))
+        return bad(m, "BINPERSID on an empty stack");
     struct pv *pid = m->stack[--m->sp];
     if (pid->kind != PK_TUPLE || pid->n != 5 || pid->items[0]->kind != PK_STR ||
         strcmp(pid->items[0]->s, "storage") != 0)
@@ -346,8 +349,7 @@ static enum cge_status op_persid(struct vm *m) {
     if (!type->supported) {
         char msg[96];
         snprintf(msg, sizeof msg, "storages of type torch.%s are not supported", type->gname);
-        return cge__err(CGE_ERR_UNSUPPORTED, "%s: data.pkl byte %zu: %s", m->label, m->op_pos,
-                        msg);
+        return cge__err(CGE_ERR_UNSUPPORTED, "%s: data.pkl byte %zu: %s", m->label, m->op_pos, msg);
     }
     if (key->kind != PK_STR || key->slen == 0 || key->slen != strlen(key->s) ||
         strchr(key->s, '/') || strcmp(key->s, "..") == 0)
@@ -376,7 +378,8 @@ static enum cge_status memo_put(struct vm *m, uint64_t idx) {
     if (idx > m->len) return bad(m, "memo index out of range");
     if (idx >= m->memo_cap) {
         size_t cap = m->memo_cap ? m->memo_cap : 64;
-        while (cap <= idx) cap *= 2;
+        while (cap <= idx)
+            cap *= 2;
         struct pv **mm = cge__realloc(m->memo, cap * sizeof *mm);
         if (!mm) return cge__err(CGE_ERR_NOMEM, "%s: memo", m->label);
         memset(mm + m->memo_cap, 0, (cap - m->memo_cap) * sizeof *mm);
@@ -451,7 +454,9 @@ static enum cge_status run(struct vm *m, struct pv **result) {
             if (above < 1) return bad(m, "DUP on an empty stack");
             st = push(m, m->stack[m->sp - 1]);
             break;
-        case 'N': st = push(m, new_val(m, PK_NONE)); break;
+        case 'N':
+            st = push(m, new_val(m, PK_NONE));
+            break;
         case 0x88:   /* NEWTRUE */
         case 0x89: { /* NEWFALSE */
             struct pv *v = new_val(m, PK_BOOL);
@@ -487,7 +492,8 @@ static enum cge_status run(struct vm *m, struct pv **result) {
         case 'G': { /* BINFLOAT: big-endian double */
             if (!need(m, 8)) return bad(m, "truncated BINFLOAT");
             uint64_t u = 0;
-            for (int i = 0; i < 8; i++) u = (u << 8) | m->p[m->pos + (size_t)i];
+            for (int i = 0; i < 8; i++)
+                u = (u << 8) | m->p[m->pos + (size_t)i];
             m->pos += 8;
             struct pv *v = new_val(m, PK_FLOAT);
             if (v) memcpy(&v->f, &u, sizeof u);
@@ -529,9 +535,15 @@ static enum cge_status run(struct vm *m, struct pv **result) {
             st = push_global(m, mod->s, mod->slen, name->s, name->slen);
             break;
         }
-        case ')': st = push(m, new_val(m, PK_TUPLE)); break;
-        case ']': st = push(m, new_val(m, PK_LIST)); break;
-        case '}': st = push(m, new_val(m, PK_DICT)); break;
+        case ')':
+            st = push(m, new_val(m, PK_TUPLE));
+            break;
+        case ']':
+            st = push(m, new_val(m, PK_LIST));
+            break;
+        case '}':
+            st = push(m, new_val(m, PK_DICT));
+            break;
         case 't':   /* TUPLE */
         case 'l':   /* LIST */
         case 'd': { /* DICT */
@@ -549,7 +561,8 @@ static enum cge_status run(struct vm *m, struct pv **result) {
             if (above < n) return bad(m, "TUPLEn on a short stack");
             struct pv *c = new_val(m, PK_TUPLE);
             if (!c) return cge__err(CGE_ERR_NOMEM, "%s: tuple", m->label);
-            for (size_t i = m->sp - n; i < m->sp && !st; i++) st = append_item(m, c, m->stack[i]);
+            for (size_t i = m->sp - n; i < m->sp && !st; i++)
+                st = append_item(m, c, m->stack[i]);
             if (st) return st;
             m->sp -= n;
             st = push(m, c);
@@ -596,8 +609,12 @@ static enum cge_status run(struct vm *m, struct pv **result) {
             m->sp--;
             break;
         }
-        case 'R': st = op_reduce(m); break;
-        case 'Q': st = op_persid(m); break;
+        case 'R':
+            st = op_reduce(m);
+            break;
+        case 'Q':
+            st = op_persid(m);
+            break;
         case 'q': /* BINPUT */
             if (!need(m, 1)) return bad(m, "truncated BINPUT");
             st = memo_put(m, m->p[m->pos++]);
@@ -650,10 +667,12 @@ static void gather(const struct pv *t, uint8_t *dst, size_t es) {
     const uint8_t *src = (const uint8_t *)t->storage->data;
     int64_t idx[CGE_MAX_DIMS] = {0};
     int64_t n = 1;
-    for (int i = 0; i < t->n_dim; i++) n *= t->shape[i];
+    for (int i = 0; i < t->n_dim; i++)
+        n *= t->shape[i];
     for (int64_t k = 0; k < n; k++) {
         int64_t off = t->i;
-        for (int i = 0; i < t->n_dim; i++) off += idx[i] * t->stride[i];
+        for (int i = 0; i < t->n_dim; i++)
+            off += idx[i] * t->stride[i];
         memcpy(dst + (size_t)k * es, src + (size_t)off * es, es);
         for (int i = t->n_dim - 1; i >= 0; i--) {
             if (++idx[i] < t->shape[i]) break;
@@ -710,8 +729,10 @@ enum cge_status cge__unpickle_state_dict(const uint8_t *buf, size_t len, const c
     struct pv *root = NULL;
     enum cge_status st = run(&m, &root);
     if (!st && root->kind != PK_DICT) {
-        st = cge__err(CGE_ERR_SERIALIZATION, "%s: data.pkl: the pickle is not a state dict (a dict "
-                      "of tensors)", m.label);
+        st = cge__err(CGE_ERR_SERIALIZATION,
+                      "%s: data.pkl: the pickle is not a state dict (a dict "
+                      "of tensors)",
+                      m.label);
     }
     if (!st) {
         /* A checkpoint may wrap the state dict: {"state_dict": {...}} or {"model": {...}}. */
@@ -728,8 +749,7 @@ enum cge_status cge__unpickle_state_dict(const uint8_t *buf, size_t len, const c
         for (size_t i = 0; i + 1 < root->n && !st; i += 2) {
             const struct pv *k = root->items[i], *v = root->items[i + 1];
             if (v->kind != PK_TENSOR) {
-                cge__log(CGE_LOG_DEBUG, "%s: skipping non-tensor entry in the state dict",
-                         m.label);
+                cge__log(CGE_LOG_DEBUG, "%s: skipping non-tensor entry in the state dict", m.label);
                 continue;
             }
             st = add_tensor(&m, w, k, v);

@@ -106,8 +106,8 @@ static enum cge_status parse_entry(const char *label, const cJSON *e, struct cge
                                    struct span *sp, uint64_t data_len) {
     const char *name = e->string;
     if (!cJSON_IsObject(e))
-        return cge__err(CGE_ERR_SERIALIZATION, "%s: tensor '%s': entry is not a JSON object",
-                        label, name);
+        return cge__err(CGE_ERR_SERIALIZATION, "%s: tensor '%s': entry is not a JSON object", label,
+                        name);
     const cJSON *jd = NULL, *js = NULL, *jo = NULL;
     for (const cJSON *f = e->child; f; f = f->next) {
         if (strcmp(f->string, "dtype") == 0 && !jd)
@@ -117,12 +117,15 @@ static enum cge_status parse_entry(const char *label, const cJSON *e, struct cge
         else if (strcmp(f->string, "data_offsets") == 0 && !jo)
             jo = f;
         else
-            return cge__err(CGE_ERR_SERIALIZATION, "%s: tensor '%s': unexpected or repeated key '%s'",
-                            label, name, f->string);
+            return cge__err(CGE_ERR_SERIALIZATION,
+                            "%s: tensor '%s': unexpected or repeated key '%s'", label, name,
+                            f->string);
     }
     if (!jd || !js || !jo)
         return cge__err(CGE_ERR_SERIALIZATION, "%s: tensor '%s': missing %s", label, name,
-                        !jd ? "dtype" : !js ? "shape" : "data_offsets");
+                        !jd   ? "dtype"
+                        : !js ? "shape"
+                              : "data_offsets");
     if (!cJSON_IsString(jd))
         return cge__err(CGE_ERR_SERIALIZATION, "%s: tensor '%s': dtype is not a string", label,
                         name);
@@ -155,7 +158,8 @@ static enum cge_status parse_entry(const char *label, const cJSON *e, struct cge
                             label, name);
         if (!zero) n_elem *= v;
     }
-    for (; k < CGE_MAX_DIMS; k++) info->shape[k] = 0;
+    for (; k < CGE_MAX_DIMS; k++)
+        info->shape[k] = 0;
     if (zero) n_elem = 0;
     uint64_t esize = cge_dtype_size(info->dtype);
     uint64_t n_bytes = n_elem * esize; /* n_elem <= 2^53, esize <= 8: fits */
@@ -166,8 +170,7 @@ static enum cge_status parse_entry(const char *label, const cJSON *e, struct cge
     uint64_t b, en;
     if (!json_uint(jo->child, &b) || !json_uint(jo->child->next, &en))
         return cge__err(CGE_ERR_SERIALIZATION,
-                        "%s: tensor '%s': data_offsets are not non-negative integers", label,
-                        name);
+                        "%s: tensor '%s': data_offsets are not non-negative integers", label, name);
     if (en < b)
         return cge__err(CGE_ERR_SERIALIZATION,
                         "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", label,
@@ -198,7 +201,8 @@ enum cge_status cge__safetensors_parse(struct cge_weights *w, const uint8_t *buf
                         "%s: %zu bytes, too short for a safetensors header (8 bytes of length)",
                         label, len);
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | buf[i];
     if (hlen > CGE_ST_MAX_HEADER)
         return cge__err(CGE_ERR_SERIALIZATION,
                         "%s: byte 0: header length %llu exceeds the limit of %zu bytes", label,
@@ -256,16 +260,15 @@ enum cge_status cge__safetensors_parse(struct cge_weights *w, const uint8_t *buf
     for (const cJSON *e = root->child; e; e = e->next) {
         if (strcmp(e->string, "__metadata__") == 0) {
             if (seen_meta || !cJSON_IsObject(e)) {
-                st = cge__err(CGE_ERR_SERIALIZATION,
-                              "%s: __metadata__ is %s", label,
+                st = cge__err(CGE_ERR_SERIALIZATION, "%s: __metadata__ is %s", label,
                               seen_meta ? "repeated" : "not a JSON object");
                 goto done;
             }
             seen_meta = 1;
             for (const cJSON *m = e->child; m; m = m->next) {
                 if (!cJSON_IsString(m)) {
-                    st = cge__err(CGE_ERR_SERIALIZATION,
-                                  "%s: __metadata__ '%s' is not a string", label, m->string);
+                    st = cge__err(CGE_ERR_SERIALIZATION, "%s: __metadata__ '%s' is not a string",
+                                  label, m->string);
                     goto done;
                 }
             }

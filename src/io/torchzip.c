@@ -17,12 +17,12 @@
 #include <zip.h>
 
 struct entry {
-    char *name;           /* NUL-terminated copy */
-    uint16_t method;      /* 0 stored, 8 deflate, ... */
-    uint16_t flags;       /* general purpose bit flags */
+    char *name;      /* NUL-terminated copy */
+    uint16_t method; /* 0 stored, 8 deflate, ... */
+    uint16_t flags;  /* general purpose bit flags */
     uint64_t csize, usize;
-    uint64_t local_off;   /* offset of the local header */
-    const void *data;     /* resolved bytes (usize), once loaded */
+    uint64_t local_off; /* offset of the local header */
+    const void *data;   /* resolved bytes (usize), once loaded */
 };
 
 struct archive {
@@ -33,12 +33,13 @@ struct archive {
     size_t n;
     char prefix[256]; /* "archive/" */
     struct cge_weights *w;
-    zip_t *zip;       /* opened on demand for compressed entries */
+    zip_t *zip; /* opened on demand for compressed entries */
 };
 
 static uint64_t le(const uint8_t *p, int n) {
     uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -146,7 +147,8 @@ static struct entry *find_entry(struct archive *a, const char *name) {
 /* Makes e->data point at the entry's usize bytes: into the map (stored, aligned) or a copy. */
 static enum cge_status load_entry(struct archive *a, struct entry *e) {
     if (e->data) return CGE_OK;
-    if (e->flags & 1) return cge__err(CGE_ERR_UNSUPPORTED, "%s: entry '%s' is encrypted", a->path, e->name);
+    if (e->flags & 1)
+        return cge__err(CGE_ERR_UNSUPPORTED, "%s: entry '%s' is encrypted", a->path, e->name);
     const uint8_t *p = a->map;
     uint64_t lo = e->local_off;
     if (lo > a->len || a->len - lo < 30 || le(p + lo, 4) != 0x04034b50u)
@@ -176,8 +178,8 @@ static enum cge_status load_entry(struct archive *a, struct entry *e) {
     /* Compressed: libzip inflates it (and checks the CRC). Deflate expands at most ~1032:1, so a
      * larger claimed size is a lie that must not turn into a huge allocation. */
     if (e->usize > e->csize * 1032 + 1024 || e->usize > ((uint64_t)1 << 40))
-        return cge__err(CGE_ERR_SERIALIZATION, "%s: entry '%s' claims %llu bytes", a->path,
-                        e->name, (unsigned long long)e->usize);
+        return cge__err(CGE_ERR_SERIALIZATION, "%s: entry '%s' claims %llu bytes", a->path, e->name,
+                        (unsigned long long)e->usize);
     if (!a->zip) {
         zip_error_t zerr_;
         zip_error_init(&zerr_);
@@ -266,16 +268,17 @@ enum cge_status cge__torch_parse(struct cge_weights *w, const uint8_t *buf, size
         const char *nm = a.e[i].name, *slash = strchr(nm, '/');
         if (slash && strcmp(slash, "/data.pkl") == 0) {
             if (pkl) {
-                st = cge__err(CGE_ERR_SERIALIZATION, "%s: two data.pkl entries ('%s', '%s')",
-                              path, pkl->name, nm);
+                st = cge__err(CGE_ERR_SERIALIZATION, "%s: two data.pkl entries ('%s', '%s')", path,
+                              pkl->name, nm);
                 break;
             }
             pkl = &a.e[i];
         }
     }
     if (!st && !pkl)
-        st = cge__err(CGE_ERR_SERIALIZATION,
-                      "%s: a zip archive without <name>/data.pkl (not written by torch.save)", path);
+        st =
+            cge__err(CGE_ERR_SERIALIZATION,
+                     "%s: a zip archive without <name>/data.pkl (not written by torch.save)", path);
     if (!st) {
         size_t plen = (size_t)(strchr(pkl->name, '/') - pkl->name) + 1;
         if (plen >= sizeof a.prefix) {
@@ -299,7 +302,8 @@ enum cge_status cge__torch_parse(struct cge_weights *w, const uint8_t *buf, size
     if (!st) st = load_entry(&a, pkl);
     if (!st)
         st = cge__unpickle_state_dict(pkl->data, (size_t)pkl->usize, path, resolve_storage, &a, w);
-    for (size_t i = 0; i < a.n; i++) cge__free(a.e[i].name);
+    for (size_t i = 0; i < a.n; i++)
+        cge__free(a.e[i].name);
     cge__free(a.e);
     if (a.zip) zip_discard(a.zip);
     return st;

@@ -124,10 +124,12 @@ enum cge_status cge__weights_finish(struct cge_weights *w, int sort_by_name) {
 
 void cge_weights_free(struct cge_weights *w) {
     if (!w) return;
-    for (int64_t i = 0; i < w->n; i++) cge__free((void *)w->t[i].name);
+    for (int64_t i = 0; i < w->n; i++)
+        cge__free((void *)w->t[i].name);
     cge__free(w->t);
     cge__free(w->by_name);
-    for (int i = 0; i < w->n_regions; i++) cge__region_release(&w->regions[i]);
+    for (int i = 0; i < w->n_regions; i++)
+        cge__region_release(&w->regions[i]);
     cge__free(w->regions);
     cge__free(w->path);
     cge__free(w);
@@ -191,8 +193,8 @@ enum cge_status cge__safetensors_load_file(struct cge_weights *w, const char *pa
 static enum cge_status open_single(const char *path, int is_torch, struct cge_weights **out) {
     struct cge_weights *w = cge__weights_new(path);
     if (!w) return cge__err(CGE_ERR_NOMEM, "%s: weights", path);
-    enum cge_status st = is_torch ? cge__torch_load_file(w, path)
-                                  : cge__safetensors_load_file(w, path);
+    enum cge_status st =
+        is_torch ? cge__torch_load_file(w, path) : cge__safetensors_load_file(w, path);
     if (!st) st = cge__weights_finish(w, is_torch);
     if (st) {
         cge_weights_free(w);
@@ -243,7 +245,8 @@ enum cge_status cge_weights_open(const char *path, struct cge_weights **out) {
                                         "pytorch_model.bin", "pytorch_model.bin.index.json"};
     char dir[4096], buf[4096];
     size_t dl = strlen(path);
-    while (dl > 1 && path[dl - 1] == '/') dl--; /* "model/" -> "model" */
+    while (dl > 1 && path[dl - 1] == '/')
+        dl--; /* "model/" -> "model" */
     if (dl >= sizeof dir) return cge__err(CGE_ERR_INVALID_VALUE, "path too long: %s", path);
     memcpy(dir, path, dl);
     dir[dl] = '\0';
@@ -367,10 +370,13 @@ enum cge_status cge_weights_get_f32(const struct cge_weights *w, const char *nam
         if (!ok) {
             char have[256], want[256];
             format_shape(have, sizeof have, t->n_dim, t->shape);
-            format_shape(want, sizeof want, n_dim < 0 ? 0 : n_dim > CGE_MAX_DIMS ? CGE_MAX_DIMS : n_dim,
+            format_shape(want, sizeof want,
+                         n_dim < 0              ? 0
+                         : n_dim > CGE_MAX_DIMS ? CGE_MAX_DIMS
+                                                : n_dim,
                          shape);
-            return cge__err(CGE_ERR_INVALID_DIM, "%s: tensor '%s': shape %s, expected %s",
-                            w->path, name, have, want);
+            return cge__err(CGE_ERR_INVALID_DIM, "%s: tensor '%s': shape %s, expected %s", w->path,
+                            name, have, want);
         }
     }
     if (t->dtype != CGE_DTYPE_F32 && t->dtype != CGE_DTYPE_F16 && t->dtype != CGE_DTYPE_BF16 &&
@@ -381,8 +387,7 @@ enum cge_status cge_weights_get_f32(const struct cge_weights *w, const char *nam
                         w->path, name, cge_dtype_str(t->dtype));
     size_t n = (size_t)t->n_elem;
     float *f = cge__malloc((n ? n : 1) * sizeof(float));
-    if (!f)
-        return cge__err(CGE_ERR_NOMEM, "%s: tensor '%s': %zu floats", w->path, name, n);
+    if (!f) return cge__err(CGE_ERR_NOMEM, "%s: tensor '%s': %zu floats", w->path, name, n);
     const uint8_t *p = t->data;
     switch (t->dtype) {
     case CGE_DTYPE_F32:

@@ -61,13 +61,12 @@ static void test_full_file(void) {
     CHECK(c.models[1].enabled == 1);
     CHECK(strcmp(c.models[11].path, "/m/e5") == 0 && c.models[11].dtype == CGE_DTYPE_I8);
     CHECK(strcmp(c.models[3].path, "clip") == 0 && c.models[3].dtype == CGE_DTYPE_BF16);
-    CHECK(c.batch.max_batch_size == 64 && c.batch.min_batch_size == 4 &&
-          c.batch.max_wait_ms == 10);
+    CHECK(c.batch.max_batch_size == 64 && c.batch.min_batch_size == 4 && c.batch.max_wait_ms == 10);
     CHECK(strcmp(c.fusion.weights, "fusion") == 0 && c.fusion.temperature == 0.5 &&
           c.fusion.top_k == 3);
-    CHECK(c.cache.enabled == 0 && c.cache.policy == CGE_CACHE_TTL_LRU &&
-          c.cache.max_entries == 5 && c.cache.max_bytes == 123456789012LL &&
-          c.cache.ttl_seconds == 60 && strcmp(c.cache.path, "/var/c") == 0);
+    CHECK(c.cache.enabled == 0 && c.cache.policy == CGE_CACHE_TTL_LRU && c.cache.max_entries == 5 &&
+          c.cache.max_bytes == 123456789012LL && c.cache.ttl_seconds == 60 &&
+          strcmp(c.cache.path, "/var/c") == 0);
     CHECK(c.gpu.enabled == 1 && c.gpu.device == 1 && c.gpu.memory_limit_bytes == 0);
 
     /* the same from a file: relative paths become relative to its folder */
@@ -94,7 +93,8 @@ static void test_full_file(void) {
     fclose(f);
     st = cge_config_load(path, &l);
     CHECK(st == CGE_ERR_INVALID_VALUE);
-    CHECK_MSG(strstr(cge_errmsg(), path) && strstr(cge_errmsg(), "cache.max_entries: expected integer"),
+    CHECK_MSG(strstr(cge_errmsg(), path) &&
+                  strstr(cge_errmsg(), "cache.max_entries: expected integer"),
               "%s", cge_errmsg());
     struct cge_config d;
     cge_config_default(&d);
@@ -114,10 +114,14 @@ static void test_errors(void) {
          "cache.max_entries: expected integer"},
         {"{\"cache\": {\"max_entries\": 1.5}}", CGE_ERR_INVALID_VALUE,
          "cache.max_entries: expected integer"},
-        {"{\"cache\": {\"max_entrys\": 10}}", CGE_ERR_INVALID_VALUE, "cache.max_entrys: unknown key"},
-        {"{\"cache\": {\"policy\": \"fifo\"}}", CGE_ERR_INVALID_VALUE, "cache.policy: expected one of"},
-        {"{\"cache\": {\"enabled\": 1}}", CGE_ERR_INVALID_VALUE, "cache.enabled: expected true or false"},
-        {"{\"cache\": {\"max_bytes\": -1}}", CGE_ERR_INVALID_VALUE, "cache.max_bytes: -1 is out of range"},
+        {"{\"cache\": {\"max_entrys\": 10}}", CGE_ERR_INVALID_VALUE,
+         "cache.max_entrys: unknown key"},
+        {"{\"cache\": {\"policy\": \"fifo\"}}", CGE_ERR_INVALID_VALUE,
+         "cache.policy: expected one of"},
+        {"{\"cache\": {\"enabled\": 1}}", CGE_ERR_INVALID_VALUE,
+         "cache.enabled: expected true or false"},
+        {"{\"cache\": {\"max_bytes\": -1}}", CGE_ERR_INVALID_VALUE,
+         "cache.max_bytes: -1 is out of range"},
         {"{\"cache\": {\"policy\": \"ttl_lru\"}}", CGE_ERR_INVALID_VALUE, "cache.ttl_seconds"},
         {"{\"cache\": []}", CGE_ERR_INVALID_VALUE, "cache: expected object"},
         {"{\"batch\": {\"max_batch_size\": 0}}", CGE_ERR_INVALID_VALUE, "batch.max_batch_size: 0"},
@@ -133,9 +137,11 @@ static void test_errors(void) {
         {"{\"fusion\": {\"temperature\": \"hot\"}}", CGE_ERR_INVALID_VALUE,
          "fusion.temperature: expected number"},
         {"{\"fusion\": {\"top_k\": 9}}", CGE_ERR_INVALID_VALUE, "fusion.top_k: 9 is out of range"},
-        {"{\"fusion\": {\"weights\": 3}}", CGE_ERR_INVALID_VALUE, "fusion.weights: expected string"},
+        {"{\"fusion\": {\"weights\": 3}}", CGE_ERR_INVALID_VALUE,
+         "fusion.weights: expected string"},
         {"{\"gpu\": {\"device\": -1}}", CGE_ERR_INVALID_VALUE, "gpu.device"},
-        {"{\"gpu\": {\"memory_limit\": 5}}", CGE_ERR_INVALID_VALUE, "gpu.memory_limit: unknown key"},
+        {"{\"gpu\": {\"memory_limit\": 5}}", CGE_ERR_INVALID_VALUE,
+         "gpu.memory_limit: unknown key"},
         {"{\"models\": {\"E13\": {}}}", CGE_ERR_INVALID_VALUE, "models.E13: unknown key"},
         {"{\"models\": {\"E2\": {\"dtype\": \"fp8\"}}}", CGE_ERR_INVALID_VALUE,
          "models.E2.dtype: expected one of"},
@@ -143,7 +149,8 @@ static void test_errors(void) {
          "models.E2.enabled: expected true or false"},
         {"{\"models\": {\"E2\": {\"colour\": 1}}}", CGE_ERR_INVALID_VALUE,
          "models.E2.colour: unknown key"},
-        {"{\"models\": {\"E2\": {}, \"E2\": {}}}", CGE_ERR_INVALID_VALUE, "models.E2: repeated key"},
+        {"{\"models\": {\"E2\": {}, \"E2\": {}}}", CGE_ERR_INVALID_VALUE,
+         "models.E2: repeated key"},
         {"{\"models\": [1]}", CGE_ERR_INVALID_VALUE, "models: expected object"},
         {"{\"server\": {}}", CGE_ERR_INVALID_VALUE, "server: unknown key"},
         {"[]", CGE_ERR_INVALID_VALUE, "not a JSON object"},

@@ -4,15 +4,14 @@
  * itself; fp16/bf16 conversion against hand-computed values; malformed files (built here) are
  * refused with a message that names the file and the problem.
  */
-#include "io/weights.h"
 #include "core/core.h"
+#include "io/weights.h"
 #include "testhelp.h"
 
 #include <cjson/cJSON.h>
 
-static const char *const fixtures[] = {"bert",          "clip_vision", "mistral", "mpnet",
-                                       "roberta",       "t5_gated_gelu", "t5_relu",
-                                       "whisper_encoder"};
+static const char *const fixtures[] = {"bert",    "clip_vision",   "mistral", "mpnet",
+                                       "roberta", "t5_gated_gelu", "t5_relu", "whisper_encoder"};
 
 /* Reads the safetensors header with cJSON here in the test and checks one tensor's bytes. */
 static int bytes_match(const char *file, const struct cge_tensor_info *t) {
@@ -20,7 +19,8 @@ static int bytes_match(const char *file, const struct cge_tensor_info *t) {
     char *buf = th_read_file(file, &len);
     if (!buf) return 0;
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | (uint8_t)buf[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | (uint8_t)buf[i];
     cJSON *h = cJSON_ParseWithLength(buf + 8, (size_t)hlen);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(h, t->name);
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
@@ -139,7 +139,8 @@ struct img {
 /* 8-byte length + header + data */
 static void build(struct img *m, const char *header, const void *data, size_t data_len) {
     size_t h = strlen(header);
-    for (int i = 0; i < 8; i++) m->buf[i] = (uint8_t)((uint64_t)h >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        m->buf[i] = (uint8_t)((uint64_t)h >> (8 * i));
     memcpy(m->buf + 8, header, h);
     if (data_len) memcpy(m->buf + 8 + h, data, data_len);
     m->len = 8 + h + data_len;
@@ -148,8 +149,9 @@ static void build(struct img *m, const char *header, const void *data, size_t da
 static void test_half_types(void) {
     /* f16: 1, -2, 65504, smallest subnormal 2^-24, largest subnormal, -0, +inf, 0.333251953125 */
     const uint16_t f16[8] = {0x3c00, 0xc000, 0x7bff, 0x0001, 0x03ff, 0x8000, 0x7c00, 0x3555};
-    const double f16_want[8] = {1.0, -2.0, 65504.0, 5.9604644775390625e-08,
-                                6.0975551605224609375e-05, -0.0, INFINITY, 0.333251953125};
+    const double f16_want[8] = {
+        1.0,  -2.0,     65504.0,       5.9604644775390625e-08, 6.0975551605224609375e-05,
+        -0.0, INFINITY, 0.333251953125};
     /* bf16: 1, 3.140625, -0.5, 1e-40-ish subnormal 0x0001 = 2^-133 */
     const uint16_t bf16[4] = {0x3f80, 0x4049, 0xbf00, 0x0001};
     const double bf16_want[4] = {1.0, 3.140625, -0.5, 9.183549615799121e-41};
@@ -224,7 +226,8 @@ static void test_all_halves(void) {
     size_t hl = strlen(header);
     size_t len = 8 + hl + 4 * n;
     uint8_t *buf = malloc(len);
-    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)((uint64_t)hl >> (8 * i));
     memcpy(buf + 8, header, hl);
     uint8_t *d = buf + 8 + hl;
     for (size_t i = 0; i < n; i++) {
@@ -241,12 +244,12 @@ static void test_all_halves(void) {
     for (size_t i = 0; h && b && i < n; i++) {
         uint16_t v = (uint16_t)(i * 40503u);
         double r = f16_ref(v);
-        if (isnan(r) ? !isnan(h[i]) : (h[i] != (float)r || !signbit(h[i]) != !signbit(r)))
-            bad_h++;
+        if (isnan(r) ? !isnan(h[i]) : (h[i] != (float)r || !signbit(h[i]) != !signbit(r))) bad_h++;
         /* bf16 = the top half of a float32 */
         int sign = v >> 15, e = (v >> 7) & 255, m = v & 127;
-        double rb = e == 0 ? ldexp(m, -133) : e == 255 ? (m ? NAN : INFINITY)
-                                                       : ldexp(128 + m, e - 134);
+        double rb = e == 0     ? ldexp(m, -133)
+                    : e == 255 ? (m ? NAN : INFINITY)
+                               : ldexp(128 + m, e - 134);
         if (sign) rb = -rb;
         if (isnan(rb) ? !isnan(b[i]) : (b[i] != (float)rb || !signbit(b[i]) != !signbit(rb)))
             bad_b++;
@@ -293,8 +296,8 @@ static void test_malformed(void) {
          CGE_ERR_SERIALIZATION},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}}", 8, "shape[0]",
          CGE_ERR_SERIALIZATION},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}",
-         8, "overflow", CGE_ERR_SERIALIZATION},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}", 8,
+         "overflow", CGE_ERR_SERIALIZATION},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "needs 12",
          CGE_ERR_SERIALIZATION},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, "end before",
@@ -358,7 +361,8 @@ static void test_truncate_and_corrupt(void) {
     CHECK(buf != NULL);
     if (!buf) return;
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | buf[i];
     int refused = 0, n = 0;
     for (size_t cut = 0; cut < len; cut += (cut < 8 + hlen + 16 ? 1 : 997)) {
         struct cge_weights *w = NULL;
@@ -390,6 +394,25 @@ static void test_truncate_and_corrupt(void) {
         copy[pos] = saved;
     }
     free(buf);
+}
+
+/* cge_weights_release drops mapped pages; reading the tensor again gives the same bytes. */
+static void test_release(void) {
+    struct cge_weights *w = NULL;
+    CHECK(cge_weights_open("tests/fixtures/models/bert", &w) == CGE_OK);
+    if (!w) return;
+    const struct cge_tensor_info *t = cge_weights_find(w, "embeddings.word_embeddings.weight");
+    CHECK(t != NULL);
+    if (t) {
+        void *copy = malloc(t->n_bytes);
+        memcpy(copy, t->data, t->n_bytes);
+        cge_weights_release(w, t);
+        CHECK(memcmp(copy, t->data, t->n_bytes) == 0);
+        free(copy);
+    }
+    cge_weights_release(w, NULL);
+    cge_weights_release(NULL, t);
+    cge_weights_free(w);
 }
 
 static void test_open_errors(void) {
@@ -431,6 +454,7 @@ int main(void) {
     RUN(test_misaligned);
     RUN(test_malformed);
     RUN(test_truncate_and_corrupt);
+    RUN(test_release);
     RUN(test_open_errors);
     RUN(test_oom);
     return test_report("io");

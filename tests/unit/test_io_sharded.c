@@ -4,8 +4,8 @@
  * opens the index and checks that every tensor is there with the bytes of the single-file
  * original; then breaks the index in the ways that must be refused.
  */
-#include "io/weights.h"
 #include "core/core.h"
+#include "io/weights.h"
 #include "testhelp.h"
 
 #include <cjson/cJSON.h>
@@ -48,7 +48,8 @@ static void write_shard(const struct cge_weights *w, int64_t from, int64_t to, c
     size_t padded = (hl + 7) / 8 * 8;
     size_t total = 8 + padded + off;
     uint8_t *buf = calloc(1, total);
-    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     memcpy(buf + 8, js, hl);
     memset(buf + 8 + hl, ' ', padded - hl);
     size_t p = 8 + padded;
@@ -72,7 +73,7 @@ static void write_index(const struct cge_weights *w, int64_t a, int64_t b,
     cJSON *map = cJSON_AddObjectToObject(root, "weight_map");
     for (int64_t i = 0; i < cge_weights_count(w); i++)
         cJSON_AddStringToObject(map, cge_weights_at(w, i)->name,
-                                i < a ? "model-00001-of-00003.safetensors"
+                                i < a   ? "model-00001-of-00003.safetensors"
                                 : i < b ? "model-00002-of-00003.safetensors"
                                         : "model-00003-of-00003.safetensors");
     if (tweak) tweak(map);
@@ -145,10 +146,8 @@ static void test_sharded(void) {
         void (*tweak)(cJSON *);
         const char *expect;
     } bad[] = {
-        {tweak_wrong_shard, "not in shard"},
-        {tweak_missing_shard, "missing"},
-        {tweak_escape, "not a file name"},
-        {tweak_missing_tensor, "not.there"},
+        {tweak_wrong_shard, "not in shard"}, {tweak_missing_shard, "missing"},
+        {tweak_escape, "not a file name"},   {tweak_missing_tensor, "not.there"},
         {tweak_not_string, "not a string"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -21,8 +21,10 @@ static const char *dtype_name(enum cge_dtype d) {
 static double element(const struct cge_tensor_info *t, int64_t i) {
     const uint8_t *p = t->data;
     switch (t->dtype) {
-    case CGE_DTYPE_I8: return ((const int8_t *)p)[i];
-    case CGE_DTYPE_U8: return p[i];
+    case CGE_DTYPE_I8:
+        return ((const int8_t *)p)[i];
+    case CGE_DTYPE_U8:
+        return p[i];
     case CGE_DTYPE_I32: {
         int32_t v;
         memcpy(&v, p + 4 * i, 4);
@@ -33,7 +35,8 @@ static double element(const struct cge_tensor_info *t, int64_t i) {
         memcpy(&v, p + 8 * i, 8);
         return (double)v;
     }
-    default: return NAN;
+    default:
+        return NAN;
     }
 }
 
@@ -44,8 +47,8 @@ static void check_file(const char *fname, const cJSON *expect) {
     enum cge_status st = cge_weights_open(path, &w);
     CHECK_MSG(st == CGE_OK, "%s: %s", path, cge_errmsg());
     if (!w) return;
-    CHECK_MSG(cge_weights_count(w) == cJSON_GetArraySize(expect), "%s: %lld tensors, want %d",
-              path, (long long)cge_weights_count(w), cJSON_GetArraySize(expect));
+    CHECK_MSG(cge_weights_count(w) == cJSON_GetArraySize(expect), "%s: %lld tensors, want %d", path,
+              (long long)cge_weights_count(w), cJSON_GetArraySize(expect));
     int bad = 0, i = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, expect) {
@@ -157,7 +160,8 @@ static void test_sharded_bin(void) {
         for (int64_t i = 0; i < cge_weights_count(one); i++) {
             const struct cge_tensor_info *a = cge_weights_at(one, i);
             const struct cge_tensor_info *b = cge_weights_find(two, a->name);
-            if (!b || b != cge_weights_at(two, i) || /* both sorted by name */ a->dtype != b->dtype || a->n_bytes != b->n_bytes ||
+            if (!b || b != cge_weights_at(two, i) ||
+                /* both sorted by name */ a->dtype != b->dtype || a->n_bytes != b->n_bytes ||
                 memcmp(a->shape, b->shape, sizeof a->shape) != 0 ||
                 memcmp(a->data, b->data, a->n_bytes) != 0)
                 bad++;
@@ -219,19 +223,32 @@ static void test_hand_pickles(void) {
         const char *expect;
     } refused[] = {
         /* cos.system / (S'ls' / tR. : protocol 0 INST/STRING */
-        {PK("\x80\x02" "cos\nsystem\n(S'ls'\ntR."), "refusing global 'os.system'"},
+        {PK("\x80\x02"
+            "cos\nsystem\n(S'ls'\ntR."),
+         "refusing global 'os.system'"},
         {PK("\x80\x02(i__builtin__\nlist\n."), "refusing opcode 0x69 ('i')"},
-        {PK("\x80\x02" "cbuiltins\ngetattr\n."), "refusing global 'builtins.getattr'"},
-        {PK("\x80\x04\x8c\x08" "builtins\x8c\x04" "exec\x93."), "refusing global 'builtins.exec'"},
-        {PK("\x80\x02" "ccollections\nOrderedDict\n)\x81."), "refusing opcode 0x81"},
+        {PK("\x80\x02"
+            "cbuiltins\ngetattr\n."),
+         "refusing global 'builtins.getattr'"},
+        {PK("\x80\x04\x8c\x08"
+            "builtins\x8c\x04"
+            "exec\x93."),
+         "refusing global 'builtins.exec'"},
+        {PK("\x80\x02"
+            "ccollections\nOrderedDict\n)\x81."),
+         "refusing opcode 0x81"},
         {PK("\x80\x02(o."), "refusing opcode 0x6f ('o')"},
         {PK("\x80\x02\x82\x01."), "refusing opcode 0x82"},
         {PK("\x80\x02P0\n."), "refusing opcode 0x50 ('P')"},
         {PK("\x80\x02I1\n."), "refusing opcode 0x49 ('I')"},
         /* calling a storage class */
-        {PK("\x80\x02" "ctorch\nFloatStorage\n)R."), "refusing to call torch.FloatStorage"},
+        {PK("\x80\x02"
+            "ctorch\nFloatStorage\n)R."),
+         "refusing to call torch.FloatStorage"},
         /* OrderedDict with arguments, BUILD on a list, a top-level list */
-        {PK("\x80\x02" "ccollections\nOrderedDict\n]\x85R."), "OrderedDict() with arguments"},
+        {PK("\x80\x02"
+            "ccollections\nOrderedDict\n]\x85R."),
+         "OrderedDict() with arguments"},
         {PK("\x80\x02]}b."), "BUILD"},
         {PK("\x80\x02]."), "not a state dict"},
         {PK("\x80\x02}"), "no STOP"},
@@ -240,17 +257,22 @@ static void test_hand_pickles(void) {
         {PK("\x80\x02}r\xff\xff\xff\x7f."), "memo index"},
         {PK("\x80\x02}X\xff\xff\xff\xff"), "past the end"},
         {PK("\x80\x02}(K\x01u."), "odd length"},
-        {PK("\x80\x02" "0."), "POP on an empty stack"},
+        {PK("\x80\x02"
+            "0."),
+         "POP on an empty stack"},
         {PK("\x80\x02}(0."), "POP on an empty stack"}, /* cannot pop below a MARK */
         {PK("\x80\x02\x8a\x09"), "wider than 64 bits"},
         {PK("\x80\x09}."), "unknown pickle protocol"},
         /* persistent id with a bad shape, an unknown storage type, a bad key */
         {PK("\x80\x02(X\x07\x00\x00\x00storageK\x01tQ."), "persistent id"},
-        {PK("\x80\x02(X\x07\x00\x00\x00storagectorch\nBoolStorage\nX\x01\x00\x00\x00" "0X\x03\x00"
-            "\x00\x00" "cpuK\x04tQ."),
+        {PK("\x80\x02(X\x07\x00\x00\x00storagectorch\nBoolStorage\nX\x01\x00\x00\x00"
+            "0X\x03\x00"
+            "\x00\x00"
+            "cpuK\x04tQ."),
          "torch.BoolStorage"},
         {PK("\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x03\x00\x00\x00../X\x03"
-            "\x00\x00\x00" "cpuK\x04tQ."),
+            "\x00\x00\x00"
+            "cpuK\x04tQ."),
          "storage key"},
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
@@ -266,13 +288,18 @@ static void test_hand_pickles(void) {
         float f = (float)i;
         memcpy(fake_storage + 4 * i, &f, 4);
     }
-    static const char ok[] =
-        "\x80\x02}(X\x01\x00\x00\x00w"
-        "ctorch._utils\n_rebuild_tensor_v2\n"
-        "((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00"
-        "cpuK\x06tQ" /* storage */
-        "K\x01" "K\x02K\x02\x86" "K\x02K\x01\x86" "\x89" "ccollections\nOrderedDict\n)R" "tR"
-        "u.";
+    static const char ok[] = "\x80\x02}(X\x01\x00\x00\x00w"
+                             "ctorch._utils\n_rebuild_tensor_v2\n"
+                             "((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"
+                             "0X\x03\x00\x00\x00"
+                             "cpuK\x06tQ" /* storage */
+                             "K\x01"
+                             "K\x02K\x02\x86"
+                             "K\x02K\x01\x86"
+                             "\x89"
+                             "ccollections\nOrderedDict\n)R"
+                             "tR"
+                             "u.";
     struct cge_weights *w = NULL;
     enum cge_status st = unpickle(PK(ok), &w);
     CHECK_MSG(st == CGE_OK, "%s", cge_errmsg());
@@ -282,15 +309,20 @@ static void test_hand_pickles(void) {
     cge_weights_free(w);
 
     /* torch 2.x: a Parameter with state, and a transposed view (copied, contiguous) */
-    static const char param[] =
-        "\x80\x02}(X\x01\x00\x00\x00p"
-        "ctorch._utils\n_rebuild_parameter_with_state\n("
-        "ctorch._utils\n_rebuild_tensor_v2\n"
-        "((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00"
-        "cpuK\x06tQ"
-        "K\x00" "K\x03K\x02\x86" "K\x01K\x03\x86" "\x89" "}" "tR" /* [3,2] stride [1,3] */
-        "\x88}NtR"
-        "u.";
+    static const char param[] = "\x80\x02}(X\x01\x00\x00\x00p"
+                                "ctorch._utils\n_rebuild_parameter_with_state\n("
+                                "ctorch._utils\n_rebuild_tensor_v2\n"
+                                "((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00"
+                                "0X\x03\x00\x00\x00"
+                                "cpuK\x06tQ"
+                                "K\x00"
+                                "K\x03K\x02\x86"
+                                "K\x01K\x03\x86"
+                                "\x89"
+                                "}"
+                                "tR" /* [3,2] stride [1,3] */
+                                "\x88}NtR"
+                                "u.";
     st = unpickle(PK(param), &w);
     CHECK_MSG(st == CGE_OK, "%s", cge_errmsg());
     t = w ? cge_weights_find(w, "p") : NULL;
@@ -354,7 +386,8 @@ static void test_corrupt_zip(void) {
             for (int64_t i = 0; i < cge_weights_count(w); i++) {
                 const struct cge_tensor_info *t = cge_weights_at(w, i);
                 volatile uint8_t sum = 0;
-                for (size_t b = 0; b < t->n_bytes; b++) sum ^= ((const uint8_t *)t->data)[b];
+                for (size_t b = 0; b < t->n_bytes; b++)
+                    sum ^= ((const uint8_t *)t->data)[b];
                 (void)sum;
             }
         } else {
