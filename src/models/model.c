@@ -699,10 +699,7 @@ enum cge_status cge_model_embed(const struct cge_model *m, const struct cge_inpu
         if (kinds != 1) {
             st = cge__err(CGE_ERR_INVALID_VALUE, "input %lld: exactly one of text, ids, image, audio must be set", (long long)i);
         } else if (x->image_path || x->audio_path) {
-            int64_t t0 = cge__now_us();
             st = embed_media(m, x, out + i * m->dim);
-            (void)t0;
-            if (!st && fi) fi->n_tokens = 0;
         } else {
             st = x->text ? prepare_text(m, x, &items[i], fi) : prepare_ids(m, x, &items[i]);
             if (!st) {

@@ -46,8 +46,14 @@ const char *cge_model_family(const struct cge_model *m);
 struct cge_input {
     const char *text;          /* UTF-8 */
     size_t text_len;
-    const char *instruction;   /* optional (INSTRUCTOR, E5 queries), NUL-terminated */
-    const int32_t *ids;        /* pre-tokenized input: used as is, no special tokens added */
+    /* Optional, NUL-terminated. T5 folders (INSTRUCTOR): the model reads instruction.strip() +
+     * text.strip() and the mean leaves out the instruction's tokens; Mistral (E5):
+     * "Instruct: {instruction}\nQuery: {text}"; others: instruction + text (a prefix, left out
+     * of the mean when the Pooling config says include_prompt false). */
+    const char *instruction;
+    /* Pre-tokenized input: used as is, no special tokens added; more ids than max_seq_len is
+     * CGE_ERR_INPUT_TOO_LONG (never cut), ids outside the vocabulary CGE_ERR_INVALID_VALUE. */
+    const int32_t *ids;
     int64_t n_ids;
     const char *image_path;
     const char *audio_path;
