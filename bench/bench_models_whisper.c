@@ -68,7 +68,8 @@ static void add(const char *name, int n_dim, int64_t a, int64_t b, int64_t c, fl
 
 static int64_t numel(const struct spec *s) {
     int64_t n = 1;
-    for (int i = 0; i < s->n_dim; i++) n *= s->shape[i];
+    for (int i = 0; i < s->n_dim; i++)
+        n *= s->shape[i];
     return n;
 }
 
@@ -122,11 +123,13 @@ static uint8_t *build_image(size_t *len) {
         off += nb;
     }
     cge__buf_printf(&h, "}");
-    while (h.len % 8) cge__buf_append(&h, " ", 1);
+    while (h.len % 8)
+        cge__buf_append(&h, " ", 1);
     *len = 8 + h.len + off;
     uint8_t *img = malloc(*len);
     uint64_t hl = h.len;
-    for (int i = 0; i < 8; i++) img[i] = (uint8_t)(hl >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        img[i] = (uint8_t)(hl >> (8 * i));
     memcpy(img + 8, h.data, h.len);
     uint16_t *p = (uint16_t *)(img + 8 + h.len);
     for (int i = 0; i < n_specs; i++) {
@@ -164,8 +167,10 @@ static double thread_cpu_s(void) {
 static double gemm_peak(enum cge_dtype dt) {
     float *w = malloc(sizeof(float) * D_FF * D), *x = malloc(sizeof(float) * N_CTX * D);
     float *y = malloc(sizeof(float) * N_CTX * D_FF);
-    for (int64_t i = 0; i < (int64_t)D_FF * D; i++) w[i] = randu() * 0.03f;
-    for (int64_t i = 0; i < (int64_t)N_CTX * D; i++) x[i] = randu();
+    for (int64_t i = 0; i < (int64_t)D_FF * D; i++)
+        w[i] = randu() * 0.03f;
+    for (int64_t i = 0; i < (int64_t)N_CTX * D; i++)
+        x[i] = randu();
     struct cge_linear l;
     double best = 1e30;
     if (cge_linear_init(&l, w, CGE_DTYPE_F32, NULL, D_FF, D, dt) == CGE_OK) {
@@ -188,8 +193,10 @@ static double stem_time(const float *mel) {
     /* the same ops the encoder runs before its layers (conv weights are fp32 in every mode) */
     float *w1 = malloc(sizeof(float) * D * N_MELS * 3), *w2 = malloc(sizeof(float) * D * D * 3);
     float *c1 = malloc(sizeof(float) * D * N_IN), *c2 = malloc(sizeof(float) * D * N_CTX);
-    for (int64_t i = 0; i < (int64_t)D * N_MELS * 3; i++) w1[i] = randu() * 0.05f;
-    for (int64_t i = 0; i < (int64_t)D * D * 3; i++) w2[i] = randu() * 0.02f;
+    for (int64_t i = 0; i < (int64_t)D * N_MELS * 3; i++)
+        w1[i] = randu() * 0.05f;
+    for (int64_t i = 0; i < (int64_t)D * D * 3; i++)
+        w2[i] = randu() * 0.02f;
     double best = 1e30;
     for (int r = 0; r < 2; r++) {
         double t0 = now_s();
@@ -267,12 +274,16 @@ static void bench_breakdown(enum cge_dtype dt) {
     float *x = malloc(sizeof(float) * T * D_FF), *y = malloc(sizeof(float) * T * D_FF);
     float *qkv = malloc(sizeof(float) * T * 3 * D), *w = malloc(sizeof(float) * D_FF * D);
     float *g = malloc(sizeof(float) * D), *b = malloc(sizeof(float) * D);
-    for (int64_t i = 0; i < T * D_FF; i++) x[i] = randu();
-    for (int64_t i = 0; i < T * 3 * D; i++) qkv[i] = randu();
-    for (int64_t i = 0; i < (int64_t)D_FF * D; i++) w[i] = randu() * 0.03f;
-    for (int i = 0; i < D; i++) g[i] = 1.0f, b[i] = 0.0f;
-    const char *names[] = {"qkv 1280->3840", "out 1280->1280", "fc1 1280->5120",
-                           "fc2 5120->1280", "attention", "layernorm x2", "gelu (fc1 out)"};
+    for (int64_t i = 0; i < T * D_FF; i++)
+        x[i] = randu();
+    for (int64_t i = 0; i < T * 3 * D; i++)
+        qkv[i] = randu();
+    for (int64_t i = 0; i < (int64_t)D_FF * D; i++)
+        w[i] = randu() * 0.03f;
+    for (int i = 0; i < D; i++)
+        g[i] = 1.0f, b[i] = 0.0f;
+    const char *names[] = {"qkv 1280->3840", "out 1280->1280", "fc1 1280->5120", "fc2 5120->1280",
+                           "attention",      "layernorm x2",   "gelu (fc1 out)"};
     const int64_t shp[4][2] = {{3 * D, D}, {D, D}, {D_FF, D}, {D, D_FF}};
     double t[7], total = 0;
     for (int op = 0; op < 7; op++) {
@@ -306,7 +317,8 @@ static void bench_breakdown(enum cge_dtype dt) {
         total += best;
     }
     printf("\none layer, op by op (%s weights), ms:", cge_dtype_str(dt));
-    for (int op = 0; op < 7; op++) printf("%s %s %.0f", op ? "," : "", names[op], t[op] * 1e3);
+    for (int op = 0; op < 7; op++)
+        printf("%s %s %.0f", op ? "," : "", names[op], t[op] * 1e3);
     printf("; sum %.0f\n", total * 1e3);
     free(x);
     free(y);
@@ -371,8 +383,8 @@ static void bench_preprocess(double t32_f32, double t32_bf16) {
             if (t2 - t1 < bm) bm = t2 - t1;
             if (c < bc) bc = c;
         }
-        printf("%-24s %10.1f %10.1f %10.1f %12.1f\n", what[f], bl * 1e3, bm * 1e3,
-               (bl + bm) * 1e3, bc * 1e3);
+        printf("%-24s %10.1f %10.1f %10.1f %12.1f\n", what[f], bl * 1e3, bm * 1e3, (bl + bm) * 1e3,
+               bc * 1e3);
         if (f == 0 && t32_f32 > 0 && t32_bf16 > 0)
             printf("%-24s preprocessing (cpu) = %.1f%% of the fp32 forward, %.1f%% of bf16\n", "",
                    100.0 * bc / t32_f32, 100.0 * bc / t32_bf16);
@@ -396,7 +408,8 @@ int main(void) {
         return 1;
     }
     float *mel = malloc(sizeof(float) * N_MELS * N_IN);
-    for (int64_t i = 0; i < (int64_t)N_MELS * N_IN; i++) mel[i] = 0.5f * randu();
+    for (int64_t i = 0; i < (int64_t)N_MELS * N_IN; i++)
+        mel[i] = 0.5f * randu();
     double t_stem = stem_time(mel);
     double p32 = gemm_peak(CGE_DTYPE_F32), p16 = gemm_peak(CGE_DTYPE_BF16);
     struct enc_result r32 = bench_encoder(w, CGE_DTYPE_F32, mel, t_stem);
@@ -410,8 +423,8 @@ int main(void) {
            p32, p16);
     printf("stem (conv1+conv2+GELU, fp32): %.3f s; FLOPs: stem %.1f G, per layer %.1f G\n", t_stem,
            FLOP_STEM * 1e-9, FLOP_LAYER * 1e-9);
-    printf("\n%-6s %9s %11s %11s %14s %9s %9s %8s\n", "dtype", "load s", "2-layer s",
-           "per-layer s", "s/clip (32 L)", "GFLOP/s", "peak", "of peak");
+    printf("\n%-6s %9s %11s %11s %14s %9s %9s %8s\n", "dtype", "load s", "2-layer s", "per-layer s",
+           "s/clip (32 L)", "GFLOP/s", "peak", "of peak");
     print_encoder(CGE_DTYPE_F32, r32, p32);
     print_encoder(CGE_DTYPE_BF16, r16, p16);
     double t32 = r32.t32, t16 = r16.t32;

@@ -44,8 +44,8 @@ static enum cge_status open_error(const char *label, int err) {
  * libmpg123, which prints to stderr on junk (a library must not), and the rarely used formats
  * are attack surface we do not need. */
 static enum cge_status sniff(const unsigned char *head, size_t n, const char *label) {
-    static const char magic[][5] = {"RIFF", "RIFX", "RF64", "BW64", "riff", "FORM",
-                                    "fLaC", "OggS", ".snd", "caff"};
+    static const char magic[][5] = {"RIFF", "RIFX", "RF64", "BW64", "riff",
+                                    "FORM", "fLaC", "OggS", ".snd", "caff"};
     if (n < 12)
         return cge__err(CGE_ERR_SERIALIZATION, "%s: %zu bytes, too short for an audio file", label,
                         n);
@@ -62,8 +62,8 @@ static enum cge_status sniff(const unsigned char *head, size_t n, const char *la
 static uint64_t id3_skip(const unsigned char *head) {
     if (memcmp(head, "ID3", 3) != 0) return 0;
     if ((head[6] | head[7] | head[8] | head[9]) & 0x80) return 0; /* not syncsafe: not ID3 */
-    uint64_t size = (uint64_t)head[6] << 21 | (uint64_t)head[7] << 14 |
-                    (uint64_t)head[8] << 7 | (uint64_t)head[9];
+    uint64_t size = (uint64_t)head[6] << 21 | (uint64_t)head[7] << 14 | (uint64_t)head[8] << 7 |
+                    (uint64_t)head[9];
     return 10 + size;
 }
 
@@ -104,9 +104,8 @@ static enum cge_status check_truncated(SNDFILE *sf, const char *label) {
 }
 
 /* Header checks, then chunked decoding with mixdown. Does not close sf. */
-static enum cge_status decode(SNDFILE *sf, const SF_INFO *si, const char *label,
-                              int64_t max_frames, float **out, int64_t *n_out,
-                              struct cge_audio_info *info) {
+static enum cge_status decode(SNDFILE *sf, const SF_INFO *si, const char *label, int64_t max_frames,
+                              float **out, int64_t *n_out, struct cge_audio_info *info) {
     if (info) {
         info->sample_rate = si->samplerate;
         info->channels = si->channels;
@@ -126,9 +125,8 @@ static enum cge_status decode(SNDFILE *sf, const SF_INFO *si, const char *label,
         return cge__err(CGE_ERR_EMPTY_INPUT, "%s: the recording holds no samples", label);
     int64_t limit = (int64_t)CGE_AUDIO_MAX_SECONDS * si->samplerate;
     if (known && si->frames > limit)
-        return cge__err(CGE_ERR_INPUT_TOO_LONG,
-                        "%s: %lld frames at %d Hz (%.0f s), limit %d s", label,
-                        (long long)si->frames, si->samplerate,
+        return cge__err(CGE_ERR_INPUT_TOO_LONG, "%s: %lld frames at %d Hz (%.0f s), limit %d s",
+                        label, (long long)si->frames, si->samplerate,
                         (double)si->frames / si->samplerate, CGE_AUDIO_MAX_SECONDS);
     int64_t want = limit;
     if (known && si->frames < want) want = si->frames;
@@ -164,7 +162,8 @@ static enum cge_status decode(SNDFILE *sf, const SF_INFO *si, const char *label,
                 v = fr[0];
             } else {
                 double s = 0;
-                for (int c = 0; c < ch; c++) s += fr[c];
+                for (int c = 0; c < ch; c++)
+                    s += fr[c];
                 v = (float)(s / ch);
             }
             if (!isfinite(v)) {
@@ -297,8 +296,8 @@ enum cge_status cge_audio_resample(const float *in, int64_t n_in, int rate_in, i
     if (n_in <= 0) return cge__err(CGE_ERR_EMPTY_INPUT, "resample: no samples");
     if (rate_in < CGE_AUDIO_MIN_RATE || rate_in > CGE_AUDIO_MAX_RATE ||
         rate_out < CGE_AUDIO_MIN_RATE || rate_out > CGE_AUDIO_MAX_RATE)
-        return cge__err(CGE_ERR_INVALID_VALUE, "resample: rates %d -> %d Hz out of range",
-                        rate_in, rate_out);
+        return cge__err(CGE_ERR_INVALID_VALUE, "resample: rates %d -> %d Hz out of range", rate_in,
+                        rate_out);
     if (rate_in == rate_out) {
         float *o = cge__malloc(sizeof(float) * (size_t)n_in);
         if (!o) return cge__err(CGE_ERR_NOMEM, "resample: %lld samples", (long long)n_in);
@@ -323,8 +322,8 @@ enum cge_status cge_audio_resample(const float *in, int64_t n_in, int rate_in, i
     if (e != 0) {
         cge__free(o);
         /* 1 is SRC_ERR_MALLOC_FAILED, which the public header does not name */
-        return cge__err(e == 1 ? CGE_ERR_NOMEM : CGE_ERR_INVALID_VALUE,
-                        "resample %d -> %d Hz: %s", rate_in, rate_out, src_strerror(e));
+        return cge__err(e == 1 ? CGE_ERR_NOMEM : CGE_ERR_INVALID_VALUE, "resample %d -> %d Hz: %s",
+                        rate_in, rate_out, src_strerror(e));
     }
     if (d.output_frames_gen <= 0) {
         cge__free(o);

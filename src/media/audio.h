@@ -27,10 +27,10 @@
 
 /* What the file's header says. */
 struct cge_audio_info {
-    int sample_rate;    /* Hz */
-    int channels;       /* 1..CGE_AUDIO_MAX_CHANNELS */
-    int64_t frames;     /* frames the header announces (-1 when unknown) */
-    int format;         /* libsndfile SF_FORMAT_* major|minor, for messages */
+    int sample_rate; /* Hz */
+    int channels;    /* 1..CGE_AUDIO_MAX_CHANNELS */
+    int64_t frames;  /* frames the header announces (-1 when unknown) */
+    int format;      /* libsndfile SF_FORMAT_* major|minor, for messages */
 };
 
 /* ---- decoding ----------------------------------------------------------------------------------

@@ -25,15 +25,15 @@ static pthread_mutex_t fftw_planner_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct cge_logmel {
     int n_mels, sampling_rate, n_fft, hop, n_freq;
-    int64_t n_samples;   /* chunk_length · sampling_rate (480000) */
-    int64_t n_stft;      /* STFT frames: 1 + n_samples / hop for the centered transform (3001) */
-    int64_t n_frames;    /* n_stft − 1: the output frames (3000) */
-    double *window;      /* (n_fft) periodic Hann */
-    double *filters;     /* (n_freq, n_mels) Slaney mel filter bank */
-    int *f_lo, *f_hi;    /* (n_mels) nonzero range [lo, hi) of each filter over the FFT bins */
-    double *ft;          /* (n_mels, n_freq) filters transposed, for the sparse product */
-    double log_floor;    /* log10(1e-10): the value of a frame of silence */
-    fftw_plan plan;      /* r2c of n_fft, planned on 64-byte aligned arrays */
+    int64_t n_samples; /* chunk_length · sampling_rate (480000) */
+    int64_t n_stft;    /* STFT frames: 1 + n_samples / hop for the centered transform (3001) */
+    int64_t n_frames;  /* n_stft − 1: the output frames (3000) */
+    double *window;    /* (n_fft) periodic Hann */
+    double *filters;   /* (n_freq, n_mels) Slaney mel filter bank */
+    int *f_lo, *f_hi;  /* (n_mels) nonzero range [lo, hi) of each filter over the FFT bins */
+    double *ft;        /* (n_mels, n_freq) filters transposed, for the sparse product */
+    double log_floor;  /* log10(1e-10): the value of a frame of silence */
+    fftw_plan plan;    /* r2c of n_fft, planned on 64-byte aligned arrays */
 };
 
 /* ---- the Slaney mel scale (transformers.audio_utils, mel_scale="slaney") ---- */
@@ -65,7 +65,8 @@ static enum cge_status make_filters(struct cge_logmel *lm) {
     double *ff = cge__malloc(sizeof(double) * (size_t)(nm + 2));
     if (!ff) return cge__err(CGE_ERR_NOMEM, "mel filters");
     double mel_min = hz_to_mel(0.0), mel_max = hz_to_mel((double)lm->sampling_rate / 2.0);
-    for (int i = 0; i < nm + 2; i++) ff[i] = mel_to_hz(linspace(mel_min, mel_max, nm + 2, i));
+    for (int i = 0; i < nm + 2; i++)
+        ff[i] = mel_to_hz(linspace(mel_min, mel_max, nm + 2, i));
     /* fft_freqs = linspace(0, sampling_rate // 2, n_freq) */
     for (int k = 0; k < nf; k++) {
         double fk = linspace(0.0, (double)(lm->sampling_rate / 2), nf, k);
@@ -225,7 +226,8 @@ enum cge_status cge_logmel_compute(const struct cge_logmel *lm, const float *sam
         if (!nonzero) {
             /* silence: every power is 0, every mel is the 1e-10 floor */
             float lf = (float)lm->log_floor;
-            for (int m = 0; m < nm; m++) out[(size_t)m * T + t] = lf;
+            for (int m = 0; m < nm; m++)
+                out[(size_t)m * T + t] = lf;
             if (lf > vmax) vmax = lf;
             continue;
         }
@@ -239,7 +241,8 @@ enum cge_status cge_logmel_compute(const struct cge_logmel *lm, const float *sam
         for (int m = 0; m < nm; m++) {
             const double *f = lm->ft + (size_t)m * nf;
             double s = 0;
-            for (int k = lm->f_lo[m]; k < lm->f_hi[m]; k++) s += f[k] * power[k];
+            for (int k = lm->f_lo[m]; k < lm->f_hi[m]; k++)
+                s += f[k] * power[k];
             if (s < 1e-10) s = 1e-10;
             float v = (float)log10(s);
             out[(size_t)m * T + t] = v;

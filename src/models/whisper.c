@@ -39,16 +39,16 @@ struct whisper_layer {
 
 struct whisper {
     int64_t d, n_layer, n_head, d_ff, n_mels;
-    int64_t n_in;              /* mel frames per chunk (3000) */
-    int64_t n_ctx;             /* encoder frames (1500) = max_source_positions */
-    int sampling_rate, hop;    /* from preprocessor_config.json */
-    enum whisper_act act;      /* config.activation_function, for fc1 (the convs use exact GELU) */
-    float *conv1_w, *conv1_b;  /* (d, n_mels, 3), (d) encoder.conv1 */
-    float *conv2_w, *conv2_b;  /* (d, d, 3), (d) encoder.conv2 */
-    float *pos;                /* (n_ctx, d) encoder.embed_positions.weight */
+    int64_t n_in;             /* mel frames per chunk (3000) */
+    int64_t n_ctx;            /* encoder frames (1500) = max_source_positions */
+    int sampling_rate, hop;   /* from preprocessor_config.json */
+    enum whisper_act act;     /* config.activation_function, for fc1 (the convs use exact GELU) */
+    float *conv1_w, *conv1_b; /* (d, n_mels, 3), (d) encoder.conv1 */
+    float *conv2_w, *conv2_b; /* (d, d, 3), (d) encoder.conv2 */
+    float *pos;               /* (n_ctx, d) encoder.embed_positions.weight */
     struct whisper_layer *layers; /* n_layer */
-    float *lnf_w, *lnf_b;      /* (d) encoder.layer_norm */
-    struct cge_logmel *mel;    /* filters + FFT plan */
+    float *lnf_w, *lnf_b;         /* (d) encoder.layer_norm */
+    struct cge_logmel *mel;       /* filters + FFT plan */
 };
 
 /* ==== matching ================================================================================ */
@@ -144,10 +144,10 @@ static enum cge_status find_matrix(const struct loader *L, const char *name, int
         return cge__err(CGE_ERR_MODEL_LOAD, "%s: tensor '%s' missing", cge_weights_path(L->w),
                         full);
     if (t->n_dim != 2 || t->shape[0] != n_out || t->shape[1] != n_in)
-        return cge__err(CGE_ERR_INVALID_DIM, "%s: tensor '%s': %d dims [%lld, %lld], expected [%lld, %lld]",
-                        cge_weights_path(L->w), full, t->n_dim, (long long)t->shape[0],
-                        (long long)(t->n_dim > 1 ? t->shape[1] : 0), (long long)n_out,
-                        (long long)n_in);
+        return cge__err(
+            CGE_ERR_INVALID_DIM, "%s: tensor '%s': %d dims [%lld, %lld], expected [%lld, %lld]",
+            cge_weights_path(L->w), full, t->n_dim, (long long)t->shape[0],
+            (long long)(t->n_dim > 1 ? t->shape[1] : 0), (long long)n_out, (long long)n_in);
     if (t->dtype != CGE_DTYPE_F32 && t->dtype != CGE_DTYPE_F16 && t->dtype != CGE_DTYPE_BF16)
         return cge__err(CGE_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s", cge_weights_path(L->w),
                         full, cge_dtype_str(t->dtype));
@@ -177,7 +177,8 @@ static enum cge_status load_qkv(const struct loader *L, int64_t li, int64_t d,
     static const char *const names[3] = {"q_proj", "k_proj", "v_proj"};
     float *w = cge__malloc(sizeof(float) * (size_t)(3 * d * d));
     float *b = cge__calloc((size_t)(3 * d), sizeof(float));
-    enum cge_status st = (w && b) ? CGE_OK : cge__err(CGE_ERR_NOMEM, "whisper: qkv of %lld", (long long)d);
+    enum cge_status st =
+        (w && b) ? CGE_OK : cge__err(CGE_ERR_NOMEM, "whisper: qkv of %lld", (long long)d);
     for (int i = 0; st == CGE_OK && i < 3; i++) {
         char name[160];
         snprintf(name, sizeof name, "layers.%lld.self_attn.%s.weight", (long long)li, names[i]);
@@ -249,9 +250,12 @@ static enum cge_status whisper_load(struct cge_family_load *lc, void **impl) {
     m->act = ACT_GELU_ERF;
     if (cJSON_IsString(act)) {
         const char *a = act->valuestring;
-        if (!strcmp(a, "gelu")) m->act = ACT_GELU_ERF;
-        else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) m->act = ACT_GELU_TANH;
-        else if (!strcmp(a, "relu")) m->act = ACT_RELU;
+        if (!strcmp(a, "gelu"))
+            m->act = ACT_GELU_ERF;
+        else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh"))
+            m->act = ACT_GELU_TANH;
+        else if (!strcmp(a, "relu"))
+            m->act = ACT_RELU;
         else {
             st = cge__err(CGE_ERR_UNSUPPORTED, "whisper: activation_function '%s'", a);
             goto fail;
@@ -353,9 +357,12 @@ int cge__whisper_sampling_rate(const void *impl) {
 }
 
 static void activate(enum whisper_act a, float *x, int64_t n) {
-    if (a == ACT_GELU_TANH) cge_gelu_tanh(x, n);
-    else if (a == ACT_RELU) cge_relu(x, n);
-    else cge_gelu_erf(x, n);
+    if (a == ACT_GELU_TANH)
+        cge_gelu_tanh(x, n);
+    else if (a == ACT_RELU)
+        cge_relu(x, n);
+    else
+        cge_gelu_erf(x, n);
 }
 
 enum cge_status cge__whisper_encode(const void *impl, const float *mel, float *hidden) {
@@ -372,12 +379,12 @@ enum cge_status cge__whisper_encode(const void *impl, const float *mel, float *h
         cge__free_aligned(buf);
         return cge__err(CGE_ERR_NOMEM, "whisper: forward scratch of %zu floats", n1 + n2);
     }
-    float *x = hidden;                       /* (T, d): the residual stream */
-    float *xn = buf;                         /* (T, d) */
-    float *att = xn + (size_t)(T * d);       /* (T, d) */
-    float *c2 = att + (size_t)(T * d);       /* (d, T) conv2 out */
-    float *qkv = c2 + (size_t)(T * d);       /* (T, 3d) */
-    float *ff = qkv + (size_t)(T * 3 * d);   /* (T, dff) */
+    float *x = hidden;                     /* (T, d): the residual stream */
+    float *xn = buf;                       /* (T, d) */
+    float *att = xn + (size_t)(T * d);     /* (T, d) */
+    float *c2 = att + (size_t)(T * d);     /* (d, T) conv2 out */
+    float *qkv = c2 + (size_t)(T * d);     /* (T, 3d) */
+    float *ff = qkv + (size_t)(T * 3 * d); /* (T, dff) */
 
     enum cge_status st = cge_conv1d(mel, m->n_mels, F, m->conv1_w, m->conv1_b, d, 3, 1, 1, c1);
     if (st == CGE_OK) {
@@ -408,7 +415,8 @@ enum cge_status cge__whisper_encode(const void *impl, const float *mel, float *h
         cge_layernorm(xn, T, d, l->ln1_w, l->ln1_b, 1e-5f);
         st = cge_linear_forward(&l->qkv, xn, T, qkv);
         if (st != CGE_OK) break;
-        for (int64_t t = 0; t < T; t++) cge_scale(qkv + t * 3 * d, d, scaling);
+        for (int64_t t = 0; t < T; t++)
+            cge_scale(qkv + t * 3 * d, d, scaling);
         st = cge_attention(&ap, qkv, 3 * d, qkv + d, 3 * d, qkv + 2 * d, 3 * d, att, d);
         if (st == CGE_OK) st = cge_linear_forward(&l->o, att, T, xn);
         if (st != CGE_OK) break;
@@ -444,7 +452,8 @@ enum cge_status cge__whisper_embed_samples(const void *impl, const float *sample
         if (nf > T) nf = T;
         for (int64_t j = 0; j < d; j++) {
             double s = 0;
-            for (int64_t t = 0; t < nf; t++) s += h[t * d + j];
+            for (int64_t t = 0; t < nf; t++)
+                s += h[t * d + j];
             out[j] = (float)(s / (double)nf);
         }
     }

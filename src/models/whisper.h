@@ -30,7 +30,6 @@ enum cge_status cge__whisper_encode(const void *impl, const float *mel, float *h
 /* samples (n at the extractor's rate) → log-mel → encoder → mean over the first
  * min(n_frames_out, ceil(n / samples_per_frame)) frames → out (d_model).
  * CGE_ERR_EMPTY_INPUT for n <= 0. */
-enum cge_status cge__whisper_embed_samples(const void *impl, const float *x, int64_t n,
-                                           float *out);
+enum cge_status cge__whisper_embed_samples(const void *impl, const float *x, int64_t n, float *out);
 
 #endif /* CGE_MODELS_WHISPER_H */

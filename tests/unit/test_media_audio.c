@@ -21,7 +21,8 @@ static void put16(unsigned char *p, unsigned v) {
     p[1] = (unsigned char)((v >> 8) & 0xff);
 }
 static void put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)((v >> (8 * i)) & 0xff);
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)((v >> (8 * i)) & 0xff);
 }
 
 /* A 16-bit PCM WAV image: header says `declared` data bytes, `actual` bytes of data follow. */
@@ -42,7 +43,8 @@ static unsigned char *make_wav(int channels, uint32_t rate, uint32_t declared, u
     memcpy(b + 36, "data", 4);
     put32(b + 40, declared);
     uint64_t s = 42;
-    for (uint32_t i = 0; i + 1 < actual; i += 2) put16(b + 44 + i, (unsigned)(th_randf(&s) * 8000) & 0xffff);
+    for (uint32_t i = 0; i + 1 < actual; i += 2)
+        put16(b + 44 + i, (unsigned)(th_randf(&s) * 8000) & 0xffff);
     return b;
 }
 
@@ -86,7 +88,8 @@ static void test_decode_wav_flac(void) {
     float *r = riff_s16(wav, &nr);
     CHECK(r && nr == 176000);
     int same = a && b && r && na == nb && nr == na;
-    for (int64_t i = 0; same && i < na; i++) same = a[i] == r[i] && b[i] == r[i];
+    for (int64_t i = 0; same && i < na; i++)
+        same = a[i] == r[i] && b[i] == r[i];
     CHECK_MSG(same, "WAV and FLAC samples equal s16/32768 from a plain RIFF reader");
     /* max_frames caps the decode */
     float *c = NULL;
@@ -158,7 +161,8 @@ static void test_resample(void) {
     /* 48 kHz → 16 kHz of a 1 kHz sine: compare with the analytic 16 kHz sine away from edges */
     int64_t n = 48000;
     float *x = malloc(sizeof(float) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) x[i] = (float)(0.5 * sin(2 * M_PI * 1000.0 * i / 48000.0));
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)(0.5 * sin(2 * M_PI * 1000.0 * i / 48000.0));
     float *y = NULL;
     int64_t m = 0;
     CHECK(cge_audio_resample(x, n, 48000, 16000, &y, &m) == CGE_OK);
@@ -171,7 +175,8 @@ static void test_resample(void) {
     CHECK_MSG(e < 1e-4, "max abs err %.3g", e);
     cge__free(y);
     /* 22.05 kHz → 16 kHz (non-integer ratio) */
-    for (int64_t i = 0; i < 22050; i++) x[i] = (float)(0.5 * sin(2 * M_PI * 500.0 * i / 22050.0));
+    for (int64_t i = 0; i < 22050; i++)
+        x[i] = (float)(0.5 * sin(2 * M_PI * 500.0 * i / 22050.0));
     CHECK(cge_audio_resample(x, 22050, 22050, 16000, &y, &m) == CGE_OK);
     CHECK(llabs((long long)m - 16000) <= 1);
     e = 0;
@@ -236,14 +241,16 @@ static void test_real_48k(void) {
         cge__free(x);
         CHECK_MSG(cge_audio_load(path, 16000, 30.0, &x, &n) == CGE_OK, "%s: %s", path,
                   cge_errmsg());
-        CHECK_MSG(llabs((long long)(n - n48 * 16000 / rate)) <= 2, "%s: %lld from %lld at %d",
-                  path, (long long)n, (long long)n48, rate);
+        CHECK_MSG(llabs((long long)(n - n48 * 16000 / rate)) <= 2, "%s: %lld from %lld at %d", path,
+                  (long long)n, (long long)n48, rate);
         int finite = x != NULL;
-        for (int64_t i = 0; finite && i < n; i++) finite = isfinite(x[i]) && fabsf(x[i]) < 4;
+        for (int64_t i = 0; finite && i < n; i++)
+            finite = isfinite(x[i]) && fabsf(x[i]) < 4;
         CHECK(finite);
         CHECK(cge_logmel_compute(lm, x, n, mel) == CGE_OK);
         finite = 1;
-        for (int i = 0; i < 128 * 3000; i++) finite &= isfinite(mel[i]) && fabsf(mel[i]) < 3;
+        for (int i = 0; i < 128 * 3000; i++)
+            finite &= isfinite(mel[i]) && fabsf(mel[i]) < 3;
         CHECK(finite);
         cge__free(x);
     }
@@ -257,7 +264,8 @@ static void test_real_48k(void) {
         CHECK_MSG(cge_audio_load(more[f], 16000, 30.0, &x, &n) == CGE_OK, "%s: %s", more[f],
                   cge_errmsg());
         int finite = x != NULL && n > 16000;
-        for (int64_t i = 0; finite && i < n; i++) finite = isfinite(x[i]);
+        for (int64_t i = 0; finite && i < n; i++)
+            finite = isfinite(x[i]);
         CHECK(finite);
         cge__free(x);
     }
@@ -269,8 +277,7 @@ static void test_errors(void) {
     float *x = NULL;
     int64_t n = 0;
     struct cge_audio_info info;
-    CHECK(cge_audio_decode_file("tests/fixtures/media/no-such.wav", 0, &x, &n, NULL) ==
-          CGE_ERR_IO);
+    CHECK(cge_audio_decode_file("tests/fixtures/media/no-such.wav", 0, &x, &n, NULL) == CGE_ERR_IO);
     CHECK(cge_audio_decode_file("tests/fixtures/media", 0, &x, &n, NULL) == CGE_ERR_IO);
     /* not audio */
     const char junk[] = "this is not an audio file, it is text; nothing to see here at all.";
@@ -292,7 +299,8 @@ static void test_errors(void) {
         memcpy(tagged, hdr, 10);
         memset(tagged + 10, 0, 300);
         memcpy(tagged + 310, fb, fl);
-        enum cge_status ist = cge_audio_decode_memory(tagged, fl + 310, "id3.flac", 0, &x, &n, NULL);
+        enum cge_status ist =
+            cge_audio_decode_memory(tagged, fl + 310, "id3.flac", 0, &x, &n, NULL);
         CHECK_MSG(ist == CGE_OK && n == 176000, "%d %s", ist, cge_errmsg());
         cge__free(x);
         x = NULL;
@@ -320,14 +328,12 @@ static void test_errors(void) {
     /* too many channels */
     w = make_wav(100, 16000, 2000, 2000, &len);
     st = cge_audio_decode_memory(w, len, "ch100.wav", 0, &x, &n, NULL);
-    CHECK_MSG(st == CGE_ERR_UNSUPPORTED || st == CGE_ERR_SERIALIZATION, "%d %s", st,
-              cge_errmsg());
+    CHECK_MSG(st == CGE_ERR_UNSUPPORTED || st == CGE_ERR_SERIALIZATION, "%d %s", st, cge_errmsg());
     free(w);
     /* absurd sample rate */
     w = make_wav(1, 3000000, 2000, 2000, &len);
     st = cge_audio_decode_memory(w, len, "rate.wav", 0, &x, &n, &info);
-    CHECK_MSG(st == CGE_ERR_UNSUPPORTED || st == CGE_ERR_SERIALIZATION, "%d %s", st,
-              cge_errmsg());
+    CHECK_MSG(st == CGE_ERR_UNSUPPORTED || st == CGE_ERR_SERIALIZATION, "%d %s", st, cge_errmsg());
     free(w);
     w = make_wav(1, 100, 2000, 2000, &len);
     st = cge_audio_decode_memory(w, len, "rate.wav", 0, &x, &n, &info);
@@ -375,13 +381,12 @@ static void test_errors(void) {
     CHECK(x == NULL);
     /* header only */
     st = cge_audio_decode_memory(flac, 100, "hdr.flac", 0, &x, &n, NULL);
-    CHECK_MSG(st == CGE_ERR_SERIALIZATION || st == CGE_ERR_UNSUPPORTED ||
-                  st == CGE_ERR_EMPTY_INPUT,
+    CHECK_MSG(st == CGE_ERR_SERIALIZATION || st == CGE_ERR_UNSUPPORTED || st == CGE_ERR_EMPTY_INPUT,
               "%d %s", st, cge_errmsg());
     free(flac);
     /* a float WAV holding a NaN: refused, not propagated into the features */
     w = make_wav(1, 16000, 400, 400, &len);
-    put16(w + 20, 3);  /* WAVE_FORMAT_IEEE_FLOAT */
+    put16(w + 20, 3); /* WAVE_FORMAT_IEEE_FLOAT */
     put32(w + 28, 16000 * 4);
     put16(w + 32, 4);
     put16(w + 34, 32);
@@ -428,8 +433,8 @@ static void test_features(int n_mels) {
         snprintf(path, sizeof path, "tests/fixtures/preprocess/whisper_fe%d/waveform_%d.bin",
                  n_mels, c);
         float *w = th_read_f32(path, &nw);
-        snprintf(path, sizeof path,
-                 "tests/fixtures/preprocess/whisper_fe%d/input_features_%d.bin", n_mels, c);
+        snprintf(path, sizeof path, "tests/fixtures/preprocess/whisper_fe%d/input_features_%d.bin",
+                 n_mels, c);
         float *ref = th_read_f32(path, &nf);
         CHECK(w && ref && nf == (size_t)n_mels * 3000);
         if (!w || !ref) continue;
@@ -450,8 +455,8 @@ static void test_features(int n_mels) {
  * FFT), so only a loose agreement is expected. */
 static void test_js_reference(void) {
     size_t nr;
-    float *ref = th_read_f32("tests/assets/js-reference/whisper-large-v3_logmel_1272-141231-0002.f32le",
-                             &nr);
+    float *ref = th_read_f32(
+        "tests/assets/js-reference/whisper-large-v3_logmel_1272-141231-0002.f32le", &nr);
     CHECK(ref && nr == 128 * 3000);
     float *x = NULL;
     int64_t n = 0;
@@ -465,8 +470,7 @@ static void test_js_reference(void) {
         for (size_t i = 0; i < nr; i++)
             if (fabs((double)out[i] - ref[i]) > e) e = fabs((double)out[i] - ref[i]);
         CHECK_MSG(e < 1e-3, "js reference: max abs diff %.3g", e);
-        printf("  log-mel vs transformers.js (1272-141231-0002, 128 mels): max abs diff %.3g\n",
-               e);
+        printf("  log-mel vs transformers.js (1272-141231-0002, 128 mels): max abs diff %.3g\n", e);
     }
     free(out);
     free(ref);
@@ -506,12 +510,14 @@ static void test_threads_and_edges(void) {
     /* silence: every value is (−10 + 4) / 4 after the clamp */
     CHECK(cge_logmel_compute(lm, w, 0, o1) == CGE_OK);
     int ok = 1;
-    for (int i = 0; i < 80 * 3000; i++) ok &= o1[i] == -1.5f;
+    for (int i = 0; i < 80 * 3000; i++)
+        ok &= o1[i] == -1.5f;
     CHECK(ok);
     /* longer than 30 s: trimmed (same as the first 480000 samples) */
     float *longw = calloc(600000, sizeof(float));
     uint64_t s = 7;
-    for (int i = 0; i < 600000; i++) longw[i] = 0.1f * th_randf(&s);
+    for (int i = 0; i < 600000; i++)
+        longw[i] = 0.1f * th_randf(&s);
     CHECK(cge_logmel_compute(lm, longw, 600000, o1) == CGE_OK);
     CHECK(cge_logmel_compute(lm, longw, 480000, o2) == CGE_OK);
     CHECK(memcmp(o1, o2, sizeof(float) * 80 * 3000) == 0);

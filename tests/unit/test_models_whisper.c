@@ -76,7 +76,8 @@ static void test_encoder_fixture(void) {
         float mean[64];
         for (int j = 0; j < 64; j++) {
             double s = 0;
-            for (int t = 0; t < 1500; t++) s += h[t * 64 + j];
+            for (int t = 0; t < 1500; t++)
+                s += h[t * 64 + j];
             mean[j] = (float)(s / 1500);
         }
         e = th_rel_err(mean, mref, 64);
@@ -235,7 +236,7 @@ static void test_bad_configs(void) {
         const char *str;
         enum cge_status want;
     } cases[] = {
-        {"num_mel_bins", 128, NULL, CGE_ERR_INVALID_DIM},       /* conv1 is [64, 80, 3] */
+        {"num_mel_bins", 128, NULL, CGE_ERR_INVALID_DIM},         /* conv1 is [64, 80, 3] */
         {"max_source_positions", 1000, NULL, CGE_ERR_MODEL_LOAD}, /* 3000 frames → 1500 */
         {"encoder_attention_heads", 5, NULL, CGE_ERR_MODEL_LOAD}, /* 64 % 5 */
         {"encoder_ffn_dim", 128, NULL, CGE_ERR_INVALID_DIM},      /* fc1 is [256, 64] */
@@ -247,8 +248,10 @@ static void test_bad_configs(void) {
     for (size_t i = 0; L.impl && i < sizeof cases / sizeof *cases; i++) {
         cJSON *cfg = cJSON_Duplicate(L.config, 1);
         cJSON_DeleteItemFromObjectCaseSensitive(cfg, cases[i].key);
-        if (cases[i].str) cJSON_AddStringToObject(cfg, cases[i].key, cases[i].str);
-        else cJSON_AddNumberToObject(cfg, cases[i].key, cases[i].num);
+        if (cases[i].str)
+            cJSON_AddStringToObject(cfg, cases[i].key, cases[i].str);
+        else
+            cJSON_AddNumberToObject(cfg, cases[i].key, cases[i].num);
         struct cge_family_load lc = L.lc;
         lc.config = cfg;
         lc.dir = NULL; /* no preprocessor_config.json: features follow num_mel_bins */
@@ -296,12 +299,12 @@ static void test_threads(void) {
     unload(&L);
 }
 
-#define TRUN(fn)                                                                      \
-    do {                                                                              \
-        int64_t t0_ = cge__now_us();                                                  \
-        RUN(fn);                                                                      \
-        if (getenv("CGE_TEST_TIMES"))                                                 \
-            printf("  [%s: %.2f s]\n", #fn, (double)(cge__now_us() - t0_) * 1e-6);     \
+#define TRUN(fn)                                                                   \
+    do {                                                                           \
+        int64_t t0_ = cge__now_us();                                               \
+        RUN(fn);                                                                   \
+        if (getenv("CGE_TEST_TIMES"))                                              \
+            printf("  [%s: %.2f s]\n", #fn, (double)(cge__now_us() - t0_) * 1e-6); \
     } while (0)
 
 int main(void) {
