@@ -118,7 +118,8 @@ int cge_cache_get(struct cge_cache *c, const struct cge_cache_key *key,
  * otherwise it holds cge_total_dim() floats and present says which slots are real. The fused
  * embedding must pass cge_fused_validate (CGE_ERR_INVALID_VALUE otherwise: a NaN is never cached).
  * An entry larger than the byte limit is not kept in memory (still written to disk). With a disk
- * tier the write is queued; cge_cache_flush waits for it. */
+ * tier the write is queued (a put waits while 8 batches are queued: backpressure on a slow disk);
+ * cge_cache_flush waits for it. */
 enum cge_status cge_cache_put(struct cge_cache *c, const struct cge_cache_key *key,
                               const struct cge_fused_embedding *f, const float *slots,
                               uint32_t present);
