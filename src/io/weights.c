@@ -223,7 +223,11 @@ static enum cge_status open_file(const char *path, struct cge_weights **out) {
     if (st) return st;
     if (n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4)
         return open_single(path, 1, out);
-    if (n >= 2 && head[0] == 0x80 && head[1] <= 5)
+    /* The legacy format starts with its pickled magic number 0x1950a86a20f9469cfc6c (PROTO 2,
+     * LONG1 of 10 bytes). Checking all of it matters: a safetensors header of 640 bytes also
+     * starts with 0x80 0x02. */
+    static const uint8_t legacy[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20};
+    if (n >= sizeof legacy && memcmp(head, legacy, sizeof legacy) == 0)
         return cge__err(CGE_ERR_UNSUPPORTED,
                         "%s: legacy (pre-1.6, non-zip) torch.save format is not supported; "
                         "re-save it with torch.save or convert it to safetensors",

@@ -9,6 +9,7 @@
 #include "testhelp.h"
 
 #include <cjson/cJSON.h>
+#include <unistd.h>
 
 static const char *const fixtures[] = {"bert",    "clip_vision",   "mistral", "mpnet",
                                        "roberta", "t5_gated_gelu", "t5_relu", "whisper_encoder"};
@@ -415,6 +416,30 @@ static void test_release(void) {
     cge_weights_free(w);
 }
 
+/* A header of 640 bytes makes the file start with 0x80 0x02, like a pickle: still safetensors. */
+static void test_pickle_like_length(void) {
+    char header[641];
+    const char *h = "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+    memset(header, ' ', 640);
+    memcpy(header, h, strlen(h));
+    header[640] = '\0';
+    struct img m;
+    float v[2] = {1.0f, 2.0f};
+    build(&m, header, v, 8);
+    CHECK(m.buf[0] == 0x80 && m.buf[1] == 0x02);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/cge_test_io_%d.safetensors", (int)getpid());
+    FILE *f = fopen(path, "wb");
+    fwrite(m.buf, 1, m.len, f);
+    fclose(f);
+    struct cge_weights *w = NULL;
+    CHECK_MSG(cge_weights_open(path, &w) == CGE_OK, "%s", cge_errmsg());
+    const struct cge_tensor_info *t = w ? cge_weights_find(w, "x") : NULL;
+    CHECK(t && memcmp(t->data, v, 8) == 0);
+    cge_weights_free(w);
+    unlink(path);
+}
+
 static void test_open_errors(void) {
     struct cge_weights *w = (struct cge_weights *)1;
     CHECK(cge_weights_open("tests/fixtures/no/such/thing", &w) == CGE_ERR_MODEL_NOT_FOUND);
@@ -455,6 +480,7 @@ int main(void) {
     RUN(test_malformed);
     RUN(test_truncate_and_corrupt);
     RUN(test_release);
+    RUN(test_pickle_like_length);
     RUN(test_open_errors);
     RUN(test_oom);
     return test_report("io");
