@@ -53,10 +53,17 @@ enum cge_status cge_audio_decode_memory(const void *data, size_t len, const char
 
 /* ---- resampling --------------------------------------------------------------------------------
  * in (n_in samples at rate_in) → *out (cge__free), *n_out samples at rate_out, with
- * libsamplerate SRC_SINC_BEST_QUALITY (the whole signal in one call, end of input flushed).
+ * libsamplerate SRC_SINC_BEST_QUALITY (end of input flushed). Long signals are resampled in
+ * aligned, overlapping pieces on up to four threads (equal to one call to float rounding).
  * Equal rates: a copy. */
 enum cge_status cge_audio_resample(const float *in, int64_t n_in, int rate_in, int rate_out,
                                    float **out, int64_t *n_out);
+
+/* The same, cut into n_pieces pieces resampled on their own threads (1 = one libsamplerate
+ * call over the whole signal; short signals always use one). cge_audio_resample uses up to
+ * four, one per core. Exposed for the test that compares the two. */
+enum cge_status cge__audio_resample_pieces(const float *in, int64_t n_in, int rate_in, int rate_out,
+                                           int n_pieces, float **out, int64_t *n_out);
 
 /* Decode + mono + resample to `rate`. When max_seconds > 0 only the first max_seconds (plus one
  * second of context for the resampling filter) are decoded; *n_out may then exceed

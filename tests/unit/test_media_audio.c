@@ -223,6 +223,38 @@ static void test_load_trim(void) {
     unlink(tmp);
 }
 
+/* Pieces on threads vs one libsamplerate call: the same length, the same samples (to float
+ * rounding), for downsampling by an integer and a fractional ratio, and for upsampling. */
+static void test_resample_pieces(void) {
+    const int rates[3] = {48000, 44100, 8000};
+    for (int r = 0; r < 3; r++) {
+        int64_t n = (int64_t)rates[r] * 8;
+        float *x = malloc(sizeof(float) * (size_t)n);
+        uint64_t s = 99 + (uint64_t)r;
+        for (int64_t i = 0; i < n; i++)
+            x[i] = 0.3f * (float)sin(0.01 * (double)i) + 0.2f * th_randf(&s);
+        float *a = NULL;
+        int64_t na = 0;
+        CHECK(cge__audio_resample_pieces(x, n, rates[r], 16000, 1, &a, &na) == CGE_OK);
+        for (int k = 2; a && k <= 4; k += 2) {
+            float *b = NULL;
+            int64_t nb = 0;
+            CHECK(cge__audio_resample_pieces(x, n, rates[r], 16000, k, &b, &nb) == CGE_OK);
+            double e = 0;
+            for (int64_t i = 0; b && nb == na && i < na; i++)
+                if (fabs((double)a[i] - b[i]) > e) e = fabs((double)a[i] - b[i]);
+            CHECK_MSG(nb == na && e < 1e-6, "%d Hz, %d pieces: %lld vs %lld samples, max diff %.3g",
+                      rates[r], k, (long long)nb, (long long)na, e);
+            if (k == 4)
+                printf("  resample %d -> 16000 Hz in 4 pieces vs 1: max abs diff %.3g\n", rates[r],
+                       e);
+            cge__free(b);
+        }
+        cge__free(a);
+        free(x);
+    }
+}
+
 static void test_real_48k(void) {
     /* recorded speech at 48 kHz: decode, resample to 16 kHz, log-mel all finite */
     const char *names[] = {"Front_Center", "Front_Left", "Noise", "Side_Right"};
@@ -539,6 +571,7 @@ int main(void) {
     RUN(test_ogg);
     RUN(test_resample);
     RUN(test_errors);
+    RUN(test_resample_pieces);
     RUN(test_load_trim);
     RUN(test_real_48k);
     test_filters(80);
