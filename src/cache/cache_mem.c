@@ -458,31 +458,33 @@ int cge__mem_put(struct cge__mem *m, const struct cge_cache_key *k, int64_t now,
         goto out;
     }
 
-    /* Make room (ARC: cases II-IV decide; the others evict until the new entry fits). */
+    /* Make room (ARC: cases II-IV decide; the others evict until the new entry fits). With only
+     * the entry limit, ghosts exist only once the cache is full, so the n_res >= c guards are
+     * the paper's algorithm; they matter after the byte limit or a remove left room. */
     int ghost_list = e ? e->list : -1;
     if (m->policy == CGE_CACHE_ARC && !load) {
         uint64_t c = s->cap_n;
         if (ghost_list == L_B1) {
             uint64_t d = s->l[L_B1].n >= s->l[L_B2].n ? 1 : s->l[L_B2].n / s->l[L_B1].n;
             s->p = s->p + d < c ? s->p + d : c;
-            arc_replace(s, 0);
+            if (s->n_res >= c) arc_replace(s, 0);
         } else if (ghost_list == L_B2) {
             uint64_t d = s->l[L_B2].n >= s->l[L_B1].n ? 1 : s->l[L_B1].n / s->l[L_B2].n;
             s->p = s->p > d ? s->p - d : 0;
-            arc_replace(s, 1);
+            if (s->n_res >= c) arc_replace(s, 1);
         } else {
             uint64_t l1 = s->l[L_T1].n + s->l[L_B1].n;
             uint64_t total = l1 + s->l[L_T2].n + s->l[L_B2].n;
             if (l1 >= c) {
                 if (s->l[L_T1].n < c) {
                     arc_delete_lru(m, s, L_B1);
-                    arc_replace(s, 0);
+                    if (s->n_res >= c) arc_replace(s, 0);
                 } else {
                     arc_delete_lru(m, s, L_T1);
                 }
             } else if (total >= c) {
                 if (total >= 2 * c) arc_delete_lru(m, s, L_B2);
-                arc_replace(s, 0);
+                if (s->n_res >= c) arc_replace(s, 0);
             }
         }
     } else if (!load) {

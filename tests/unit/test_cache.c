@@ -332,6 +332,23 @@ static void test_arc(void) {
     cge_cache_close(c);
 }
 
+/* ARC after a remove left room: a returning ghost takes the free place instead of pushing a
+ * resident out (REPLACE only runs when the cache is full). */
+static void test_arc_room(void) {
+    struct cge_cache *c = open_mem(CGE_CACHE_ARC, 4, 1u << 30);
+    for (uint64_t i = 1; i <= 4; i++) put(c, i);
+    CHECK(get(c, 1) && get(c, 2));
+    put(c, 5);
+    put(c, 6); /* T1 [6 5]  T2 [2 1]  B1 [4 3] */
+    CHECK_SET(c, 6, "110011");
+    struct cge_cache_key k5 = K(5);
+    CHECK(cge_cache_remove(c, &k5) == 1);
+    put(c, 3); /* from B1 into the free place: nothing evicted */
+    CHECK_SET(c, 6, "111001");
+    CHECK(stats(c).entries == 4 && stats(c).evictions == 2);
+    cge_cache_close(c);
+}
+
 /* ARC resists a scan: items used twice survive a long run of one-time items. */
 static void test_arc_scan(void) {
     struct cge_cache *arc = open_mem(CGE_CACHE_ARC, 8, 1u << 30);
@@ -548,6 +565,7 @@ int main(void) {
     RUN(test_lfu);
     RUN(test_ttl);
     RUN(test_arc);
+    RUN(test_arc_room);
     RUN(test_arc_scan);
     RUN(test_bytes);
     RUN(test_hit_no_alloc);
