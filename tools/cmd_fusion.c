@@ -22,23 +22,24 @@
 #define MAX_LINE ((size_t)64 << 20)
 
 static void usage_init(FILE *f) {
-    fprintf(f,
-            "usage: cge fusion init --config FILE --out DIR [--seed N]\n"
-            "Writes deterministic initial FuseMoE weights (config.json + model.safetensors).\n"
-            "FILE is a config.json; every key is optional over the production defaults\n"
-            "(slot_dims from `cge models`, num_experts 8, top_k 2, shared_dim 4096,\n"
-            "expert_hidden_dim 4096, output_dim 1536, gating \"softmax\" or \"laplace\",\n"
-            "temperature 1, layer_norm_eps 1e-5, load_balance_coef 0.01, capacity_factor 1.25),\n"
-            "so a file holding {} gives the production layer (238 M parameters, 955 MB).\n"
-            "\n"
-            "The initialization is usable before training: from the seed (default 0), a shared\n"
-            "random projection with orthonormal rows (Gram-Schmidt; scaled Gaussian for large\n"
-            "matrices) chains input_proj -> fc1 -> fc2, with biases that keep every GELU in its\n"
-            "near-linear range, so each expert maps x to about the same random projection of it\n"
-            "and the fused cosine of two items already tracks the cosine of their slot-normalized\n"
-            "concatenations (the ensemble's similarity). Each expert is the shared projection\n"
-            "plus a 5%% perturbation; gates start near uniform (N(0, 0.02^2) weights, zero biases\n"
-            "and mask projection); missing_embed starts at 0; the LayerNorms at identity.\n");
+    fprintf(
+        f, "usage: cge fusion init --config FILE --out DIR [--seed N]\n"
+           "Writes deterministic initial FuseMoE weights (config.json + model.safetensors).\n"
+           "FILE is a config.json; every key is optional over the production defaults\n"
+           "(slot_dims from `cge models`, num_experts 8, top_k 2, shared_dim 4096,\n"
+           "expert_hidden_dim 4096, output_dim 1536, gating \"softmax\" or \"laplace\",\n"
+           "temperature 1, layer_norm_eps 1e-5, load_balance_coef 0.01, capacity_factor 1.25),\n"
+           "so a file holding {} gives the production layer (238 M parameters, 955 MB).\n"
+           "\n"
+           "The initialization is usable before training: from the seed (default 0), a shared\n"
+           "random projection with orthonormal rows (Gram-Schmidt; variance-matched uniform\n"
+           "entries for large matrices) chains input_proj -> fc1 -> fc2 with zero biases and\n"
+           "small pre-activations, where GELU(u) ~ u/2 (fc1 and fc2 carry the factor 2), so each\n"
+           "expert maps x to about the same random projection of it and the fused cosine of two\n"
+           "items already tracks the cosine of their slot-normalized concatenations (the\n"
+           "ensemble's similarity). Each expert is the shared projection plus a 5%% perturbation;\n"
+           "gates start near uniform (N(0, 0.02^2) weights, zero biases "
+           "and mask projection); missing_embed starts at 0; the LayerNorms at identity.\n");
 }
 
 static void usage_run(FILE *f) {
@@ -61,7 +62,7 @@ static void usage_train(FILE *f) {
            "optimizer state (optimizer.safetensors, trainer_state.json) training resumes from it.\n"
            "options:\n"
            "  --epochs N        passes over the data (1)\n"
-           "  --lr X            AdamW learning rate (1e-3)\n"
+           "  --lr X            AdamW learning rate (default 0.01/sqrt(total slot dims))\n"
            "  --batch N         items per step (32; at least 2)\n"
            "  --out DIR         where to write (default: --weights DIR)\n"
            "  --weight-decay X  AdamW decoupled weight decay on matrices (0.01)\n"
@@ -344,7 +345,7 @@ static int fusion_train(int argc, char **argv) {
             if (num_arg(argv[++i], 2, 4096, &batch))
                 return fail("train", "--batch must be 2..4096");
         } else if (!strcmp(a, "--lr") && has) {
-            if (num_arg(argv[++i], 0, 10, &v)) return fail("train", "--lr must be in [0, 10]");
+            if (num_arg(argv[++i], 1e-9, 10, &v)) return fail("train", "--lr must be in (0, 10]");
             tp.lr = (float)v;
         } else if (!strcmp(a, "--weight-decay") && has) {
             if (num_arg(argv[++i], 0, 10, &v))

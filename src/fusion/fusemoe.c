@@ -239,7 +239,13 @@ static void random_orth(float *W, int64_t n_out, int64_t n_in, uint64_t *rng) {
     cge__free(v);
 }
 
-#define INIT_BIAS    3.0f /* puts GELU in its near-linear regime */
+/* Pre-activations are β + u with u of spread INIT_SPREAD. GELU(β + u) ≈ c0 + c1·u, and the next
+ * layer divides by c1 and subtracts c0 in its bias, so the chain stays ≈ linear. β = 0 with a
+ * small spread keeps activations near zero-mean: a large offset (β = 3) linearizes GELU better
+ * but makes Adam's sign-like first steps shift every pre-activation coherently (lr·Σ|h|), which
+ * undid the initialization at production size in one step; near zero it trains smoothly. */
+#define INIT_BIAS    0.0
+#define INIT_SPREAD  0.1
 #define INIT_PERTURB 0.05
 
 enum cge_status cge_fusion_new(const struct cge_fusemoe_config *c, uint64_t seed,
@@ -260,14 +266,15 @@ enum cge_status cge_fusion_new(const struct cge_fusemoe_config *c, uint64_t seed
         p[f->o.gp_w + i] = (float)(0.02 * cge__fz_gauss(&rng));
     for (int64_t i = 0; i < O; i++)
         p[f->o.on_w + i] = 1.0f;
-    /* input projection: α·Q1 with α making the pre-activation entries' spread ≈ 0.4 */
+    /* input projection: α·Q1 with α making the pre-activation entries' spread ≈ INIT_SPREAD
+     * (x holds about n_slots unit vectors) */
     float *ip = p + f->o.ip_w;
     random_orth(ip, H, D, &rng);
-    float alpha = 0.4f * sqrtf((float)H / (float)k->n_slots);
+    float alpha = (float)(INIT_SPREAD * sqrt((double)H / (double)k->n_slots));
     for (int64_t i = 0; i < H * D; i++)
         ip[i] *= alpha;
     for (int64_t i = 0; i < H; i++)
-        p[f->o.ip_b + i] = INIT_BIAS;
+        p[f->o.ip_b + i] = (float)INIT_BIAS;
     /* experts: shared Q2, Q3 plus a per-expert perturbation; biases cancel the GELU offsets */
     float *q2 = cge__malloc((size_t)(Hd * H) * sizeof(float));
     float *q3 = cge__malloc((size_t)(O * Hd) * sizeof(float));
@@ -280,26 +287,31 @@ enum cge_status cge_fusion_new(const struct cge_fusemoe_config *c, uint64_t seed
     random_orth(q2, Hd, H, &rng);
     random_orth(q3, O, Hd, &rng);
     double sd2 = INIT_PERTURB / sqrt((double)Hd), sd3 = INIT_PERTURB / sqrt((double)O);
+    /* GELU(β + u) ≈ c0 + c1·u */
+    double c0 = INIT_BIAS * 0.5 * (1.0 + erf(INIT_BIAS / sqrt(2.0)));
+    double c1 = 0.5 * (1.0 + erf(INIT_BIAS / sqrt(2.0))) +
+                INIT_BIAS * exp(-0.5 * INIT_BIAS * INIT_BIAS) / sqrt(2.0 * M_PI);
+    float gain = (float)(1.0 / c1);
     for (int e = 0; e < E; e++) {
         float *w1 = p + f->o.fc1_w[e], *b1 = p + f->o.fc1_b[e];
         float *w2 = p + f->o.fc2_w[e], *b2 = p + f->o.fc2_b[e];
         random_fill(w1, Hd * H, sd2, &rng);
         random_fill(w2, O * Hd, sd3, &rng);
         for (int64_t i = 0; i < Hd * H; i++)
-            w1[i] += q2[i];
+            w1[i] = (w1[i] + q2[i]) * gain;
         for (int64_t i = 0; i < O * Hd; i++)
-            w2[i] += q3[i];
+            w2[i] = (w2[i] + q3[i]) * gain;
         for (int64_t r = 0; r < Hd; r++) {
             double s = 0;
             for (int64_t j = 0; j < H; j++)
                 s += w1[r * H + j];
-            b1[r] = (float)(INIT_BIAS - INIT_BIAS * s);
+            b1[r] = (float)(INIT_BIAS - c0 * s);
         }
         for (int64_t r = 0; r < O; r++) {
             double s = 0;
             for (int64_t j = 0; j < Hd; j++)
                 s += w2[r * Hd + j];
-            b2[r] = (float)(-INIT_BIAS * s);
+            b2[r] = (float)(-c0 * s);
         }
     }
     cge__free(q2);

@@ -24,7 +24,7 @@
 
 void cge_fusion_train_default_params(struct cge_fusion_train_params *p) {
     memset(p, 0, sizeof *p);
-    p->lr = 1e-3f;
+    p->lr = 0.0f; /* auto: 0.01 / sqrt(D), set by the trainer */
     p->beta1 = 0.9f;
     p->beta2 = 0.999f;
     p->adam_eps = 1e-8f;
@@ -103,6 +103,7 @@ enum cge_status cge_fusion_trainer_new(struct cge_fusion *f,
     else
         cge_fusion_train_default_params(&t->p);
     t->rng = t->p.seed;
+    if (!(t->p.lr > 0)) t->p.lr = (float)(0.01 / sqrt((double)f->c.total_dim));
     size_t bytes = (size_t)(f->n_params ? f->n_params : 1) * sizeof(float);
     t->grad = cge__malloc_aligned(bytes);
     t->m = cge__malloc_aligned(bytes);
