@@ -5,6 +5,9 @@
 BUILD=${1:-build}
 LABEL=${2:-}
 cd "$(dirname "$0")/.." || exit 1
+# Tests time nothing: let idle OpenMP threads sleep instead of spinning, so a loaded machine
+# (or a sanitizer build) is not slowed down further by busy-waiting.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 passed=0
 failed=0
 bad=""
