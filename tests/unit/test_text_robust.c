@@ -409,6 +409,29 @@ static void test_added_options(void) {
     cge_tokenizer_free(t);
 }
 
+/* \s means Unicode White_Space, as in Oniguruma (Hugging Face's regex engine): U+0085 and
+ * U+3000 are spaces, U+180E and U+FEFF are not (PCRE2 alone would match U+180E). */
+static void test_regex_space(void) {
+    static const struct {
+        const char *pat, *text;
+        int matches;
+    } cases[] = {
+        {"\\s", "\xc2\x85", 1},        {"\\s", "\xe3\x80\x80", 1},     {"\\s", "\xe1\xa0\x8e", 0},
+        {"\\s", "\xef\xbb\xbf", 0},   {"[^\\s\\p{L}]+", "\xe1\xa0\x8e", 1}, {"\\S+", "a\xe1\xa0\x8e", 1},
+        {"[\\s]", "\t", 1},          {"\\\\s", "\\s", 1},            {"[]\\s]", "]", 1},
+        {"[[:alpha:]\\s]+", "a b", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct regex re = {0};
+        struct spans m = {0};
+        CHECK_MSG(regex_compile(&re, cases[i].pat, strlen(cases[i].pat), 0) == CGE_OK, "%s", cge_errmsg());
+        CHECK(regex_find_all(&re, cases[i].text, strlen(cases[i].text), &m) == CGE_OK);
+        CHECK_MSG((int)m.n == cases[i].matches, "/%s/ on case %zu: %zu matches", cases[i].pat, i, m.n);
+        sp_free(&m);
+        regex_free(&re);
+    }
+}
+
 /* A loaded tokenizer is read-only: four threads encoding at once must agree with one. */
 struct thread_arg {
     int k, ok;
@@ -462,6 +485,7 @@ int main(void) {
     RUN(test_oom);
     RUN(test_threads);
     RUN(test_added_options);
+    RUN(test_regex_space);
     for (size_t k = 0; k < N_TOK; k++) cge_tokenizer_free(toks[k]);
     return test_report("text_robust");
 }
