@@ -241,7 +241,10 @@ static enum cge_status unigram(const struct cge_tokenizer *t, const char *s, siz
     for (size_t i = 0; i <= n; i++) from[i] = -1;
     best[0] = 0;
     from[0] = 0;
-    double unk_score = (double)t->min_score - 10.0;
+    /* Hugging Face accumulates f64 scores; SentencePiece accumulates float. Both are kept in
+     * `best` as doubles (a float is exact there), so the comparisons below follow each library. */
+    int spm = t->spm_user_defined_score;
+    double unk_score = spm ? (double)((float)t->min_score - 10.0f) : t->min_score - 10.0;
     for (size_t i = 0; i < n;) {
         size_t mb = (size_t)utf8_len((unsigned char)s[i]);
         if (mb > n - i) mb = n - i;
@@ -257,10 +260,10 @@ static enum cge_status unigram(const struct cge_tokenizer *t, const char *s, siz
             if (!is_unigram_candidate(t, id)) continue;
             size_t end = j + 1;
             if (end < n && ((unsigned char)s[end] & 0xC0) == 0x80) continue; /* mid-character */
-            double sc = t->spm_user_defined_score && t->type && t->type[id] == SPM_USER_DEFINED
-                            ? (double)(end - i) * t->max_score - 0.1
-                            : (double)t->score[id];
-            double cand = here + sc;
+            double sc = t->score[id];
+            if (spm && t->type && t->type[id] == SPM_USER_DEFINED)
+                sc = (double)(float)((double)((float)(end - i) * (float)t->max_score) - 0.1);
+            double cand = spm ? (double)((float)here + (float)sc) : here + sc;
             if (from[end] < 0 || cand > best[end]) {
                 best[end] = cand;
                 from[end] = (int32_t)i;
@@ -269,7 +272,7 @@ static enum cge_status unigram(const struct cge_tokenizer *t, const char *s, siz
             if (end - i == mb) has_single = 1;
         }
         if (!has_single) {
-            double cand = here + unk_score;
+            double cand = spm ? (double)((float)here + (float)unk_score) : here + unk_score;
             if (from[i + mb] < 0 || cand > best[i + mb]) {
                 best[i + mb] = cand;
                 from[i + mb] = (int32_t)i;
@@ -393,7 +396,7 @@ static enum cge_status spm_add_pair(const struct cge_tokenizer *t, const char *s
     size_t size = sy[l].len + sy[r].len;
     int32_t id = spm_piece(t, s + sy[l].off, size);
     if (id < 0) return CGE_OK;
-    return pheap_push(q, (struct spair){t->score[id], l, r, (uint32_t)size});
+    return pheap_push(q, (struct spair){(float)t->score[id], l, r, (uint32_t)size});
 }
 
 static enum cge_status spm_bpe(const struct cge_tokenizer *t, const char *s, size_t n,

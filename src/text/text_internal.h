@@ -240,7 +240,7 @@ struct cge_tokenizer {
     /* vocabulary: id → string; string → id */
     char **tok;        /* (n_vocab) NULL for holes */
     uint32_t *tok_len; /* (n_vocab) */
-    float *score;      /* (n_vocab) Unigram / SentencePiece scores, else NULL */
+    double *score;     /* (n_vocab) Unigram / SentencePiece scores as read (f64 JSON, f32 proto) */
     uint8_t *type;     /* (n_vocab) enum spm_type for .model files, else NULL */
     int64_t n_vocab;   /* largest id + 1, added tokens included */
     struct smap vocab; /* model vocabulary */
@@ -259,8 +259,9 @@ struct cge_tokenizer {
     int32_t byte_piece[256];  /* byte fallback: id of "<0xXX>" */
     struct umap merges;       /* BPE: (left id << 32 | right id) → (rank << 32 | new id) */
     struct trie pieces;       /* Unigram: trie of pieces */
-    float min_score, max_score;
-    int spm_user_defined_score; /* Unigram from a .model: user-defined pieces score len*max-0.1 */
+    double min_score, max_score;
+    int spm_user_defined_score; /* from a .model: SentencePiece's float arithmetic and its
+                                   user-defined piece score len*max-0.1 */
     struct trie user_defined;   /* SPM BPE: user-defined symbols, matched whole */
 
     struct normalizer *normalizer; /* NULL: none */

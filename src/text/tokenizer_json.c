@@ -565,7 +565,7 @@ static enum cge_status parse_model(struct cge_tokenizer *t, const cJSON *m, cons
             st = tok_set_token(t, id, p->valuestring, strlen(p->valuestring));
             if (!st) st = smap_put(&t->vocab, t->tok[id], t->tok_len[id], id);
             if (!st && t->tok_len[id]) st = trie_insert(&t->pieces, t->tok[id], t->tok_len[id], id);
-            t->score[id] = (float)sc->valuedouble;
+            t->score[id] = sc->valuedouble; /* f64, as tokenizers keeps it */
             if (t->score[id] < t->min_score) t->min_score = t->score[id];
             id++;
         }

@@ -258,7 +258,7 @@ static char *llama_json(const struct cge_tokenizer *spm, int legacy) {
             int32_t l = smap_get(&spm->vocab, p, k), r = smap_get(&spm->vocab, p + k, len - k);
             if (l < 0 || r < 0) continue;
             if (n == cap) m = realloc(m, (cap = cap ? 2 * cap : 4096) * sizeof *m);
-            m[n++] = (struct merge_cand){spm->score[i], 0, l, r};
+            m[n++] = (struct merge_cand){(float)spm->score[i], 0, l, r};
         }
         /* Within one piece: by (id of left, id of right). */
         for (size_t a = first; a < n; a++)
