@@ -12,9 +12,11 @@ try {
 async function main() {
   const [model, threads, seq, f1, f32, peak] = process.argv.slice(2);
   const T = parseInt(threads, 10), L = parseInt(seq, 10);
-  const sess = await ort.InferenceSession.create(model, {
-    intraOpNumThreads: T, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential',
-  });
+  const opts = {intraOpNumThreads: T, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential'};
+  // On a busy machine the OpenMP runs (cge, PyTorch) are timed with OMP_WAIT_POLICY=passive;
+  // ONNX Runtime's own thread pool then gets the matching setting: no spinning.
+  if (process.env.OMP_WAIT_POLICY === 'passive') opts.extra = {session: {intra_op: {allow_spinning: '0'}}};
+  const sess = await ort.InferenceSession.create(model, opts);
   const flops = {1: parseFloat(f1), 32: parseFloat(f32)};
   for (const B of [1, 32]) {
     const ids = new BigInt64Array(B * L);
