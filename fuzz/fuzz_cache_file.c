@@ -29,11 +29,17 @@ static void clean(void) {
     closedir(d);
 }
 
+static void remove_dir(void) {
+    clean();
+    rmdir(dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/cge-fuzz-cache-XXXXXX");
         if (!mkdtemp(dir)) return 0;
         snprintf(path, sizeof path, "%s/c.mdb", dir);
+        atexit(remove_dir);
     }
     clean();
     FILE *f = fopen(path, "wb");
