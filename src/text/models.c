@@ -221,11 +221,6 @@ static enum cge_status bpe(const struct cge_tokenizer *t, const char *s, size_t 
 
 /* ==== Unigram ================================================================================== */
 
-static int is_unigram_candidate(const struct cge_tokenizer *t, int32_t id) {
-    (void)t;
-    return id >= 0;
-}
-
 static enum cge_status unigram(const struct cge_tokenizer *t, const char *s, size_t n,
                                struct ivec *ids) {
     if (!n) return CGE_OK;
@@ -257,7 +252,7 @@ static enum cge_status unigram(const struct cge_tokenizer *t, const char *s, siz
             if (!umap_get(&t->pieces.edges, (node << 8) | (unsigned char)s[j], &child)) break;
             node = child;
             int32_t id = t->pieces.val[node];
-            if (!is_unigram_candidate(t, id)) continue;
+            if (id < 0) continue; /* an inner trie node, not a piece */
             size_t end = j + 1;
             if (end < n && ((unsigned char)s[end] & 0xC0) == 0x80) continue; /* mid-character */
             double sc = t->score[id];

@@ -3,6 +3,16 @@
  *
  * A loaded tokenizer is read-only and every function here is thread-safe.
  * Ids are int32. Text is UTF-8; invalid UTF-8 is an error (CGE_ERR_TOKENIZE), never a crash.
+ *
+ * Supported (the twelve models' files and more): normalizers BertNormalizer, NFC/NFD/NFKC/NFKD,
+ * Lowercase (Rust char::to_lowercase), StripAccents, Replace, Prepend, Strip, Precompiled,
+ * Sequence; pre-tokenizers BertPreTokenizer, ByteLevel, Whitespace, WhitespaceSplit, Metaspace,
+ * Split, Punctuation, Digits, Sequence; models WordPiece, BPE (ranks, byte-level, suffix, prefix,
+ * byte fallback), Unigram; post-processors BertProcessing, RobertaProcessing, TemplateProcessing,
+ * ByteLevel, Sequence; SentencePiece .model (Unigram, BPE with byte fallback). Added tokens are
+ * always recognised in the text (HF's default), with or without add_special. The "truncation"
+ * and "padding" sections of a tokenizer.json are ignored: callers pass max_len / pad_to.
+ * Not supported (a clear CGE_ERR_UNSUPPORTED at load): WordLevel, BPE dropout, ignore_merges.
  */
 #ifndef CGE_TEXT_TOKENIZER_H
 #define CGE_TEXT_TOKENIZER_H
@@ -16,8 +26,11 @@ struct cge_tokenizer;
 
 /* Loads a tokenizer.json, a SentencePiece .model file, or a model folder (tokenizer.json if
  * present, else tokenizer.model / spiece.model with tokenizer_config.json's add_bos_token and
- * add_eos_token deciding the special tokens). A bare .model file adds no special tokens, as
- * SentencePiece's encode() does. */
+ * add_eos_token deciding the special tokens; without a config, BPE models add BOS as Llama does
+ * and Unigram models append EOS as T5 does). In a folder, the .model's control and unknown pieces
+ * are recognised in the text as transformers does; a bare .model file adds and recognises no
+ * special tokens, as SentencePiece's encode() does. On failure *out is NULL and cge_errmsg()
+ * names the file and the component. */
 enum cge_status cge_tokenizer_load(const char *path, struct cge_tokenizer **out);
 void cge_tokenizer_free(struct cge_tokenizer *t);
 
