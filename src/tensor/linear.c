@@ -331,7 +331,8 @@ static enum cge_status quantize_weights(const struct cge_linear *l, struct linea
 #endif
         for (; k < K; k++) {
             float q = nearbyintf(row[k] * inv);
-            q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+            /* Written so that NaN lands on a bound: converting NaN to an integer is UB. */
+            q = q >= -127.0f ? (q <= 127.0f ? q : 127.0f) : -127.0f;
             qr[k] = (int8_t)q;
             sum += (int64_t)q;
         }
@@ -502,7 +503,7 @@ static void quantize_row(const float *row, int64_t k, uint8_t *qr, float *scale,
     float sc = (hi - lo) / 255.0f;
     if (!(sc > 0) || !isfinite(sc)) sc = 1.0f;
     float z = nearbyintf(-lo / sc);
-    z = z < 0 ? 0 : (z > 255 ? 255 : z);
+    z = z >= 0 ? (z <= 255 ? z : 255) : 0; /* NaN (a NaN in the row) → 0, never UB below */
     float inv = 1.0f / sc;
     i = 0;
 #ifdef __AVX512F__
@@ -517,7 +518,7 @@ static void quantize_row(const float *row, int64_t k, uint8_t *qr, float *scale,
 #endif
     for (; i < k; i++) {
         float v = nearbyintf(row[i] * inv) + z;
-        v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+        v = v >= 0.0f ? (v <= 255.0f ? v : 255.0f) : 0.0f;
         qr[i] = (uint8_t)v;
     }
     *scale = sc;

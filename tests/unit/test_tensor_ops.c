@@ -761,6 +761,30 @@ static void test_threads(void) {
     CHECK(cge_get_threads() == n0);
 }
 
+/* Non-finite values in int8 weights or activations: defined results, no crash, no UB (the
+ * quantizers convert floats to integers, where NaN would be undefined). K = 21 exercises both
+ * the vector body and the scalar tail. */
+static void test_linear_int8_nonfinite(void) {
+    enum { N = 5, K = 21, M = 3 };
+    float w[N * K], x[M * K], y[M * N];
+    uint64_t s = 77;
+    for (int i = 0; i < N * K; i++) w[i] = th_randf(&s);
+    for (int i = 0; i < M * K; i++) x[i] = th_randf(&s);
+    w[3] = NAN;
+    w[K + 20] = INFINITY;
+    x[1] = NAN;
+    x[K + 20] = -INFINITY;
+    x[2 * K] = NAN;
+    x[2 * K + 17] = NAN;
+    struct cge_linear l;
+    enum cge_status st = cge_linear_init(&l, w, CGE_DTYPE_F32, NULL, N, K, CGE_DTYPE_I8);
+    CHECK(st == CGE_OK || st == CGE_ERR_INVALID_VALUE);
+    if (st == CGE_OK) {
+        CHECK(cge_linear_forward(&l, x, M, y) == CGE_OK);
+        cge_linear_deinit(&l);
+    }
+}
+
 int main(void) {
     RUN(test_layernorm);
     RUN(test_rmsnorm);
@@ -774,6 +798,7 @@ int main(void) {
     RUN(test_sgemm);
     RUN(test_linear);
     RUN(test_linear_big);
+    RUN(test_linear_int8_nonfinite);
     RUN(test_oom);
     RUN(test_threads);
     return test_report("tensor_ops");
