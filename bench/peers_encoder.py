@@ -6,7 +6,9 @@ of the same architecture (post-LN BERT: embeddings + LayerNorm, fused-free Q/K/V
 times batch 1x128 and 32x128 (best of a few runs, no grad), then exports it with
 torch.onnx.export and times the same inputs in ONNX Runtime through bench/peers_encoder.js
 (npm onnxruntime-node in bench/node_modules). Any peer that is missing is reported and skipped.
-Prints rows in the C benchmark's table format. Needs python3-torch (Debian) and numpy.
+Prints rows in the C benchmark's table format. Needs python3-torch (Debian) and numpy; with
+Debian's default reference BLAS (libblas3) PyTorch's CPU GEMM is ~10x slow: install
+libopenblas0-pthread (it takes over the libblas.so.3 alternative) for a fair PyTorch figure.
 """
 import argparse
 import json
