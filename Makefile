@@ -29,7 +29,12 @@ test-asan: deps
 	@$(CMAKE) --build build-asan -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh build-asan asan
 
+# The peers (PyTorch, ONNX Runtime, @huggingface/tokenizers) come from Debian and npm; a peer
+# that cannot be installed is skipped by its benchmark, never a failure.
 bench: build
+	@scripts/deps.sh python3-torch libopenblas0-pthread || echo "bench: PyTorch peer unavailable"
+	@[ -d bench/node_modules/onnxruntime-node ] || (cd bench && ONNXRUNTIME_NODE_INSTALL=skip \
+	    npm ci --no-audit --no-fund --loglevel=error) || echo "bench: npm peers unavailable"
 	@$(CMAKE) --build build -j $(JOBS) --target benchmarks
 	@bench/run.sh build
 
