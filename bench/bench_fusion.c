@@ -14,14 +14,12 @@
 #include "fusion/fusemoe.h"
 #include "tensor/ops.h"
 
+#include "bench_common.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static double now_s(void) {
-    return (double)cge__now_us() * 1e-6;
-}
 
 static void die(const char *what) {
     fprintf(stderr, "bench_fusion: %s: %s\n", what, cge_errmsg());
@@ -50,31 +48,6 @@ static double item_flops(const struct cge_fusemoe_config *c) {
                       ((double)c->shared_dim * c->hidden_dim + (double)c->hidden_dim * c->out_dim));
 }
 
-static double gemm_peak(enum cge_dtype dt) {
-    const int64_t N = 4096, K = 4096, M = 256;
-    float *w = malloc((size_t)(N * K) * 4), *x = malloc((size_t)(M * K) * 4),
-          *y = malloc((size_t)(M * N) * 4);
-    for (int64_t i = 0; i < N * K; i++)
-        w[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
-    for (int64_t i = 0; i < M * K; i++)
-        x[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
-    struct cge_linear l;
-    if (cge_linear_init(&l, w, CGE_DTYPE_F32, NULL, N, K, dt)) die("linear init");
-    cge_linear_forward(&l, x, M, y); /* warm-up: primitive creation */
-    double best = 1e9;
-    for (int r = 0; r < 5; r++) {
-        double t0 = now_s();
-        cge_linear_forward(&l, x, M, y);
-        double t = now_s() - t0;
-        if (t < best) best = t;
-    }
-    cge_linear_deinit(&l);
-    free(w);
-    free(x);
-    free(y);
-    return 2.0 * M * N * K / best / 1e9;
-}
-
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -86,9 +59,9 @@ static double time_forward(const struct cge_fusion *f, struct cge_fusion_ctx *ct
     double t[64];
     if (cge_fusion_forward(f, ctx, n, x, pr, emb, NULL, NULL)) die("forward");
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         cge_fusion_forward(f, ctx, n, x, pr, emb, NULL, NULL);
-        t[r] = now_s() - t0;
+        t[r] = bench_now_s() - t0;
     }
     qsort(t, (size_t)reps, sizeof(double), cmp_d);
     return t[reps / 2];
@@ -106,10 +79,10 @@ static void train_bench(const char *label, const struct cge_fusemoe_config *c, i
     make_items(c, batch, x, pr, &s);
     struct cge_fusion_stats st;
     if (cge_fusion_trainer_step(t, batch, x, pr, NULL, &st)) die("train step");
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int i = 0; i < steps; i++)
         if (cge_fusion_trainer_step(t, batch, x, pr, NULL, &st)) die("train step");
-    double dt = (now_s() - t0) / steps;
+    double dt = (bench_now_s() - t0) / steps;
     /* forward + backward ≈ 3× the forward GEMM FLOPs */
     double fl = 3.0 * item_flops(c) * (double)batch;
     printf("%-34s %8.2f steps/s  %8.1f ms/step  %7.1f GFLOP/s  (%lld params, loss %.4f)\n", label,
@@ -124,7 +97,7 @@ static void train_bench(const char *label, const struct cge_fusemoe_config *c, i
 int main(void) {
     struct cge_fusemoe_config c;
     cge_fusemoe_config_default(&c);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     struct cge_fusion *f = NULL;
     if (cge_fusion_new(&c, 1, &f)) die("new");
     printf("FuseMoE production: %d slots, D=%lld -> %lld shared -> %d experts (%lld -> %lld), "
@@ -132,7 +105,7 @@ int main(void) {
            c.n_slots, (long long)c.total_dim, (long long)c.shared_dim, c.n_experts,
            (long long)c.hidden_dim, (long long)c.out_dim, c.top_k,
            (long long)cge_fusemoe_config_n_params(&c), cge_fusemoe_config_n_params(&c) * 4 / 1e6,
-           now_s() - t0, cge_get_threads());
+           bench_now_s() - t0, cge_get_threads());
     double flops = item_flops(&c);
     printf("forward: %.0f MFLOP per item\n\n", flops / 1e6);
 
@@ -156,7 +129,8 @@ int main(void) {
                  {"int8 (cge_linear)", CGE_DTYPE_I8, 1}};
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         if (modes[m].pack && cge_fusion_pack(f, modes[m].dt)) die("pack");
-        double peak = gemm_peak(modes[m].dt);
+        double peak = bench_gemm_peak(modes[m].dt, 256, 4096, 4096, 5);
+        if (peak <= 0) die("gemm peak");
         double t1 = time_forward(f, ctx, 1, x, pr, emb, 15);
         double t32 = time_forward(f, ctx, NB, x, pr, emb, 5);
         printf("%-22s %10.1f %12.2f %12.2f %12.1f %9.1f%% %9.1f%%\n", modes[m].name, peak, t1 * 1e3,

@@ -7,16 +7,14 @@
 #include "core/core.h"
 #include "io/weights.h"
 
+#include "bench_common.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define N_ELEM ((int64_t)32 << 20)
-
-static double now_s(void) {
-    return (double)cge__now_us() * 1e-6;
-}
 
 static int write_file(const char *path) {
     char header[512];
@@ -59,26 +57,27 @@ int main(void) {
     double best_open = 1e9;
     for (int r = 0; r < 5; r++) {
         struct cge_weights *w = NULL;
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (cge_weights_open(path, &w) != CGE_OK) {
             printf("open failed: %s\n", cge_errmsg());
             return 1;
         }
-        double t = now_s() - t0;
+        double t = bench_now_s() - t0;
         if (t < best_open) best_open = t;
         cge_weights_free(w);
     }
     printf("%-28s %10.3f %10s\n", "open (mmap + validate)", best_open * 1e3, "-");
     struct cge_weights *w = NULL;
     cge_weights_open(path, &w);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     volatile uint64_t sum = 0;
     for (int64_t i = 0; i < cge_weights_count(w); i++) {
         const struct cge_tensor_info *t = cge_weights_at(w, i);
         for (size_t b = 0; b < t->n_bytes; b += 4096)
             sum += ((const uint8_t *)t->data)[b];
     }
-    double touch = now_s() - t0;
+    (void)sum;
+    double touch = bench_now_s() - t0;
     printf("%-28s %10.1f %10.2f\n", "first touch of every page", touch * 1e3,
            256.0 * 1048576 / touch / 1e9);
     static const char *const names[] = {"f32", "f16", "bf16"};
@@ -86,9 +85,9 @@ int main(void) {
         double best = 1e9;
         for (int r = 0; r < 3; r++) {
             float *f = NULL;
-            t0 = now_s();
+            t0 = bench_now_s();
             if (cge_weights_get_f32(w, names[k], 0, NULL, &f) != CGE_OK) return 1;
-            double t = now_s() - t0;
+            double t = bench_now_s() - t0;
             if (t < best) best = t;
             cge__free(f);
         }

@@ -17,6 +17,8 @@
 #include "models/clip.h"
 #include "tensor/ops.h"
 
+#include "bench_common.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,14 +39,7 @@ static int n_layer = 24;
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 static float randu(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
-
-static double now_s(void) {
-    return (double)cge__now_us() * 1e-6;
+    return bench_randu(&rng);
 }
 
 /* ---- an in-memory bf16 safetensors image of the vision tower ---- */
@@ -155,34 +150,6 @@ static uint8_t *build_image(size_t *len) {
     return img;
 }
 
-/* GFLOP/s of one large product at the fc1 shape of a batch of 4 images (1028 x 1024 -> 4096),
- * best of 3. */
-static double gemm_peak(enum cge_dtype dt) {
-    const int64_t M = 4 * N_TOK;
-    float *w = malloc(sizeof(float) * D_FF * D), *x = malloc(sizeof(float) * M * D);
-    float *y = malloc(sizeof(float) * M * D_FF);
-    for (int64_t i = 0; i < (int64_t)D_FF * D; i++)
-        w[i] = randu() * 0.03f;
-    for (int64_t i = 0; i < M * D; i++)
-        x[i] = randu();
-    struct cge_linear l;
-    double best = 1e30;
-    if (cge_linear_init(&l, w, CGE_DTYPE_F32, NULL, D_FF, D, dt) == CGE_OK) {
-        cge_linear_forward(&l, x, M, y); /* warm-up */
-        for (int r = 0; r < 3; r++) {
-            double t0 = now_s();
-            cge_linear_forward(&l, x, M, y);
-            double t = now_s() - t0;
-            if (t < best) best = t;
-        }
-        cge_linear_deinit(&l);
-    }
-    free(w);
-    free(x);
-    free(y);
-    return 2.0 * (double)M * D * D_FF / best * 1e-9;
-}
-
 static double flops_per_image(void) {
     const double patches = 2.0 * (N_TOK - 1) * D * 3 * PATCH * PATCH;
     const double layer = 2.0 * N_TOK * (4.0 * D * D + 2.0 * D * D_FF) + 4.0 * N_TOK * N_TOK * D;
@@ -206,13 +173,13 @@ static void bench_tower(const struct cge_weights *w, enum cge_dtype dt, double p
     lc.w = w;
     lc.p = &p;
     void *impl = NULL;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (cge__family_clip.load(&lc, &impl) != CGE_OK) {
         printf("load failed: %s\n", cge_errmsg());
         cJSON_Delete(cfg);
         return;
     }
-    double t_load = now_s() - t0;
+    double t_load = bench_now_s() - t0;
     const int64_t px_n = 3 * IMG * IMG;
     float *px = malloc(sizeof(float) * 4 * (size_t)px_n), *out = malloc(sizeof(float) * 4 * PROJ);
     for (int64_t i = 0; i < 4 * px_n; i++)
@@ -220,14 +187,14 @@ static void bench_tower(const struct cge_weights *w, enum cge_dtype dt, double p
     cge__clip_vision_forward(impl, px, 1, NULL, NULL, out); /* warm-up */
     double b1 = 1e30;
     for (int r = 0; r < 2; r++) {
-        t0 = now_s();
+        t0 = bench_now_s();
         cge__clip_vision_forward(impl, px, 1, NULL, NULL, out);
-        double t = now_s() - t0;
+        double t = bench_now_s() - t0;
         if (t < b1) b1 = t;
     }
-    t0 = now_s();
+    t0 = bench_now_s();
     cge__clip_vision_forward(impl, px, 4, NULL, NULL, out);
-    double b4 = (now_s() - t0) / 4;
+    double b4 = (bench_now_s() - t0) / 4;
     const double f = flops_per_image();
     double g1 = f / b1 * 1e-9, g4 = f / b4 * 1e-9;
     printf("%-6s %7.2f %10.3f %9.2f %9.2f %9.2f %7.0f%% %7.0f%%\n", cge_dtype_str(dt), t_load, b1,
@@ -263,7 +230,7 @@ static void bench_breakdown(enum cge_dtype dt) {
         struct cge_linear l;
         if (op < 4) cge_linear_init(&l, w, CGE_DTYPE_F32, g, shp[op][0], shp[op][1], dt);
         for (int r = 0; r < 4; r++) {
-            double t0 = now_s();
+            double t0 = bench_now_s();
             if (op < 4) {
                 cge_linear_forward(&l, x, T, y);
             } else if (op == 4) {
@@ -284,7 +251,7 @@ static void bench_breakdown(enum cge_dtype dt) {
                 cge_add(x, y, T * D);
                 cge_add(x, y, T * D);
             }
-            double e = now_s() - t0;
+            double e = bench_now_s() - t0;
             if (r > 0 && e < best) best = e; /* r = 0 warms up */
         }
         if (op < 4) cge_linear_deinit(&l);
@@ -368,14 +335,14 @@ static void bench_preprocess(double t_forward) {
         double bd = 1e30, br = 1e30;
         struct cge_image img = {0, 0, NULL};
         for (int r = 0; r < 3; r++) {
-            double t0 = now_s();
+            double t0 = bench_now_s();
             if (cge_image_decode(data, n, 0, &img) != CGE_OK) {
                 printf("%-34s %s\n", label, cge_errmsg());
                 break;
             }
-            double t1 = now_s();
+            double t1 = bench_now_s();
             cge_clip_preprocess(&img, &p, px);
-            double t2 = now_s();
+            double t2 = bench_now_s();
             if (t1 - t0 < bd) bd = t1 - t0;
             if (t2 - t1 < br) br = t2 - t1;
             if (r < 2) cge_image_deinit(&img);
@@ -397,7 +364,7 @@ int main(void) {
     printf("CLIP ViT-L/14 vision tower, random weights: %d px, patch %d (%d tokens), hidden %d, "
            "%d heads, MLP %d, %d layers, projection %d; %d threads\n",
            IMG, PATCH, N_TOK, D, N_HEAD, D_FF, n_layer, PROJ, cge_get_threads());
-    double t_build = now_s();
+    double t_build = bench_now_s();
     size_t len = 0;
     uint8_t *img = build_image(&len);
     struct cge_weights *w = NULL;
@@ -406,8 +373,9 @@ int main(void) {
         return 1;
     }
     printf("random bf16 checkpoint: %.0f MB, built in %.1f s; %.1f GFLOP per image\n", len / 1e6,
-           now_s() - t_build, flops_per_image() * 1e-9);
-    double p32 = gemm_peak(CGE_DTYPE_F32), p16 = gemm_peak(CGE_DTYPE_BF16);
+           bench_now_s() - t_build, flops_per_image() * 1e-9);
+    double p32 = bench_gemm_peak(CGE_DTYPE_F32, 4 * N_TOK, D_FF, D, 3);
+    double p16 = bench_gemm_peak(CGE_DTYPE_BF16, 4 * N_TOK, D_FF, D, 3);
     printf("GEMM peak (cge_linear %dx%d -> %d): fp32 %.1f GFLOP/s, bf16 %.1f GFLOP/s\n\n",
            4 * N_TOK, D, D_FF, p32, p16);
     printf("%-6s %7s %10s %9s %9s %9s %8s %8s\n", "dtype", "load s", "s/img (1)", "img/s (1)",

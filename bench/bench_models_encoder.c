@@ -22,6 +22,8 @@
 #include "models/model.h"
 #include "tensor/ops.h"
 
+#include "bench_common.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -54,7 +56,9 @@ struct tensor_spec {
     int kind; /* 0 matrix N(0,1/fan_in), 1 embedding N(0,1)·0.5, 2 norm weight ~1, 3 bias */
 };
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
+/* 0x9e3779b97f4a7c15 advanced by the 5 505 024 draws that the GEMM peak used to take from this
+ * stream before the first checkpoint: the random checkpoints (and their cosines) stay as before. */
+static uint64_t rng = 0xdb93f87e098b3a3full;
 static float gauss(void) {
     /* A uniform of unit variance: cheap, and the distribution's shape does not matter for
      * timing or for the cosine checks. */
@@ -160,43 +164,12 @@ static cJSON *build_config(const struct arch *a) {
     return c;
 }
 
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ---- timing --------------------------------------------------------------------------------- */
 
 static double forward_flops(const struct arch *a, int64_t B, int64_t L) {
     double tok = (double)(B * L);
     double per_layer = tok * (8.0 * a->d * a->d + 4.0 * a->d * a->d_ff) + 4.0 * (double)B * L * L * a->d;
     return per_layer * (double)a->n_layer;
-}
-
-static double fp32_peak(void) {
-    /* One large product, best of 3: M = 4096 rows, 3072 × 768 weights (BERT-base FFN-in). */
-    int64_t m = 4096, n = 3072, k = 768;
-    float *w = cge__malloc_aligned((size_t)(n * k) * 4), *x = cge__malloc_aligned((size_t)(m * k) * 4);
-    float *y = cge__malloc_aligned((size_t)(m * n) * 4);
-    for (int64_t i = 0; i < n * k; i++) w[i] = 0.01f * gauss();
-    for (int64_t i = 0; i < m * k; i++) x[i] = gauss();
-    struct cge_linear l;
-    double best = 1e30;
-    if (cge_linear_init(&l, w, CGE_DTYPE_F32, NULL, n, k, CGE_DTYPE_F32) == CGE_OK) {
-        cge_linear_forward(&l, x, m, y);
-        for (int r = 0; r < 3; r++) {
-            int64_t t0 = cge__now_us();
-            cge_linear_forward(&l, x, m, y);
-            double s = (double)(cge__now_us() - t0) * 1e-6;
-            if (s < best) best = s;
-        }
-        cge_linear_deinit(&l);
-    }
-    cge__free_aligned(w);
-    cge__free_aligned(x);
-    cge__free_aligned(y);
-    return 2.0 * (double)(m * n * k) / best * 1e-9;
 }
 
 static double min_cosine(const float *a, const float *b, int64_t rows, int64_t d) {
@@ -268,13 +241,13 @@ static void run_arch(const struct arch *a, double peak, int quick, const char *p
             int reps = 0;
             while (reps < (B == 1 ? 20 : 3)) {
                 int64_t t0 = cge__now_us();
-                double c0 = cpu_s();
+                double c0 = bench_cpu_s();
                 if (cge__family_bert.forward_text(impl, ids, NULL, B, SEQ, h) != CGE_OK) {
                     fprintf(stderr, "%s forward: %s\n", a->name, cge_errmsg());
                     break;
                 }
                 double s = (double)(cge__now_us() - t0) * 1e-6;
-                double c = (cpu_s() - c0) / cge_get_threads();
+                double c = (bench_cpu_s() - c0) / cge_get_threads();
                 if (s < best) best = s;
                 if (c < best_cpu) best_cpu = c;
                 total += s;
@@ -326,7 +299,7 @@ int main(int argc, char **argv) {
         }
     }
     cge_set_threads(threads);
-    double peak = fp32_peak();
+    double peak = bench_gemm_peak(CGE_DTYPE_F32, 4096, 3072, 768, 3);
     printf("BERT encoder forward, random weights, %d threads; fp32 GEMM peak (cge_linear 4096x3072x768): %.1f GFLOP/s\n",
            threads, peak);
     printf("%-11s %-5s %8s %9s %8s %9s %8s %7s %9s %8s\n", "model", "dtype", "batch", "s/batch", "seq/s", "tok/s",

@@ -16,6 +16,8 @@
 #include "models/model.h"
 #include "tensor/ops.h"
 
+#include "bench_common.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -231,32 +233,6 @@ static void run_child(const char *dir, enum cge_dtype dtype, int fd) {
     _exit(0);
 }
 
-/* Peak of one large product per dtype, the yardstick for "fraction of peak". */
-static double gemm_peak(enum cge_dtype dt) {
-    const int64_t M = 1024, N = 4096, K = 4096;
-    float *w = malloc(sizeof(float) * N * K), *x = malloc(sizeof(float) * M * K),
-          *y = malloc(sizeof(float) * M * N);
-    for (int64_t i = 0; i < N * K; i++) w[i] = randn() * 0.01f;
-    for (int64_t i = 0; i < M * K; i++) x[i] = randn();
-    struct cge_linear l;
-    double best = 0;
-    if (cge_linear_init(&l, w, CGE_DTYPE_F32, NULL, N, K, dt) == CGE_OK) {
-        cge_linear_forward(&l, x, M, y);
-        for (int rep = 0; rep < 3; rep++) {
-            int64_t t0 = cge__now_us();
-            cge_linear_forward(&l, x, M, y);
-            double s = (cge__now_us() - t0) / 1e6;
-            double g = 2.0 * M * N * K / s / 1e9;
-            if (g > best) best = g;
-        }
-        cge_linear_deinit(&l);
-    }
-    free(w);
-    free(x);
-    free(y);
-    return best;
-}
-
 /* FLOPs of one decoder layer over B sequences of L tokens (GEMMs + attention). */
 static double layer_flops(int64_t B, int64_t L) {
     double per_tok = 2.0 * D_MODEL * (N_HEAD * 128 + 2 * N_KV * 128) + 2.0 * N_HEAD * 128 * D_MODEL +
@@ -306,7 +282,7 @@ int main(int argc, char **argv) {
         if (got != sizeof res[k]) res[k].ok = 0;
     }
     double peak[3];
-    for (int k = 0; k < 3; k++) peak[k] = gemm_peak(dts[k]);
+    for (int k = 0; k < 3; k++) peak[k] = bench_gemm_peak(dts[k], 1024, 4096, 4096, 3);
 
     /* Bytes of one layer's weights in each storage dtype (from the shapes). */
     double params_layer = (double)D_MODEL * (N_HEAD * 128 + 2 * N_KV * 128) +

@@ -17,6 +17,8 @@
 #include "models/whisper.h"
 #include "tensor/ops.h"
 
+#include "bench_common.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <sndfile.h>
@@ -37,10 +39,7 @@
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 static float randu(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+    return bench_randu(&rng);
 }
 
 /* ---- an in-memory bf16 safetensors image of the encoder ---- */
@@ -151,44 +150,6 @@ static uint8_t *build_image(size_t *len) {
     return img;
 }
 
-static double now_s(void) {
-    return (double)cge__now_us() * 1e-6;
-}
-
-/* CPU time of the process (all threads): with wall time, shows how much a shared machine
- * slowed a measurement down. */
-static double thread_cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* GFLOP/s of one large product (m 1500, 1280 → 5120: the fc1 shape), best of 3 */
-static double gemm_peak(enum cge_dtype dt) {
-    float *w = malloc(sizeof(float) * D_FF * D), *x = malloc(sizeof(float) * N_CTX * D);
-    float *y = malloc(sizeof(float) * N_CTX * D_FF);
-    for (int64_t i = 0; i < (int64_t)D_FF * D; i++)
-        w[i] = randu() * 0.03f;
-    for (int64_t i = 0; i < (int64_t)N_CTX * D; i++)
-        x[i] = randu();
-    struct cge_linear l;
-    double best = 1e30;
-    if (cge_linear_init(&l, w, CGE_DTYPE_F32, NULL, D_FF, D, dt) == CGE_OK) {
-        cge_linear_forward(&l, x, N_CTX, y); /* warm-up */
-        for (int r = 0; r < 3; r++) {
-            double t0 = now_s();
-            cge_linear_forward(&l, x, N_CTX, y);
-            double t = now_s() - t0;
-            if (t < best) best = t;
-        }
-        cge_linear_deinit(&l);
-    }
-    free(w);
-    free(x);
-    free(y);
-    return 2.0 * N_CTX * D * D_FF / best * 1e-9;
-}
-
 static double stem_time(const float *mel) {
     /* the same ops the encoder runs before its layers (conv weights are fp32 in every mode) */
     float *w1 = malloc(sizeof(float) * D * N_MELS * 3), *w2 = malloc(sizeof(float) * D * D * 3);
@@ -199,12 +160,12 @@ static double stem_time(const float *mel) {
         w2[i] = randu() * 0.02f;
     double best = 1e30;
     for (int r = 0; r < 2; r++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         cge_conv1d(mel, N_MELS, N_IN, w1, NULL, D, 3, 1, 1, c1);
         cge_gelu_erf(c1, (int64_t)D * N_IN);
         cge_conv1d(c1, D, N_IN, w2, NULL, D, 3, 2, 1, c2);
         cge_gelu_erf(c2, (int64_t)D * N_CTX);
-        double t = now_s() - t0;
+        double t = bench_now_s() - t0;
         if (t < best) best = t;
     }
     free(w1);
@@ -237,19 +198,19 @@ static struct enc_result bench_encoder(const struct cge_weights *w, enum cge_dty
     lc.w = w;
     lc.p = &p;
     void *impl = NULL;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (cge__family_whisper.load(&lc, &impl) != CGE_OK) {
         printf("load failed: %s\n", cge_errmsg());
         cJSON_Delete(cfg);
         return r;
     }
-    r.t_load = now_s() - t0;
+    r.t_load = bench_now_s() - t0;
     float *h = malloc(sizeof(float) * N_CTX * D);
     double best = 1e30;
     for (int k = 0; k < 2; k++) {
-        t0 = now_s();
+        t0 = bench_now_s();
         cge__whisper_encode(impl, mel, h);
-        double t = now_s() - t0;
+        double t = bench_now_s() - t0;
         if (t < best) best = t;
     }
     r.t_2 = best;
@@ -291,7 +252,7 @@ static void bench_breakdown(enum cge_dtype dt) {
         struct cge_linear l;
         if (op < 4) cge_linear_init(&l, w, CGE_DTYPE_F32, NULL, shp[op][0], shp[op][1], dt);
         for (int r = 0; r < 2; r++) {
-            double t0 = now_s();
+            double t0 = bench_now_s();
             if (op < 4) {
                 cge_linear_forward(&l, x, T, y);
             } else if (op == 4) {
@@ -309,7 +270,7 @@ static void bench_breakdown(enum cge_dtype dt) {
             } else {
                 cge_gelu_erf(y, T * D_FF);
             }
-            double e = now_s() - t0;
+            double e = bench_now_s() - t0;
             if (e < best) best = e;
         }
         if (op < 4) cge_linear_deinit(&l);
@@ -368,16 +329,16 @@ static void bench_preprocess(double t32_f32, double t32_bf16) {
         for (int r = 0; r < 3; r++) {
             float *x = NULL;
             int64_t n = 0;
-            double c0 = thread_cpu_s();
-            double t0 = now_s();
+            double c0 = bench_cpu_s();
+            double t0 = bench_now_s();
             if (cge_audio_load(files[f], 16000, 30.0, &x, &n) != CGE_OK) {
                 printf("%s: %s\n", files[f], cge_errmsg());
                 break;
             }
-            double t1 = now_s();
+            double t1 = bench_now_s();
             cge_logmel_compute(lm, x, n, mel);
-            double t2 = now_s();
-            double c = thread_cpu_s() - c0;
+            double t2 = bench_now_s();
+            double c = bench_cpu_s() - c0;
             cge__free(x);
             if (t1 - t0 < bl) bl = t1 - t0;
             if (t2 - t1 < bm) bm = t2 - t1;
@@ -411,11 +372,13 @@ int main(void) {
     for (int64_t i = 0; i < (int64_t)N_MELS * N_IN; i++)
         mel[i] = 0.5f * randu();
     double t_stem = stem_time(mel);
-    double p32 = gemm_peak(CGE_DTYPE_F32), p16 = gemm_peak(CGE_DTYPE_BF16);
+    double p32 = bench_gemm_peak(CGE_DTYPE_F32, N_CTX, D_FF, D, 3);
+    double p16 = bench_gemm_peak(CGE_DTYPE_BF16, N_CTX, D_FF, D, 3);
     struct enc_result r32 = bench_encoder(w, CGE_DTYPE_F32, mel, t_stem);
     struct enc_result r16 = bench_encoder(w, CGE_DTYPE_BF16, mel, t_stem);
     /* the peak again, after: on a shared machine the larger of the two is the better estimate */
-    double q32 = gemm_peak(CGE_DTYPE_F32), q16 = gemm_peak(CGE_DTYPE_BF16);
+    double q32 = bench_gemm_peak(CGE_DTYPE_F32, N_CTX, D_FF, D, 3);
+    double q16 = bench_gemm_peak(CGE_DTYPE_BF16, N_CTX, D_FF, D, 3);
     if (q32 > p32) p32 = q32;
     if (q16 > p16) p16 = q16;
     printf("GEMM peak (cge_linear 1500x1280 -> 5120, best before/after): fp32 %.1f GFLOP/s, "

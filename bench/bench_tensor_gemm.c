@@ -12,16 +12,15 @@
 #include "core/core.h"
 #include "tensor/ops.h"
 
+#include "bench_common.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static float *rnd(int64_t n, float scale, uint64_t seed) {
     float *p = cge__malloc_aligned((size_t)n * sizeof(float));
-    for (int64_t i = 0; i < n; i++) {
-        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-        p[i] = ((float)(seed >> 40) / (float)(1 << 24) * 2.0f - 1.0f) * scale;
-    }
+    bench_fill_uniform(p, n, scale, &seed);
     return p;
 }
 
