@@ -443,7 +443,7 @@ enum cge_status cge_tokenizer_encode(const struct cge_tokenizer *t, const char *
             if (t->tmpl[i].is_seq) {
                 if (content.n) memcpy(ids + k, content.p, content.n * sizeof *ids);
                 k += content.n;
-            } else {
+            } else if (t->tmpl[i].n_ids) { /* a special token may map to no ids (NULL) */
                 memcpy(ids + k, t->tmpl[i].ids, t->tmpl[i].n_ids * sizeof *ids);
                 k += t->tmpl[i].n_ids;
             }
