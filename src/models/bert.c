@@ -21,7 +21,6 @@
 /* ==== hyperparameters and weights =================================================================== */
 
 enum bert_kind { KIND_BERT, KIND_ROBERTA, KIND_MPNET };
-enum bert_act { ACT_GELU_ERF, ACT_GELU_TANH, ACT_RELU, ACT_SILU };
 
 struct bert_layer {
     struct cge_linear qkv; /* (3d, d) attention.self.{query,key,value} | attention.attn.{q,k,v} */
@@ -37,7 +36,7 @@ struct bert {
     int64_t d, n_layer, n_head, d_ff, vocab, n_pos, n_type;
     int32_t pad_id;  /* RoBERTa/MPNet: padding_idx of the position table */
     float eps;       /* layer_norm_eps */
-    enum bert_act act;
+    enum cge__act act;
     const struct cge_tensor_info *tok;  /* (vocab, d) embeddings.word_embeddings.weight, mmap'd */
     const struct cge_tensor_info *pos;  /* (n_pos, d) embeddings.position_embeddings.weight */
     float *type0;                       /* (n_type, d) embeddings.token_type_embeddings, or NULL */
@@ -131,14 +130,11 @@ static enum cge_status bert_load_kind(struct cge_family_load *lc, void **impl, e
         goto fail;
     }
     act = cge__cfg_str(lc->config, "hidden_act");
-    m->act = ACT_GELU_ERF;
+    m->act = CGE_ACT_GELU;
     if (act) {
-        if (!strcmp(act, "gelu")) m->act = ACT_GELU_ERF;
-        else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh") || !strcmp(act, "gelu_fast"))
-            m->act = ACT_GELU_TANH;
-        else if (!strcmp(act, "relu")) m->act = ACT_RELU;
-        else if (!strcmp(act, "silu") || !strcmp(act, "swish")) m->act = ACT_SILU;
-        else {
+        const unsigned ok = CGE__ACT_BIT(CGE_ACT_GELU) | CGE__ACT_BIT(CGE_ACT_GELU_TANH) |
+                            CGE__ACT_BIT(CGE_ACT_RELU) | CGE__ACT_BIT(CGE_ACT_SILU);
+        if (cge__act_parse(act, &m->act) || !(ok & CGE__ACT_BIT(m->act))) {
             st = cge__err(CGE_ERR_UNSUPPORTED, "model %s: config.json: hidden_act '%s' is not supported", lc->dir, act);
             goto fail;
         }
@@ -283,23 +279,6 @@ static enum cge_status load_mpnet(struct cge_family_load *lc, void **impl) {
 
 /* ==== forward ====================================================================================== */
 
-static void activate(enum bert_act a, float *x, int64_t n) {
-    switch (a) {
-    case ACT_GELU_ERF:
-        cge_gelu_erf(x, n);
-        break;
-    case ACT_GELU_TANH:
-        cge_gelu_tanh(x, n);
-        break;
-    case ACT_RELU:
-        cge_relu(x, n);
-        break;
-    case ACT_SILU:
-        cge_silu(x, n);
-        break;
-    }
-}
-
 enum cge_status cge__bert_forward(const void *impl, const int32_t *ids, const int32_t *types,
                                   const int64_t *len, int64_t B, int64_t L, float *x) {
     const struct bert *m = impl;
@@ -395,7 +374,7 @@ enum cge_status cge__bert_forward(const void *impl, const int32_t *ids, const in
         cge_add(h1, x, rows * d);
         cge_layernorm(h1, rows, d, l->ln1_w, l->ln1_b, m->eps);
         if ((st = cge_linear_forward(&l->ff1, h1, rows, ff))) goto done;
-        activate(m->act, ff, rows * m->d_ff);
+        cge__act_apply(m->act, ff, rows * m->d_ff);
         if ((st = cge_linear_forward(&l->ff2, ff, rows, x))) goto done;
         cge_add(x, h1, rows * d);
         cge_layernorm(x, rows, d, l->ln2_w, l->ln2_b, m->eps);

@@ -28,7 +28,6 @@
 
 /* ==== hyperparameters and weights ================================================================ */
 
-enum clip_act { ACT_QUICK_GELU, ACT_GELU_ERF, ACT_GELU_TANH };
 
 struct clip_layer {
     struct cge_linear qkv; /* (3d, d) self_attn.{q,k,v}_proj, stacked */
@@ -43,7 +42,7 @@ struct clip_layer {
 struct clip_encoder {
     int64_t d, n_layer, n_head, d_ff;
     float eps;                 /* layer_norm_eps */
-    enum clip_act act;         /* hidden_act */
+    enum cge__act act;         /* hidden_act */
     struct clip_layer *layers; /* n_layer; *.encoder.layers.{i}.* */
 };
 
@@ -251,17 +250,12 @@ static enum cge_status encoder_hparams(const struct cge_family_load *lc, const c
                         "num_attention_heads %lld",
                         lc->dir, where, (long long)e->d, (long long)e->n_head);
     const cJSON *act = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "hidden_act") : NULL;
-    e->act = ACT_QUICK_GELU;
+    e->act = CGE_ACT_QUICK_GELU;
     if (act && !cJSON_IsNull(act)) {
         const char *a = cJSON_IsString(act) ? act->valuestring : "";
-        if (!strcmp(a, "quick_gelu"))
-            e->act = ACT_QUICK_GELU;
-        else if (!strcmp(a, "gelu"))
-            e->act = ACT_GELU_ERF;
-        else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") ||
-                 !strcmp(a, "gelu_fast"))
-            e->act = ACT_GELU_TANH;
-        else
+        const unsigned ok = CGE__ACT_BIT(CGE_ACT_QUICK_GELU) | CGE__ACT_BIT(CGE_ACT_GELU) |
+                            CGE__ACT_BIT(CGE_ACT_GELU_TANH);
+        if (cge__act_parse(a, &e->act) || !(ok & CGE__ACT_BIT(e->act)))
             return cge__err(CGE_ERR_UNSUPPORTED,
                             "model %s: config.json: %shidden_act '%s' is not supported", lc->dir,
                             where, a);
@@ -475,20 +469,6 @@ fail:
 
 /* ==== forward ====================================================================================== */
 
-static void activate(enum clip_act a, float *x, int64_t n) {
-    switch (a) {
-    case ACT_QUICK_GELU:
-        cge_quick_gelu(x, n);
-        break;
-    case ACT_GELU_ERF:
-        cge_gelu_erf(x, n);
-        break;
-    case ACT_GELU_TANH:
-        cge_gelu_tanh(x, n);
-        break;
-    }
-}
-
 /* Runs the encoder in place on x (B·L rows of d): pre-LN layers, attention over right-padded
  * sequences (len may be NULL), causal for the text tower. */
 static enum cge_status encoder_forward(const struct clip_encoder *e, float *x, int64_t B, int64_t L,
@@ -526,7 +506,7 @@ static enum cge_status encoder_forward(const struct clip_encoder *e, float *x, i
         memcpy(h, x, (size_t)(rows * d) * sizeof(float));
         cge_layernorm(h, rows, d, l->ln2_w, l->ln2_b, e->eps);
         if ((st = cge_linear_forward(&l->fc1, h, rows, ff))) goto done;
-        activate(e->act, ff, rows * e->d_ff);
+        cge__act_apply(e->act, ff, rows * e->d_ff);
         if ((st = cge_linear_forward(&l->fc2, ff, rows, h))) goto done;
         cge_add(x, h, rows * d);
     }

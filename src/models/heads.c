@@ -166,13 +166,10 @@ static enum cge_status load_dense(const char *dir, const char *sub, int64_t in_d
     }
     d->act = CGE_ACT_TANH; /* sentence-transformers' Dense default */
     if (cJSON_IsString(jact)) {
-        const char *a = last_component(jact->valuestring);
-        if (!strcmp(a, "Identity")) d->act = CGE_ACT_IDENTITY;
-        else if (!strcmp(a, "Tanh")) d->act = CGE_ACT_TANH;
-        else if (!strcmp(a, "ReLU")) d->act = CGE_ACT_RELU;
-        else if (!strcmp(a, "GELU")) d->act = CGE_ACT_GELU;
-        else if (!strcmp(a, "Sigmoid")) d->act = CGE_ACT_SIGMOID;
-        else {
+        const unsigned ok = CGE__ACT_BIT(CGE_ACT_IDENTITY) | CGE__ACT_BIT(CGE_ACT_TANH) |
+                            CGE__ACT_BIT(CGE_ACT_RELU) | CGE__ACT_BIT(CGE_ACT_GELU) |
+                            CGE__ACT_BIT(CGE_ACT_SIGMOID);
+        if (cge__act_parse(jact->valuestring, &d->act) || !(ok & CGE__ACT_BIT(d->act))) {
             st = cge__err(CGE_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported", cfgp, jact->valuestring);
             cJSON_Delete(c);
             return st;
@@ -300,25 +297,6 @@ int64_t cge__st_head_out_dim(const struct cge_st_head *head, int64_t pooled) {
     return pooled;
 }
 
-static void apply_act(enum cge_dense_act a, float *x, int64_t n) {
-    switch (a) {
-    case CGE_ACT_IDENTITY:
-        break;
-    case CGE_ACT_TANH:
-        cge_tanh_inplace(x, n);
-        break;
-    case CGE_ACT_RELU:
-        cge_relu(x, n);
-        break;
-    case CGE_ACT_GELU:
-        cge_gelu_erf(x, n);
-        break;
-    case CGE_ACT_SIGMOID:
-        for (int64_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + expf(-x[i]));
-        break;
-    }
-}
-
 enum cge_status cge__dense_apply(const struct cge_st_head *head, const float *x, int64_t n,
                                  int64_t in, float *out) {
     if (head->n_dense == 0) {
@@ -337,7 +315,7 @@ enum cge_status cge__dense_apply(const struct cge_st_head *head, const float *x,
         const struct cge_dense *d = &head->dense[i];
         float *dst = i == head->n_dense - 1 ? out : buf + (i % 2) * n * maxw;
         st = cge_linear_forward(&d->lin, src, n, dst);
-        if (!st) apply_act(d->act, dst, n * d->lin.n_out);
+        if (!st) cge__act_apply(d->act, dst, n * d->lin.n_out);
         src = dst;
     }
     cge__free(buf);

@@ -10,6 +10,7 @@
 #define CGE_MODELS_HEADS_H
 
 #include "cge.h"
+#include "models/model.h"
 #include "tensor/ops.h"
 
 #include <stdint.h>
@@ -20,12 +21,10 @@
 enum cge_status cge__pool(enum cge_pooling p, const float *hidden, int64_t B, int64_t L, int64_t H,
                           const int64_t *len, const int64_t *skip, float *out);
 
-enum cge_dense_act { CGE_ACT_IDENTITY = 0, CGE_ACT_TANH, CGE_ACT_RELU, CGE_ACT_GELU, CGE_ACT_SIGMOID };
-
 /* A sentence-transformers Dense module: y = act(W x + b). */
 struct cge_dense {
     struct cge_linear lin; /* (out_features, in_features) <dir>/linear.weight, linear.bias */
-    enum cge_dense_act act;
+    enum cge__act act; /* Identity, Tanh, ReLU, GELU or Sigmoid */
 };
 
 #define CGE_MAX_POOL_MODES 6

@@ -126,6 +126,30 @@ const struct cge_family *cge__model_family(const struct cge_model *m);
 const void *cge__model_impl(const struct cge_model *m);
 const struct cge_tokenizer *cge__model_tokenizer(const struct cge_model *m);
 
+/* Activations named by Hugging Face configs (hidden_act, activation_function) and by
+ * sentence-transformers Dense configs (torch class names such as torch.nn.modules.activation.Tanh).
+ * CGE_ACT_GELU is the exact (erf) GELU. CGE__ACT_BIT lets a family list what it accepts. */
+enum cge__act {
+    CGE_ACT_IDENTITY = 0,
+    CGE_ACT_TANH,
+    CGE_ACT_RELU,
+    CGE_ACT_GELU,
+    CGE_ACT_GELU_TANH,
+    CGE_ACT_QUICK_GELU,
+    CGE_ACT_SILU,
+    CGE_ACT_SIGMOID
+};
+#define CGE__ACT_BIT(a) (1u << (unsigned)(a))
+
+/* Maps name to *out: "gelu" → GELU (erf); "gelu_new", "gelu_pytorch_tanh", "gelu_fast" →
+ * GELU_TANH; "quick_gelu"; "relu"; "silu", "swish" → SILU; a torch class name whose last
+ * dotted component is Identity, Tanh, ReLU, GELU or Sigmoid. Anything else (or NULL) →
+ * CGE_ERR_UNSUPPORTED; the caller reports it with its own context. */
+enum cge_status cge__act_parse(const char *name, enum cge__act *out);
+
+/* Applies a in place to x[0..n). */
+void cge__act_apply(enum cge__act a, float *x, int64_t n);
+
 /* config.json fields. Missing → def (when !required) or an error naming the model folder and
  * the key; present with the wrong type or out of [lo, hi] → error. */
 enum cge_status cge__cfg_int(const struct cge_family_load *lc, const char *key, int required,

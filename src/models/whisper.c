@@ -26,7 +26,6 @@
 
 /* ==== hyperparameters and weights ============================================================= */
 
-enum whisper_act { ACT_GELU_ERF, ACT_GELU_TANH, ACT_RELU };
 
 struct whisper_layer {
     float *ln1_w, *ln1_b;  /* (d) self_attn_layer_norm */
@@ -42,7 +41,7 @@ struct whisper {
     int64_t n_in;             /* mel frames per chunk (3000) */
     int64_t n_ctx;            /* encoder frames (1500) = max_source_positions */
     int sampling_rate, hop;   /* from preprocessor_config.json */
-    enum whisper_act act;     /* config.activation_function, for fc1 (the convs use exact GELU) */
+    enum cge__act act;        /* config.activation_function, for fc1 (the convs use exact GELU) */
     float *conv1_w, *conv1_b; /* (d, n_mels, 3), (d) encoder.conv1 */
     float *conv2_w, *conv2_b; /* (d, d, 3), (d) encoder.conv2 */
     float *pos;               /* (n_ctx, d) encoder.embed_positions.weight */
@@ -247,16 +246,12 @@ static enum cge_status whisper_load(struct cge_family_load *lc, void **impl) {
         goto fail;
     }
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(c, "activation_function");
-    m->act = ACT_GELU_ERF;
+    m->act = CGE_ACT_GELU;
     if (cJSON_IsString(act)) {
         const char *a = act->valuestring;
-        if (!strcmp(a, "gelu"))
-            m->act = ACT_GELU_ERF;
-        else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh"))
-            m->act = ACT_GELU_TANH;
-        else if (!strcmp(a, "relu"))
-            m->act = ACT_RELU;
-        else {
+        const unsigned ok = CGE__ACT_BIT(CGE_ACT_GELU) | CGE__ACT_BIT(CGE_ACT_GELU_TANH) |
+                            CGE__ACT_BIT(CGE_ACT_RELU);
+        if (cge__act_parse(a, &m->act) || !(ok & CGE__ACT_BIT(m->act))) {
             st = cge__err(CGE_ERR_UNSUPPORTED, "whisper: activation_function '%s'", a);
             goto fail;
         }
@@ -356,15 +351,6 @@ int cge__whisper_sampling_rate(const void *impl) {
     return ((const struct whisper *)impl)->sampling_rate;
 }
 
-static void activate(enum whisper_act a, float *x, int64_t n) {
-    if (a == ACT_GELU_TANH)
-        cge_gelu_tanh(x, n);
-    else if (a == ACT_RELU)
-        cge_relu(x, n);
-    else
-        cge_gelu_erf(x, n);
-}
-
 enum cge_status cge__whisper_encode(const void *impl, const float *mel, float *hidden) {
     const struct whisper *m = impl;
     const int64_t d = m->d, T = m->n_ctx, F = m->n_in, dff = m->d_ff;
@@ -425,7 +411,7 @@ enum cge_status cge__whisper_encode(const void *impl, const float *mel, float *h
         cge_layernorm(xn, T, d, l->ln2_w, l->ln2_b, 1e-5f);
         st = cge_linear_forward(&l->fc1, xn, T, ff);
         if (st != CGE_OK) break;
-        activate(m->act, ff, T * dff);
+        cge__act_apply(m->act, ff, T * dff);
         st = cge_linear_forward(&l->fc2, ff, T, xn);
         if (st != CGE_OK) break;
         cge_add(x, xn, T * d);
