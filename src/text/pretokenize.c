@@ -266,59 +266,46 @@ static int is_digit_char(int32_t c) {
 
 /* ==== the pre-tokenizers ===================================================================== */
 
+/* Splits on whitespace (dropped). With bert_punct, each BERT punctuation character is also a
+ * piece of its own (BertPreTokenizer); without, this is WhitespaceSplit. */
+static enum cge_status split_whitespace(const char *s, size_t n, int bert_punct, struct sbuf *ob,
+                                        struct spans *out) {
+    enum cge_status st = CGE_OK;
+    size_t i = 0;
+    while (i < n && !st) {
+        int32_t c;
+        int k = utf8_decode(s + i, n - i, &c);
+        if (k < 0) return cge__err(CGE_ERR_TOKENIZE, "pre-tokenizer: invalid UTF-8");
+        if (uni_is_whitespace(c)) {
+            i += (size_t)k;
+            continue;
+        }
+        if (bert_punct && uni_is_bert_punct(c)) {
+            st = emit(ob, out, s + i, (size_t)k);
+            i += (size_t)k;
+            continue;
+        }
+        size_t j = i + (size_t)k;
+        while (j < n) {
+            int k2 = utf8_decode(s + j, n - j, &c);
+            if (k2 < 0 || uni_is_whitespace(c) || (bert_punct && uni_is_bert_punct(c))) break;
+            j += (size_t)k2;
+        }
+        st = emit(ob, out, s + i, j - i);
+        i = j;
+    }
+    return st;
+}
+
 static enum cge_status pretok_piece(const struct pretok *p, const char *s, size_t n, int first,
                                     struct sbuf *ob, struct spans *out) {
     struct spans m = {0};
     enum cge_status st = CGE_OK;
     switch (p->kind) {
-    case PRE_BERT: {
-        /* Whitespace removed, then each punctuation character isolated. */
-        size_t i = 0;
-        while (i < n && !st) {
-            int32_t c;
-            int k = utf8_decode(s + i, n - i, &c);
-            if (k < 0) return cge__err(CGE_ERR_TOKENIZE, "pre-tokenizer: invalid UTF-8");
-            if (uni_is_whitespace(c)) {
-                i += (size_t)k;
-                continue;
-            }
-            if (uni_is_bert_punct(c)) {
-                st = emit(ob, out, s + i, (size_t)k);
-                i += (size_t)k;
-                continue;
-            }
-            size_t j = i + (size_t)k;
-            while (j < n) {
-                int k2 = utf8_decode(s + j, n - j, &c);
-                if (k2 < 0 || uni_is_whitespace(c) || uni_is_bert_punct(c)) break;
-                j += (size_t)k2;
-            }
-            st = emit(ob, out, s + i, j - i);
-            i = j;
-        }
-        return st;
-    }
-    case PRE_WHITESPACE_SPLIT: {
-        size_t i = 0;
-        while (i < n && !st) {
-            int32_t c;
-            int k = utf8_decode(s + i, n - i, &c);
-            if (k < 0) return cge__err(CGE_ERR_TOKENIZE, "pre-tokenizer: invalid UTF-8");
-            if (uni_is_whitespace(c)) {
-                i += (size_t)k;
-                continue;
-            }
-            size_t j = i + (size_t)k;
-            while (j < n) {
-                int k2 = utf8_decode(s + j, n - j, &c);
-                if (k2 < 0 || uni_is_whitespace(c)) break;
-                j += (size_t)k2;
-            }
-            st = emit(ob, out, s + i, j - i);
-            i = j;
-        }
-        return st;
-    }
+    case PRE_BERT: /* whitespace removed, then each punctuation character isolated */
+        return split_whitespace(s, n, 1, ob, out);
+    case PRE_WHITESPACE_SPLIT:
+        return split_whitespace(s, n, 0, ob, out);
     case PRE_BYTELEVEL: {
         /* The prefix space goes in front of the piece; bytes stay raw (see the file comment). */
         struct sbuf tmp = {0};
