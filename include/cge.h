@@ -231,6 +231,7 @@ struct cge_gpu_config {
 };
 
 struct cge_config {
+    char ensemble[CGE_CONFIG_PATH_MAX];          /* "ensemble": an ensemble folder or file ("") */
     struct cge_model_config models[CGE_N_SLOTS]; /* index = slot - 1 ("E1" is models[0]) */
     struct cge_batch_config batch;
     struct cge_fusion_config fusion;
@@ -251,6 +252,264 @@ enum cge_status cge_config_parse(const char *json, size_t len, const char *label
 /* Checks ranges and cross-field rules (min_batch_size <= max_batch_size, ...). */
 enum cge_status cge_config_validate(const struct cge_config *c);
 /* ==== end of Configuration ==================================================================== */
+
+
+/* ==== Inputs ====================================================================================
+ * One input to a model or to the engine. Exactly one content is set: text (text or source code),
+ * ids (pre-tokenized; cge_model_embed only), an image or an audio clip, each given as a path or
+ * as the encoded file's bytes in memory (PNG/JPEG/WebP; WAV/FLAC/OGG). Strings are only read,
+ * and only during the call. Zero-initialize, then set what applies. */
+enum cge_role {
+    CGE_ROLE_DOCUMENT = 0, /* default: a passage to be found */
+    CGE_ROLE_QUERY = 1,    /* a search query: E2 adds its query prefix, E10 uses its query encoder */
+};
+
+struct cge_input {
+    const char *text;        /* UTF-8 text or code, text_len bytes (need not be NUL-terminated) */
+    size_t text_len;
+    int is_code;             /* 1: text is source code (embedded exactly as text; in the cache key) */
+    const char *language;    /* code only, informative (ignored by the models); may be NULL */
+    enum cge_role role;      /* engine: picks E2's prefix and E10's encoder; models ignore it */
+    /* Optional, NUL-terminated. A model folder applies it by its family: INSTRUCTOR (T5) reads
+     * instruction.strip() + text.strip() and leaves the instruction's tokens out of the mean;
+     * E5-Mistral reads "Instruct: {instruction}\nQuery: {text}"; other folders read it as a
+     * prefix. The engine gives it to E3 and E12 only (the ensemble's convention). */
+    const char *instruction;
+    const int32_t *ids;      /* pre-tokenized ids, used as is (cge_model_embed only) */
+    int64_t n_ids;
+    const char *image_path;  /* an image file ... */
+    const void *image_data;  /* ... or its bytes (image_len) */
+    size_t image_len;
+    const char *audio_path;  /* an audio file ... */
+    const void *audio_data;  /* ... or its bytes (audio_len) */
+    size_t audio_len;
+};
+
+/* The modality bit of an input (CGE_MOD_TEXT, _CODE, _IMAGE, _AUDIO); 0 when not exactly one
+ * content is set (ids count as text). */
+unsigned cge_input_modality(const struct cge_input *in);
+
+/* ==== Threads ===================================================================================
+ * The compute kernels run on a team of n threads (0 = one per core). Process-wide. */
+void cge_set_threads(int n);
+int cge_get_threads(void);
+
+/* ==== One model folder (src/models/model.c) =====================================================
+ * A Hugging Face model folder: config.json, weights (model.safetensors, sharded, or
+ * pytorch_model.bin), tokenizer files, and the sentence-transformers modules when the model has
+ * them (modules.json, 1_Pooling, 2_Dense, Normalize: they decide pooling and heads; without them
+ * the family's default: masked mean, not normalized). A model is read-only after load and may be
+ * shared by threads; cge_model_embed may be called from several threads at once. */
+struct cge_model;
+
+struct cge_model_params {
+    enum cge_dtype dtype;     /* weight storage: F32 (default), BF16 or I8; compute is fp32 */
+    enum cge_pooling pooling; /* CGE_POOL_NONE = as the folder says; else an override */
+    int no_truncate;          /* 1: an input longer than the max length is an error, not cut */
+    int64_t max_seq_len;      /* 0 = from sentence_bert_config / config / tokenizer_config */
+};
+struct cge_model_params cge_model_default_params(void);
+
+/* Loads a folder (or an HF cache folder models--org--name, through refs/main). On failure *out
+ * is NULL and cge_errmsg() names the folder and the cause. p NULL = defaults. */
+enum cge_status cge_model_load(const char *dir, const struct cge_model_params *p,
+                               struct cge_model **out);
+void cge_model_free(struct cge_model *m);
+int cge_model_dim(const struct cge_model *m);             /* output embedding dimension */
+unsigned cge_model_modalities(const struct cge_model *m); /* OR of enum cge_modality */
+const char *cge_model_family(const struct cge_model *m);  /* "bert", "t5", "clip", ... */
+int64_t cge_model_max_seq_len(const struct cge_model *m); /* max length in effect (0: none) */
+
+/* Per-input outcome of cge_model_embed. */
+struct cge_embed_info {
+    enum cge_status status; /* per input: a failed input does not fail the others */
+    int truncated;          /* 1 if the input was cut (text: to max_seq_len; audio: to 30 s) */
+    int64_t n_tokens;       /* tokens (text), frames that hold audio, or 1 (image) */
+    char errmsg[256];       /* the failure's message ("" when status is CGE_OK) */
+};
+
+/* Embeds n inputs into out (n × dim floats, row-major). Texts are batched internally; each row
+ * equals that input embedded alone. Returns CGE_OK when the call itself worked; per-input
+ * failures are in info[i].status (their rows are zero). info may be NULL: then any failure fails
+ * the call. */
+enum cge_status cge_model_embed(const struct cge_model *m, const struct cge_input *in, int64_t n,
+                                float *out, struct cge_embed_info *info);
+
+/* Tokenizes text as the model would read it (special tokens, truncation as in embed) into ids
+ * (capacity cap). Returns the number of ids (> cap: call again with a larger buffer), or -1 on
+ * error (cge_errmsg()). */
+int64_t cge_model_tokenize(const struct cge_model *m, const char *text, size_t len, int32_t *ids,
+                           int64_t cap);
+
+/* ==== The engine (src/runtime/) ==================================================================
+ * An ensemble: up to twelve slots, each a model folder (E10: a query and a document folder picked
+ * by the input's role), and a FuseMoE fusion folder. An input goes to every slot that takes its
+ * modality (text and code: E1-E4 text tower, E6-E12; images: E4; audio: E5); the slot vectors
+ * (the "multi-array") are L2-normalized, concatenated with a presence mask and fused into one
+ * unit-length vector. A slot that fails or passes its deadline is missing for that input and the
+ * result says why; only when no slot succeeds is the input an error.
+ *
+ * Opening takes an ensemble folder (with ensemble.json), an ensemble.json file, or a cge
+ * configuration file (struct cge_config: "ensemble" points at one, "models"/"fusion" override or
+ * define the slots). Thread safety: any number of threads may call cge_engine_embed at once on
+ * one engine; cge_engine_close must be the last call. */
+struct cge_engine;
+
+struct cge_engine_params {
+    int n_threads;         /* compute threads (0 = one per core) */
+    int cache;             /* -1 (default): as the config says (on without a config); 0 off; 1 on */
+    int no_truncate;       /* 1: inputs longer than a slot's max length fail in that slot */
+    int64_t slot_timeout_ms; /* per-slot deadline for one call (0 = none) */
+    int preload;           /* 1 (default): load every slot at open; 0: on first use */
+};
+struct cge_engine_params cge_engine_default_params(void);
+
+/* Opens an ensemble or configuration (see above). NULL: the configured ensemble (CGE_CONFIG or
+ * ~/.config/cge/config.json when one exists), else the demo ensemble. On failure *out is NULL and
+ * cge_errmsg() names the file and the cause. p NULL = defaults. */
+enum cge_status cge_engine_open(const char *ensemble_or_config, const struct cge_engine_params *p,
+                                struct cge_engine **out);
+/* Waits for running calls to finish, then frees everything. NULL is a no-op. */
+void cge_engine_close(struct cge_engine *e);
+
+/* The demo ensemble's folder (tiny random weights, the real tokenizers: well-formed vectors that
+ * mean nothing), or NULL when it cannot be found (CGE_DEMO overrides). */
+const char *cge_demo_ensemble_path(void);
+/* 1 when the engine runs the demo ensemble. */
+int cge_engine_is_demo(const struct cge_engine *e);
+
+/* What a slot did for one input. */
+enum cge_slot_state {
+    CGE_SLOT_ABSENT = 0,  /* not in the ensemble (or disabled): missing in the fusion */
+    CGE_SLOT_SKIPPED = 1, /* takes no input of this modality (or not asked for): missing */
+    CGE_SLOT_OK = 2,      /* vector present */
+    CGE_SLOT_FAILED = 3,  /* failed or passed its deadline: missing; status and errmsg say why */
+};
+
+struct cge_slot_result {
+    enum cge_slot_state state;
+    enum cge_status status; /* CGE_OK unless FAILED */
+    int dim;                /* the slot's dimension (0 when absent) */
+    float *vector;          /* [dim] when OK: the model's output, before the fusion's per-slot
+                               normalization; NULL otherwise. Owned by the result. */
+    int64_t latency_us;     /* this slot's share of the call (its batch time / batch items) */
+    int64_t n_tokens;       /* tokens (frames for audio) the model read */
+    int truncated;          /* 1 when the input was cut to the slot's max length */
+    int cached;             /* 1 when the vector came from the cache */
+    uint64_t version;       /* the slot's model version (a hot swap increments it) */
+    char errmsg[200];       /* why it failed ("" otherwise) */
+};
+
+struct cge_result {
+    enum cge_status status; /* CGE_OK; else the input failed as a whole (bad input, or no slot
+                               succeeded) and errmsg says why */
+    char errmsg[256];
+    int dim;                /* fused dimension (1536); 0 when the fusion did not run */
+    float *embedding;       /* [dim] unit length; owned by the result; NULL on failure */
+    int n_experts;          /* the gate's experts (8) */
+    float *expert_weights;  /* [n_experts] the full gate distribution (sums to 1); owned */
+    int top_k;              /* experts chosen (2) */
+    int *selected;          /* [top_k] chosen experts, larger weight first; owned */
+    uint32_t present;       /* bit s: slot s (0-based) took part in the fusion */
+    struct cge_slot_result slots[CGE_N_SLOTS];
+    int cached;             /* 1: the whole result came from the cache */
+    int64_t latency_us;     /* whole call, divided by the items of the call */
+    int64_t n_tokens;       /* the largest token count over the slots (usage figures) */
+};
+/* Frees what a result owns and zeroes it. A zeroed result is a no-op. */
+void cge_result_deinit(struct cge_result *r);
+
+/* Per-call options; zero = defaults. */
+struct cge_embed_options {
+    uint32_t slots;     /* bit s: run slot s (0-based); 0 = every slot */
+    int no_fusion;      /* 1: slot vectors only (embedding stays NULL; an input with no slot
+                           vector still fails) */
+    int no_cache;       /* 1: neither read nor write the cache */
+    int64_t timeout_ms; /* deadline for the call (0: the engine's slot_timeout_ms) */
+};
+
+/* Embeds n inputs into out[0..n) (zeroed by the call; cge_result_deinit each). Inputs are
+ * batched per slot. Returns CGE_OK when the call itself worked (per-input failures are in
+ * out[i].status); CGE_ERR_INVALID_VALUE for bad arguments, CGE_ERR_NOMEM. opt may be NULL. */
+enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *in, size_t n,
+                                 const struct cge_embed_options *opt, struct cge_result *out);
+
+/* The ensemble. */
+const char *cge_engine_name(const struct cge_engine *e);   /* ensemble.json "name" */
+int cge_engine_dim(const struct cge_engine *e);            /* fused dimension */
+/* Slot s (0-based): dimension in this ensemble (0 = absent), max length, modalities. */
+int cge_engine_slot_dim(const struct cge_engine *e, int slot);
+int64_t cge_engine_slot_max_tokens(const struct cge_engine *e, int slot);
+unsigned cge_engine_slot_modalities(const struct cge_engine *e, int slot);
+/* Tokenizes text as slot s reads it (role picks E2's prefix and E10's encoder). Returns the
+ * number of ids (> cap: call again), or -1 on error. */
+int64_t cge_engine_tokenize(struct cge_engine *e, int slot, const char *text, size_t len,
+                            enum cge_role role, int32_t *ids, int64_t cap);
+
+/* Health: CGE_OK when the engine can serve (the fusion and at least one slot are usable). */
+enum cge_status cge_engine_health(struct cge_engine *e);
+
+enum cge_slot_load_state {
+    CGE_LOAD_ABSENT = 0,  /* not configured */
+    CGE_LOAD_UNLOADED = 1,/* configured, not loaded (lazy, or unloaded) */
+    CGE_LOAD_LOADING = 2,
+    CGE_LOAD_READY = 3,
+    CGE_LOAD_FAILED = 4,
+};
+
+struct cge_slot_stats {
+    enum cge_slot_load_state state;
+    char path[CGE_CONFIG_PATH_MAX];    /* model folder (E10: the document folder) */
+    char path2[CGE_CONFIG_PATH_MAX];   /* E10: the query folder ("" otherwise) */
+    enum cge_dtype dtype;
+    int dim;
+    uint64_t version;
+    int64_t resident_bytes;  /* weights held in memory */
+    int64_t load_ms;         /* last load's duration */
+    uint64_t requests;       /* inputs this slot ran */
+    uint64_t failures;       /* inputs this slot failed */
+    double mean_latency_ms;  /* per input */
+    double p95_latency_ms;   /* per input, over the last 1024 batches */
+    int64_t queue_depth;     /* inputs waiting for this slot */
+    char errmsg[200];        /* the last load failure */
+};
+
+struct cge_engine_stats {
+    uint64_t requests;     /* cge_engine_embed calls */
+    uint64_t inputs;       /* inputs embedded */
+    uint64_t failures;     /* inputs that failed as a whole */
+    uint64_t cache_hits;   /* inputs answered from the cache */
+    uint64_t cache_misses;
+    uint64_t cache_entries;
+    double cache_hit_rate; /* hits / (hits + misses) */
+    int64_t in_flight;     /* calls running now */
+    struct cge_slot_stats slots[CGE_N_SLOTS];
+};
+enum cge_status cge_engine_get_stats(struct cge_engine *e, struct cge_engine_stats *out);
+
+/* Hot swap: loads `path` (a model folder; for E10 a folder holding query and document folders is
+ * not accepted: give "query=DIR,document=DIR") beside the current model, validates it (it loads,
+ * its dimension is the one the fusion expects, a probe input gives a finite vector), then
+ * switches atomically: calls already running finish on the old model, new ones use the new one;
+ * the old is freed by its last user. On failure the old model keeps serving and cge_errmsg()
+ * says why. *version (may be NULL) gets the new version. Swaps of one slot run one at a time. */
+enum cge_status cge_engine_swap(struct cge_engine *e, int slot, const char *path,
+                                uint64_t *version);
+/* Unloads a slot's model (it reloads on next use). CGE_OK also when it was not loaded. */
+enum cge_status cge_engine_unload(struct cge_engine *e, int slot);
+
+/* ==== The EmbeddingProvider of the context-graph core ============================================
+ * Texts are embedded as documents (role document, no instruction) into the fused vector.
+ * Thread-safe; out holds cge_provider_dimension() floats per text. */
+struct cge_provider;
+enum cge_status cge_provider_open(const char *ensemble_or_config, struct cge_provider **out);
+enum cge_status cge_provider_embed(struct cge_provider *p, const char *text, float *out);
+enum cge_status cge_provider_embed_batch(struct cge_provider *p, const char *const *texts,
+                                         size_t n, float *out); /* n × 1536, row-major */
+size_t cge_provider_dimension(const struct cge_provider *p);     /* 1536 */
+const char *cge_provider_model_name(const struct cge_provider *p);
+size_t cge_provider_max_tokens(const struct cge_provider *p);
+void cge_provider_close(struct cge_provider *p);
 
 #ifdef __cplusplus
 }

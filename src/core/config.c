@@ -246,6 +246,17 @@ static enum cge_status parse_root(const char *label, const cJSON *root, struct c
     static const char *const sections[] = {"models", "batch", "fusion", "cache", "gpu"};
     unsigned seen = 0;
     for (const cJSON *e = root->child; e; e = e->next) {
+        if (!strcmp(e->string, "ensemble")) {
+            /* An ensemble folder or ensemble.json the models and fusion sections override. */
+            if (!cJSON_IsString(e))
+                return cge__err(CGE_ERR_INVALID_VALUE, "%s: ensemble: expected string", label);
+            if (strlen(e->valuestring) >= CGE_CONFIG_PATH_MAX)
+                return cge__err(CGE_ERR_INVALID_VALUE, "%s: ensemble: path too long", label);
+            if (c->ensemble[0])
+                return cge__err(CGE_ERR_INVALID_VALUE, "%s: ensemble: repeated key", label);
+            strcpy(c->ensemble, e->valuestring);
+            continue;
+        }
         int k = 0;
         while (k < 5 && strcmp(e->string, sections[k]) != 0)
             k++;
@@ -253,7 +264,7 @@ static enum cge_status parse_root(const char *label, const cJSON *root, struct c
             char key[96];
             snprintf(key, sizeof key, "%.80s", e->string);
             return cge__err(CGE_ERR_INVALID_VALUE,
-                            "%s: %s: unknown key (sections: models, batch, fusion, cache, gpu)",
+                            "%s: %s: unknown key (expected ensemble, models, batch, fusion, cache, gpu)",
                             label, key);
         }
         if (seen & (1u << k))
@@ -358,6 +369,7 @@ enum cge_status cge_config_load(const char *path, struct cge_config *out) {
         st = resolve(dir, tmp.models[i].path, key, path);
     }
     if (!st) st = resolve(dir, tmp.fusion.weights, "fusion.weights", path);
+    if (!st) st = resolve(dir, tmp.ensemble, "ensemble", path);
     if (!st) st = resolve(dir, tmp.cache.path, "cache.path", path);
     if (st) return st;
     *out = tmp;

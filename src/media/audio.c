@@ -482,3 +482,35 @@ enum cge_status cge_audio_load(const char *path, int rate, double max_seconds, f
     }
     return st;
 }
+
+enum cge_status cge_audio_load_memory(const void *data, size_t len, const char *label, int rate,
+                                      double max_seconds, float **out, int64_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    struct cge_audio_info info;
+    memset(&info, 0, sizeof info);
+    float *x = NULL;
+    int64_t n = 0;
+    enum cge_status st = cge_audio_decode_memory(data, len, label, 0, &x, &n, &info);
+    if (st != CGE_OK) return st;
+    /* Keep what the window needs plus one second of context for the resampling filter, as
+     * cge_audio_load does for files. */
+    if (max_seconds > 0) {
+        double secs = max_seconds + (info.sample_rate == rate ? 0.0 : 1.0);
+        int64_t keep = (int64_t)ceil(secs * info.sample_rate);
+        if (keep > 0 && n > keep) n = keep;
+    }
+    if (info.sample_rate == rate) {
+        *out = x;
+        *n_out = n;
+        return CGE_OK;
+    }
+    st = cge_audio_resample(x, n, info.sample_rate, rate, out, n_out);
+    cge__free(x);
+    if (st != CGE_OK) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", cge_errmsg());
+        cge__err(st, "%s: %s", label, msg);
+    }
+    return st;
+}

@@ -71,6 +71,10 @@ enum cge_status cge__audio_resample_pieces(const float *in, int64_t n_in, int ra
 enum cge_status cge_audio_load(const char *path, int rate, double max_seconds, float **out,
                                int64_t *n_out);
 
+/* The same from an encoded file held in memory (len bytes, only read); `label` names it. */
+enum cge_status cge_audio_load_memory(const void *data, size_t len, const char *label, int rate,
+                                      double max_seconds, float **out, int64_t *n_out);
+
 /* ---- Whisper log-mel ----------------------------------------------------------------------------
  * WhisperFeatureExtractor._np_extract_fbank_features on one waveform, bit-for-bit in method:
  * zero-pad / trim to chunk_length·sampling_rate samples; centered STFT (reflect padding

@@ -575,13 +575,25 @@ int64_t cge__clip_vision_hidden(const void *impl) {
     return m && m->has_vision ? m->v.enc.d : 0;
 }
 
-static enum cge_status clip_embed_image(const void *impl, const char *path, float *out) {
+static enum cge_status clip_embed_image(const void *impl, struct cge__media *src, float *out) {
     const struct clip *m = impl;
     if (!m->has_vision)
         return cge__err(CGE_ERR_UNSUPPORTED_MODALITY, "model %s: no vision tower", m->dir);
     struct cge_image img;
-    enum cge_status st = cge_image_load(path, CGE_IMAGE_MAX_PIXELS_DEFAULT, &img);
-    if (st) return st;
+    char label[64];
+    const char *path = cge__media_label(src, label, sizeof label);
+    enum cge_status st =
+        src->path ? cge_image_load(src->path, CGE_IMAGE_MAX_PIXELS_DEFAULT, &img)
+                  : cge_image_decode(src->data, src->len, CGE_IMAGE_MAX_PIXELS_DEFAULT, &img);
+    if (st) {
+        if (!src->path) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", cge_errmsg());
+            cge__err(st, "%s: %s", path, msg);
+        }
+        return st;
+    }
+    src->n_frames = 1;
     const int64_t S = m->v.image_size;
     int64_t ow, oh;
     cge_clip_output_dims(&m->v.pre, img.w, img.h, &ow, &oh);

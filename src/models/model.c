@@ -661,17 +661,66 @@ done:
     return st;
 }
 
-static enum cge_status embed_media(const struct cge_model *m, const struct cge_input *in, float *out) {
-    int image = in->image_path != NULL;
-    enum cge_status (*fn)(const void *, const char *, float *) = image ? m->family->embed_image : m->family->embed_audio;
+const char *cge__media_label(const struct cge__media *m, char *buf, size_t cap) {
+    if (m->path) return m->path;
+    snprintf(buf, cap, "<%zu bytes>", m->len);
+    return buf;
+}
+
+unsigned cge_input_modality(const struct cge_input *in) {
+    if (!in) return 0;
+    int img = in->image_path != NULL || in->image_data != NULL;
+    int aud = in->audio_path != NULL || in->audio_data != NULL;
+    int kinds = (in->text != NULL) + (in->ids != NULL) + img + aud;
+    if (kinds != 1 || (in->image_path && in->image_data) || (in->audio_path && in->audio_data))
+        return 0;
+    if (img) return CGE_MOD_IMAGE;
+    if (aud) return CGE_MOD_AUDIO;
+    return in->is_code && in->text ? CGE_MOD_CODE : CGE_MOD_TEXT;
+}
+
+int64_t cge_model_tokenize(const struct cge_model *m, const char *text, size_t len, int32_t *ids,
+                           int64_t cap) {
+    if (!m || (!text && len) || cap < 0 || (cap > 0 && !ids)) {
+        cge__err(CGE_ERR_INVALID_VALUE, "cge_model_tokenize: bad arguments");
+        return -1;
+    }
+    if (!m->tok) {
+        cge__err(CGE_ERR_TOKENIZE, "model %s has no tokenizer files", m->dir);
+        return -1;
+    }
+    int32_t *tmp = NULL;
+    int64_t n = 0;
+    enum cge_status st =
+        encode_text(m, text ? text : "", len, m->p.no_truncate ? 0 : m->max_seq_len, &tmp, &n, NULL);
+    if (st) return -1;
+    if (n <= cap) memcpy(ids, tmp, (size_t)n * sizeof *ids);
+    cge__free(tmp);
+    return n;
+}
+
+static enum cge_status embed_media(const struct cge_model *m, const struct cge_input *in, float *out,
+                                   struct cge_embed_info *info) {
+    int image = in->image_path != NULL || in->image_data != NULL;
+    enum cge_status (*fn)(const void *, struct cge__media *, float *) = image ? m->family->embed_image : m->family->embed_audio;
     if (!fn)
         return cge__err(CGE_ERR_UNSUPPORTED_MODALITY, "model %s (%s) takes no %s", m->dir, m->family->name, image ? "images" : "audio");
     if (m->raw_dim != m->pooled_dim)
         return cge__err(CGE_ERR_UNSUPPORTED, "model %s: its %s embedding has %lld values, the head expects %lld", m->dir, image ? "image" : "audio", (long long)m->raw_dim, (long long)m->pooled_dim);
+    struct cge__media src = {
+        .path = image ? in->image_path : in->audio_path,
+        .data = image ? in->image_data : in->audio_data,
+        .len = image ? in->image_len : in->audio_len,
+        .no_truncate = m->p.no_truncate,
+    };
     float *raw = cge__malloc((size_t)m->raw_dim * sizeof *raw);
     if (!raw) return cge__err(CGE_ERR_NOMEM, "model %s", m->dir);
-    enum cge_status st = fn(m->impl, image ? in->image_path : in->audio_path, raw);
+    enum cge_status st = fn(m->impl, &src, raw);
     if (!st) st = apply_head(m, raw, 1, out);
+    if (!st && info) {
+        info->truncated = src.truncated;
+        info->n_tokens = src.n_frames;
+    }
     cge__free(raw);
     return st;
 }
@@ -694,12 +743,12 @@ enum cge_status cge_model_embed(const struct cge_model *m, const struct cge_inpu
         if (fi) memset(fi, 0, sizeof *fi);
         items[i].idx = i;
         const struct cge_input *x = &in[i];
-        int kinds = (x->text != NULL) + (x->ids != NULL) + (x->image_path != NULL) + (x->audio_path != NULL);
+        unsigned mod = cge_input_modality(x);
         enum cge_status st;
-        if (kinds != 1) {
+        if (!mod) {
             st = cge__err(CGE_ERR_INVALID_VALUE, "input %lld: exactly one of text, ids, image, audio must be set", (long long)i);
-        } else if (x->image_path || x->audio_path) {
-            st = embed_media(m, x, out + i * m->dim);
+        } else if (mod & (CGE_MOD_IMAGE | CGE_MOD_AUDIO)) {
+            st = embed_media(m, x, out + i * m->dim, fi);
         } else {
             st = x->text ? prepare_text(m, x, &items[i], fi) : prepare_ids(m, x, &items[i]);
             if (!st) {

@@ -24,57 +24,19 @@
 
 struct cJSON;
 
-/* ---- the public-facing model API -------------------------------------------------------------- */
-struct cge_model_params {
-    enum cge_dtype dtype;           /* weight storage: F32 (default), BF16 or I8; compute fp32 */
-    enum cge_pooling pooling;       /* CGE_POOL_NONE = as the folder says; else override */
-    int no_truncate;                /* 1: an input longer than max_seq_len is an error */
-    int64_t max_seq_len;            /* 0 = from sentence_bert_config / config / tokenizer_config */
+/* The public model API (cge_model_load, cge_model_embed, struct cge_input, ...) is in cge.h. */
+
+/* A media input for a family: a file path or the encoded bytes in memory. */
+struct cge__media {
+    const char *path;  /* file, or NULL */
+    const void *data;  /* bytes, when path is NULL */
+    size_t len;
+    int no_truncate;   /* audio: 1 = longer than the model's window is CGE_ERR_INPUT_TOO_LONG */
+    int truncated;     /* OUT: audio was cut to the model's window */
+    int64_t n_frames;  /* OUT: frames that hold audio (or 1 for an image) */
 };
-struct cge_model_params cge_model_default_params(void);
-
-struct cge_model;
-
-enum cge_status cge_model_load(const char *dir, const struct cge_model_params *p,
-                               struct cge_model **out);
-void cge_model_free(struct cge_model *m);
-int cge_model_dim(const struct cge_model *m);           /* output embedding dimension */
-unsigned cge_model_modalities(const struct cge_model *m);
-const char *cge_model_family(const struct cge_model *m);
-
-/* One input. Exactly one of text, ids, image_path, audio_path is set. */
-struct cge_input {
-    const char *text;          /* UTF-8 */
-    size_t text_len;
-    /* Optional, NUL-terminated. T5 folders (INSTRUCTOR): the model reads instruction.strip() +
-     * text.strip() and the mean leaves out the instruction's tokens; Mistral (E5):
-     * "Instruct: {instruction}\nQuery: {text}"; others: instruction + text (a prefix, left out
-     * of the mean when the Pooling config says include_prompt false). */
-    const char *instruction;
-    /* Pre-tokenized input: used as is, no special tokens added; more ids than max_seq_len is
-     * CGE_ERR_INPUT_TOO_LONG (never cut), ids outside the vocabulary CGE_ERR_INVALID_VALUE. */
-    const int32_t *ids;
-    int64_t n_ids;
-    const char *image_path;
-    const char *audio_path;
-};
-
-/* Per-input outcome. */
-struct cge_embed_info {
-    enum cge_status status;    /* per input: a failed input does not fail the others */
-    int truncated;             /* 1 if the input was cut to max_seq_len */
-    int64_t n_tokens;          /* tokens (or frames) that went into the model */
-    char errmsg[256];          /* cge_errmsg() of this input's failure ("" when status is OK) */
-};
-
-/* The max_seq_len in effect (after sentence_bert_config / config / tokenizer_config / params). */
-int64_t cge_model_max_seq_len(const struct cge_model *m);
-
-/* Embeds n inputs into out (n × dim floats). Inputs are batched internally; each row equals
- * that input embedded alone. Returns CGE_OK when the call itself worked; per-input failures
- * are in info[i].status (info may be NULL, then any failure fails the call). */
-enum cge_status cge_model_embed(const struct cge_model *m, const struct cge_input *in, int64_t n,
-                                float *out, struct cge_embed_info *info);
+/* A short name of the media for messages ("camera.png" or "<1234 bytes>"). */
+const char *cge__media_label(const struct cge__media *m, char *buf, size_t cap);
 
 /* ---- the family interface (internal) --------------------------------------------------------- */
 
@@ -110,8 +72,8 @@ struct cge_family {
     enum cge_status (*pool_text)(const void *impl, const float *hidden, const int32_t *ids,
                                  const int64_t *len, int64_t B, int64_t L, float *out);
     /* Optional: image / audio file → embedding (before Normalize) into out (dim). */
-    enum cge_status (*embed_image)(const void *impl, const char *path, float *out);
-    enum cge_status (*embed_audio)(const void *impl, const char *path, float *out);
+    enum cge_status (*embed_image)(const void *impl, struct cge__media *src, float *out);
+    enum cge_status (*embed_audio)(const void *impl, struct cge__media *src, float *out);
     /* Output dimension of pool_text / embed_image / embed_audio (0 = hidden). */
     int64_t (*out_dim)(const void *impl);
 };

@@ -448,13 +448,34 @@ enum cge_status cge__whisper_embed_samples(const void *impl, const float *sample
     return st;
 }
 
-static enum cge_status whisper_embed_audio(const void *impl, const char *path, float *out) {
+static enum cge_status whisper_embed_audio(const void *impl, struct cge__media *src, float *out) {
     const struct whisper *m = impl;
     float *x = NULL;
     int64_t n = 0;
-    double secs = (double)cge_logmel_n_samples(m->mel) / m->sampling_rate;
-    enum cge_status st = cge_audio_load(path, m->sampling_rate, secs, &x, &n);
+    const int64_t window = cge_logmel_n_samples(m->mel);
+    /* Decode a second past the window, so a longer clip is seen (and reported) as cut. */
+    double secs = (double)window / m->sampling_rate + 1.0;
+    char label[64];
+    enum cge_status st =
+        src->path ? cge_audio_load(src->path, m->sampling_rate, secs, &x, &n)
+                  : cge_audio_load_memory(src->data, src->len,
+                                          cge__media_label(src, label, sizeof label),
+                                          m->sampling_rate, secs, &x, &n);
     if (st != CGE_OK) return st;
+    if (n > window) {
+        if (src->no_truncate) {
+            cge__free(x);
+            return cge__err(CGE_ERR_INPUT_TOO_LONG,
+                            "%s: audio longer than the model's %.0f s window (no truncation)",
+                            cge__media_label(src, label, sizeof label),
+                            (double)window / m->sampling_rate);
+        }
+        src->truncated = 1;
+        n = window;
+    }
+    const int64_t spf = 2 * (int64_t)m->hop;
+    int64_t nf = (n + spf - 1) / spf;
+    src->n_frames = nf < m->n_ctx ? nf : m->n_ctx;
     st = cge__whisper_embed_samples(m, x, n, out);
     cge__free(x);
     return st;

@@ -492,7 +492,7 @@ static void oom_case(const char *dir, int image) {
         enum cge_status st = cge__family_clip.load(&lc, &impl);
         if (st == CGE_OK) {
             if (image)
-                st = cge__family_clip.embed_image(impl, E2E_IMG "chelsea.png", out);
+                st = cge__family_clip.embed_image(impl, &(struct cge__media){.path = E2E_IMG "chelsea.png"}, out);
             else {
                 st = cge__family_clip.forward_text(impl, ids, lens, 1, 4, hidden);
                 if (st == CGE_OK)

@@ -113,7 +113,7 @@ static void test_e2e_family(void) {
                             "tests/fixtures/e2e/whisper_audio/jfk_16k.wav"};
     for (int i = 0; L.impl && ref && i < 2; i++) {
         float out[32];
-        enum cge_status st = cge__family_whisper.embed_audio(L.impl, files[i], out);
+        enum cge_status st = cge__family_whisper.embed_audio(L.impl, &(struct cge__media){.path = files[i]}, out);
         CHECK_MSG(st == CGE_OK, "%s: %s", files[i], cge_errmsg());
         if (st != CGE_OK) continue;
         double e = th_rel_err(out, ref + 32 * i, 32);
@@ -126,7 +126,7 @@ static void test_e2e_family(void) {
                           "tests/fixtures/media/tone_stereo_44k.ogg"};
     for (size_t i = 0; L.impl && i < sizeof real / sizeof *real; i++) {
         float out[32];
-        enum cge_status st = cge__family_whisper.embed_audio(L.impl, real[i], out);
+        enum cge_status st = cge__family_whisper.embed_audio(L.impl, &(struct cge__media){.path = real[i]}, out);
         CHECK_MSG(st == CGE_OK, "%s: %s", real[i], cge_errmsg());
         int finite = st == CGE_OK;
         double nn = 0;
@@ -139,10 +139,9 @@ static void test_e2e_family(void) {
     /* failures are per input and typed */
     float out[32];
     if (L.impl) {
-        CHECK(cge__family_whisper.embed_audio(L.impl, "tests/fixtures/media/none.wav", out) ==
+        CHECK(cge__family_whisper.embed_audio(L.impl, &(struct cge__media){.path = "tests/fixtures/media/none.wav"}, out) ==
               CGE_ERR_IO);
-        CHECK(cge__family_whisper.embed_audio(L.impl, "tests/fixtures/e2e/whisper_audio/case.json",
-                                              out) == CGE_ERR_UNSUPPORTED);
+        CHECK(cge__family_whisper.embed_audio(L.impl, &(struct cge__media){.path = "tests/fixtures/e2e/whisper_audio/case.json"}, out) == CGE_ERR_UNSUPPORTED);
         CHECK(cge__whisper_embed_samples(L.impl, out, 0, out) == CGE_ERR_EMPTY_INPUT);
     }
     free(ref);
@@ -205,11 +204,11 @@ static void test_oom(void) {
     if (impl) cge__family_whisper.free(impl);
     float out[32], ref[32];
     const char *f = "tests/fixtures/e2e/whisper_audio/jfk_16k.wav";
-    CHECK(cge__family_whisper.embed_audio(L.impl, f, ref) == CGE_OK);
+    CHECK(cge__family_whisper.embed_audio(L.impl, &(struct cge__media){.path = f}, ref) == CGE_OK);
     bad = 0;
     for (k = 0; k < 1000; k++) {
         cge__fail_alloc_after(k);
-        st = cge__family_whisper.embed_audio(L.impl, f, out);
+        st = cge__family_whisper.embed_audio(L.impl, &(struct cge__media){.path = f}, out);
         cge__fail_alloc_after(-1);
         if (st == CGE_OK) break;
         if (st != CGE_ERR_NOMEM) bad++;
@@ -272,7 +271,7 @@ struct thr {
 };
 static void *thr_embed(void *p) {
     struct thr *t = p;
-    t->st = cge__family_whisper.embed_audio(t->impl, t->path, t->out);
+    t->st = cge__family_whisper.embed_audio(t->impl, &(struct cge__media){.path = t->path}, t->out);
     return NULL;
 }
 
@@ -293,8 +292,8 @@ static void test_threads(void) {
     pthread_join(tb, NULL);
     float ra[32], rb[32];
     CHECK(a.st == CGE_OK && b.st == CGE_OK);
-    CHECK(cge__family_whisper.embed_audio(L.impl, a.path, ra) == CGE_OK);
-    CHECK(cge__family_whisper.embed_audio(L.impl, b.path, rb) == CGE_OK);
+    CHECK(cge__family_whisper.embed_audio(L.impl, &(struct cge__media){.path = a.path}, ra) == CGE_OK);
+    CHECK(cge__family_whisper.embed_audio(L.impl, &(struct cge__media){.path = b.path}, rb) == CGE_OK);
     CHECK(memcmp(ra, a.out, sizeof ra) == 0 && memcmp(rb, b.out, sizeof rb) == 0);
     unload(&L);
 }
