@@ -233,6 +233,10 @@ static void route_embeddings(struct cge__http_req *r) {
                                 model_name);
                 goto done;
             }
+            if (!(cge_engine_slot_modalities(cge__http_engine(r), slot) & CGE_MOD_TEXT)) {
+                cge__http_error(r, 400, "model: %s does not read text", model_name);
+                goto done;
+            }
         }
     }
     int b64 = 0;

@@ -382,18 +382,17 @@ enum cge_status cge__wire_result_json(struct cge_buf *b, const struct cge_result
             n_failed += sr->state == CGE_SLOT_FAILED;
         }
         if (!st) st = cge__buf_append(b, "}", 1);
-        if (!st && n_failed) {
-            /* Why a slot is missing, only where one failed: the fusion ran without it. */
+        if (!st && n_failed && output == CGE__OUT_BOTH) {
+            /* Why a slot is missing, only where one failed (the fusion ran without it), as
+             * `cge embed --output both` prints it. */
             st = cge__buf_printf(b, ",\"slot_errors\":{");
             int first = 1;
             for (int s = 0; !st && s < CGE_N_SLOTS; s++) {
                 const struct cge_slot_result *sr = &r->slots[s];
                 if (sr->state != CGE_SLOT_FAILED) continue;
-                st = cge__buf_printf(b, "%s\"E%d\":{\"status\":", first ? "" : ",", s + 1);
-                if (!st) st = cge__wire_string(b, cge_status_str(sr->status));
-                if (!st) st = cge__buf_printf(b, ",\"message\":");
-                if (!st) st = cge__wire_string(b, sr->errmsg);
-                if (!st) st = cge__buf_append(b, "}", 1);
+                st = cge__buf_printf(b, "%s\"E%d\":", first ? "" : ",", s + 1);
+                if (!st) st = cge__wire_string(b, sr->errmsg[0] ? sr->errmsg
+                                                                : cge_status_str(sr->status));
                 first = 0;
             }
             if (!st) st = cge__buf_append(b, "}", 1);
@@ -413,6 +412,7 @@ int cge__wire_http_status(enum cge_status st) {
     case CGE_ERR_SERIALIZATION:
     case CGE_ERR_UNSUPPORTED_MODALITY:
     case CGE_ERR_TOKENIZE:
+    case CGE_ERR_UNSUPPORTED: /* an input in a format cge does not read */
     case CGE_ERR_IO: return 400;
     case CGE_ERR_MODEL_NOT_FOUND: return 404;
     case CGE_ERR_INPUT_TOO_LONG: return 422;
@@ -425,15 +425,19 @@ int cge__wire_http_status(enum cge_status st) {
 
 int cge__wire_result_http_status(const struct cge_result *r) {
     if (r->status == CGE_OK) return 200;
-    int timeouts = 0, too_long = 0, failed = 0;
+    int failed = 0, ran = 0, agree = 1;
+    enum cge_status first = CGE_OK;
     for (int s = 0; s < CGE_N_SLOTS; s++) {
+        if (r->slots[s].state == CGE_SLOT_OK) ran++;
         if (r->slots[s].state != CGE_SLOT_FAILED) continue;
+        if (!failed) first = r->slots[s].status;
+        else if (r->slots[s].status != first) agree = 0;
         failed++;
-        timeouts += r->slots[s].status == CGE_ERR_TIMEOUT;
-        too_long += r->slots[s].status == CGE_ERR_INPUT_TOO_LONG;
     }
-    /* The input failed because its slots did: say why they did, when they agree. */
-    if (failed && timeouts == failed) return 504;
-    if (failed && too_long == failed) return 422;
+    /* The input failed because its slots did: say why they did, when they agree (all timed
+     * out: 504; all too long: 422; all could not decode it: 400). */
+    if (failed && agree) return cge__wire_http_status(first);
+    /* No slot failed and none ran: no slot of the ensemble takes this kind of input. */
+    if (!failed && !ran && r->status == CGE_ERR_FUSION) return 400;
     return cge__wire_http_status(r->status);
 }

@@ -43,8 +43,8 @@ void cge__wire_input_deinit(struct cge__wire_input *w);
 /* What a result object holds: the fused vector with the gate, the slot vectors, or both. */
 enum cge__wire_output {
     CGE__OUT_FUSED = 1, /* "embedding", "expert_weights", "selected" */
-    CGE__OUT_SLOTS = 2, /* "slots": {"E1": [...] | null, ...} (and "slot_errors" when any) */
-    CGE__OUT_BOTH = 3,
+    CGE__OUT_SLOTS = 2, /* "slots": {"E1": [...] | null, ...} */
+    CGE__OUT_BOTH = 3,  /* all of them, and "slot_errors": {"Ek": message} where a slot failed */
 };
 /* "fused" | "slots" | "both" -> the enum; 0 for anything else. */
 int cge__wire_output_parse(const char *s);
