@@ -26,6 +26,7 @@ static void usage(FILE *f) {
             "                 [--max-client-batch-size N] [--payload-limit BYTES]\n"
             "                 [--request-timeout SECONDS] [--allow-files DIR]\n"
             "                 [--log-format text|json] [--threads N] [--no-truncate] [--no-cache]\n"
+            "                 [--lazy] [--conn-timeout SECONDS] [--quiet]\n"
             "\n"
             "Serves the ensemble over HTTP: POST /v1/embeddings (OpenAI), /embed, /similarity,\n"
             "/tokenize; GET /health, /info, /v1/models, /metrics, /openapi.json, / (a page);\n"
@@ -47,7 +48,8 @@ static void usage(FILE *f) {
             "--conn-timeout SECONDS       idle connections are closed after this (default 10)\n"
             "--allow-files DIR            media inputs may name files inside DIR (else only\n"
             "                             data: URLs)\n"
-            "--no-truncate    inputs longer than a slot's max length fail (422) instead of being cut\n");
+            "--no-truncate    inputs longer than a slot's max length fail (422) instead of being cut\n"
+            "--lazy           load each slot on first use instead of before listening\n");
 }
 
 static int parse_long(const char *opt, const char *v, long lo, long hi, long *out) {
@@ -94,6 +96,9 @@ int cmd_serve(int argc, char **argv) {
             continue;
         } else if (!strcmp(a, "--no-cache")) {
             ep.cache = 0;
+            continue;
+        } else if (!strcmp(a, "--lazy")) {
+            ep.preload = 0;
             continue;
         } else if (!strcmp(a, "--quiet")) {
             hp.quiet = 1;

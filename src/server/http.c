@@ -489,8 +489,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (cge__now_us() - r->t0_us > s->p.request_timeout_ms * 1000)
-            return MHD_NO; /* a body trickling in past the deadline: cut the connection */
+        /* A body still trickling in past the deadline (plus the idle allowance, so a tiny
+         * --request-timeout does not cut ordinary uploads): cut the connection. */
+        if (cge__now_us() - r->t0_us >
+            (s->p.request_timeout_ms + (int64_t)s->p.conn_timeout_s * 1000) * 1000)
+            return MHD_NO;
         if (!r->too_big && cge__buf_append(&r->body, upload_data, n) != CGE_OK) {
             r->too_big = 1;
             cge__buf_free(&r->body);

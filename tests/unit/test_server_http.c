@@ -758,17 +758,13 @@ static void test_bad_input(int port) {
 }
 
 /* ==== limits: 429, 422, slow clients ========================================================= */
-static void test_limits(void) {
-    struct srv s;
-    const char *args[] = {"--ensemble", EF_ENSEMBLE, "--max-concurrent-requests", "1",
-                          "--no-truncate", "--conn-timeout", "1", "--no-cache", NULL};
-    CHECK(srv_start(&s, args) == 0);
-    if (!s.port) return;
+static void test_limits(struct srv *sp) {
+    struct srv s = {.port = sp->port};
     /* 422: the long input (#5) is longer than every text slot reads. */
     cJSON *req = cJSON_CreateObject();
     cJSON_AddItemToObject(req, "input", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(F.rows[5].input, "text"), 1));
     char *body = cJSON_PrintUnformatted(req);
-    CHECK_MSG(status_of(s.port, "POST", "/v1/embeddings", NULL, body) == 422, "no-truncate");
+    CHECK_MSG(status_of(s.port, "POST", "/v1/embeddings", "K", body) == 422, "no-truncate");
     /* 429: eight heavy requests at once against one worker. */
     cJSON_Delete(req);
     free(body);
@@ -787,7 +783,7 @@ static void test_limits(void) {
     struct curl_slist *hls[NREQ];
     CURL *cs[NREQ];
     for (int i = 0; i < NREQ; i++) {
-        cs[i] = make_easy(s.port, "POST", "/embed", NULL, body, -1, &rs[i], &hls[i]);
+        cs[i] = make_easy(s.port, "POST", "/embed", "K", body, -1, &rs[i], &hls[i]);
         curl_multi_add_handle(m, cs[i]);
     }
     int running = 1;
@@ -818,13 +814,14 @@ static void test_limits(void) {
     int slow[6];
     for (int i = 0; i < 5; i++) {
         slow[i] = raw_connect(s.port);
-        const char *h = "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"in";
+        const char *h = "POST /embed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer K\r\n"
+                        "Content-Length: 100\r\n\r\n{\"in";
         send(slow[i], h, strlen(h), MSG_NOSIGNAL);
     }
     slow[5] = raw_connect(s.port);
     send(slow[5], "POST /embed HTTP/1.1\r\nHo", 24, MSG_NOSIGNAL); /* headers cut short */
     int64_t t0 = cge__now_us();
-    CHECK(status_of(s.port, "POST", "/v1/embeddings", NULL, "{\"input\": \"hi\"}") == 200);
+    CHECK(status_of(s.port, "POST", "/v1/embeddings", "K", "{\"input\": \"hi\"}") == 200);
     CHECK_MSG(cge__now_us() - t0 < 5000000, "a request behind slow clients took %lld us",
               (long long)(cge__now_us() - t0));
     int closed = 0;
@@ -837,14 +834,13 @@ static void test_limits(void) {
         close(slow[i]);
     }
     CHECK_MSG(closed == 6, "%d of 6 stalled connections closed by the server", closed);
-    CHECK(srv_stop(&s, SIGINT) == 0);
 }
 
 /* ==== 504 ==================================================================================== */
 static void test_deadline(void) {
     struct srv s;
     const char *args[] = {"--ensemble", EF_ENSEMBLE, "--request-timeout", "0.001", "--no-cache",
-                          NULL};
+                          "--lazy", NULL};
     CHECK(srv_start(&s, args) == 0);
     if (!s.port) return;
     CHECK(status_of(s.port, "POST", "/embed", NULL,
@@ -869,13 +865,18 @@ static void *bg_request(void *arg) {
     return NULL;
 }
 
-static void test_keys_admin_shutdown(void) {
+/* One server for the keys, the admin routes, the limits and the shutdown (each start loads the
+ * whole ensemble). */
+static void test_keys_admin_limits_shutdown(void) {
     struct srv s;
     const char *args[] = {"--ensemble", EF_ENSEMBLE, "--api-key", "K", "--admin-key", "A",
-                          "--allow-files", EF_DIR, "--log-format", "json", NULL};
+                          "--allow-files", EF_DIR, "--log-format", "json",
+                          "--max-concurrent-requests", "1", "--no-truncate", "--conn-timeout", "1",
+                          "--no-cache", NULL};
     CHECK(srv_start(&s, args) == 0);
     if (!s.port) return;
     int port = s.port;
+    RUN_ARG(test_limits, &s);
     CHECK(status_of(port, "GET", "/health", NULL, NULL) == 200); /* open */
     CHECK(status_of(port, "GET", "/", NULL, NULL) == 200);       /* the page asks for the key */
     CHECK(status_of(port, "GET", "/info", NULL, NULL) == 401);
@@ -958,9 +959,8 @@ int main(void) {
         CHECK(srv_stop(&s, SIGINT) == 0);
         CHECK(strstr(s.log, "listening on http://127.0.0.1:") != NULL);
     }
-    RUN(test_limits);
     RUN(test_deadline);
-    RUN(test_keys_admin_shutdown);
+    RUN(test_keys_admin_limits_shutdown);
     ef_free(&F);
     curl_global_cleanup();
     return test_report("server_http");
