@@ -865,6 +865,27 @@ static void *bg_request(void *arg) {
     return NULL;
 }
 
+/* The official openai npm client (tests/http: package.json + package-lock.json, installed with
+ * `npm ci` when node_modules is missing) against the server; its checks add to ours. */
+static void test_openai_client(int port) {
+    int rc = system("cd tests/http && { [ -d node_modules/openai ] || npm ci --no-audit --no-fund "
+                    "--ignore-scripts --loglevel=error >&2; }");
+    CHECK_MSG(rc == 0, "npm ci in tests/http failed (%d)", rc);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "node tests/http/openai_client.mjs %d K " EF_DIR " 2>&1", port);
+    FILE *p = popen(cmd, "r");
+    char line[4096];
+    int np = -1, nf = -1;
+    while (p && fgets(line, sizeof line, p)) {
+        if (sscanf(line, "openai_client: %d passed, %d failed", &np, &nf) == 2) continue;
+        fputs(line, stdout);
+    }
+    int st = p ? pclose(p) : -1;
+    CHECK_MSG(np > 0 && nf == 0 && st == 0, "openai client: %d passed, %d failed (exit %d)", np,
+              nf, st);
+    if (np > 0) th_passed += np - 1; /* its checks count as ours */
+}
+
 /* One server for the keys, the admin routes, the limits and the shutdown (each start loads the
  * whole ensemble). */
 static void test_keys_admin_limits_shutdown(void) {
@@ -924,6 +945,8 @@ static void test_keys_admin_limits_shutdown(void) {
     free(body);
     CHECK(status_of(port, "POST", "/admin/unload", "A", "{\"slot\": \"E1\"}") == 200);
     CHECK(status_of(port, "POST", "/v1/embeddings", "K", "{\"input\": \"reloads E1\"}") == 200);
+
+    RUN_ARG(test_openai_client, port);
 
     /* JSON log lines. */
     CHECK(srv_log_has(&s, "{\"method\":\"POST\",\"route\":\"/admin/swap\",\"status\":422,"));
