@@ -213,11 +213,12 @@ static enum cge_status load_handle(const struct cge_engine *e, int s,
         const struct cge_model *m = k ? h->query : h->doc;
         if (m && cge_model_dim(m) != fd) {
             const char *dir = k ? spec->path_query : spec->path;
+            int md = cge_model_dim(m); /* read before handle_free frees m */
             handle_free(h);
             return cge__err(CGE_ERR_INVALID_DIM,
                             "E%d: model %s gives %d-d vectors, but the fusion %s/config.json "
                             "has slot_dims[%d] = %d",
-                            s + 1, dir, cge_model_dim(m), e->spec.fusion, s, fd);
+                            s + 1, dir, md, e->spec.fusion, s, fd);
         }
     }
     h->resident_bytes = folder_bytes(spec->path) + (spec->path_query[0] ? folder_bytes(spec->path_query) : 0);
@@ -721,7 +722,7 @@ static void run_slot(struct cge_engine *e, int s, const struct cge_input *in, co
                     sr->state = info[q].status == CGE_ERR_UNSUPPORTED_MODALITY ? CGE_SLOT_SKIPPED
                                                                                : CGE_SLOT_FAILED;
                     sr->status = sr->state == CGE_SLOT_FAILED ? info[q].status : CGE_OK;
-                    snprintf(sr->errmsg, sizeof sr->errmsg, "E%d: %s", s + 1, info[q].errmsg);
+                    snprintf(sr->errmsg, sizeof sr->errmsg, "E%d: %.180s", s + 1, info[q].errmsg);
                     n_failed += sr->state == CGE_SLOT_FAILED;
                     continue;
                 }
