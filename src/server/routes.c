@@ -856,7 +856,11 @@ static void route_openapi(struct cge__http_req *r) {
     cge__http_reply_static(r, 200, "application/json", cge__openapi_json);
 }
 
-/* ==== the table =============================================================================== */
+/* ==== the table ===============================================================================
+ * One line per method and path. A new route (e.g. the MCP transport: {"POST", "/mcp", route_mcp,
+ * CGE__ROUTE_WORKER, "mcp"}, whose handler reads cge__http_body / cge__http_header
+ * ("Mcp-Session-Id"), answers with cge__http_reply and cge__http_add_header) is one line here and
+ * one in openapi.json (test_server_http checks that they agree). */
 const struct cge__http_route cge__http_routes[] = {
     {"POST", "/v1/embeddings", route_embeddings, CGE__ROUTE_WORKER, "embeddings"},
     {"POST", "/embed", route_embed, CGE__ROUTE_WORKER, "embed"},
