@@ -223,16 +223,17 @@ def _bind(dll, path):
 def _load():
     tried = []
     for path, from_env in _candidates():
+        where = path + (" from CGE_LIBRARY" if from_env else "")
         if os.sep in path and not os.path.exists(path):
-            tried.append("%s (no such file)" % path)
+            tried.append("%s (no such file)" % where)
             continue
         try:
             dll = ctypes.CDLL(path)
         except OSError as e:
-            tried.append("%s (%s)" % (path, e))
+            tried.append("%s (%s)" % (where, e))
             continue
         if not hasattr(dll, "cge_errmsg"):
-            tried.append("%s (not a cge library: no cge_errmsg)" % path)
+            tried.append("%s (not a cge library: no cge_errmsg)" % where)
             continue
         return _bind(dll, path), (os.path.abspath(path) if os.sep in path else path)
     hint = ("set CGE_LIBRARY to the path of libcge.so, or build it "
