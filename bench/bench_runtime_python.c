@@ -1,0 +1,207 @@
+/*
+ * bench_runtime_python.c: what the Python binding (python/cge) costs on top of the C API.
+ *
+ * 1. Batch-of-one call overhead: the same calls (a short text, one thread, cache off) timed in
+ *    C here and through the binding by bench/bench_python.py in a python3 process on this
+ *    build's libcge.so; the difference per call is the binding's overhead in microseconds.
+ * 2. Against the command line: the same inputs (the e2e bert_mean_l2 texts, repeated) embedded
+ *    by `cge embed --model` and by a python3 process that imports cge, loads the same folder and
+ *    embeds them in batches of the same size, both as whole processes (start, load, embed,
+ *    write), median of 5 wall times.
+ *
+ * Key design decision: both sides run the same library code on the same inputs, so the figures
+ * isolate the binding (ctypes marshalling, numpy allocation, the GIL release) from the model.
+ * The interpreter is $CGE_PYTHON or Debian's /usr/bin/python3; without it (or numpy) the Python
+ * half is reported as not run.
+ */
+#include "bench_common.h"
+#include "cge.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MODEL_DIR "tests/fixtures/e2e/bert_mean_l2/model"
+#define ENS_DIR   "tests/fixtures/ensemble/ensemble"
+
+static char build_dir[1024];
+
+static int find_build_dir(void) {
+    char self[900];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return 0;
+    self[n] = 0;
+    for (int k = 0; k < 2; k++) { /* <build>/bench/bench_x */
+        char *s = strrchr(self, '/');
+        if (!s) return 0;
+        *s = 0;
+    }
+    snprintf(build_dir, sizeof build_dir, "%s", self);
+    return 1;
+}
+
+/* Best of 3 runs of n calls, in microseconds per call, after a warm-up. */
+#define BEST_US(n, call)                                                                   \
+    ({                                                                                     \
+        for (int w_ = 0; w_ < ((n) / 20 > 10 ? (n) / 20 : 10); w_++) call;                 \
+        double best_ = 1e30;                                                               \
+        for (int r_ = 0; r_ < 3; r_++) {                                                   \
+            double t0_ = bench_now_s();                                                    \
+            for (int i_ = 0; i_ < (n); i_++) call;                                         \
+            double dt_ = (bench_now_s() - t0_) / (n);                                      \
+            if (dt_ < best_) best_ = dt_;                                                  \
+        }                                                                                  \
+        best_ * 1e6;                                                                       \
+    })
+
+static double wall_of(const char *cmd) {
+    double t0 = bench_now_s();
+    int rc = system(cmd);
+    double dt = bench_now_s() - t0;
+    return rc == 0 ? dt : -1;
+}
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) buf[len] = 0;
+    return buf;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median5(const char *cmd) {
+    double t[5];
+    for (int i = 0; i < 5; i++) {
+        t[i] = wall_of(cmd);
+        if (t[i] < 0) return -1;
+    }
+    qsort(t, 5, sizeof t[0], cmp_d);
+    return t[2];
+}
+
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 2000;
+    if (n < 10) n = 10;
+    int ne = n / 10;
+    if (!find_build_dir()) return 1;
+    cge_set_threads(1);
+    const char *text = "Hello world";
+    struct cge_input in = {.text = text, .text_len = strlen(text)};
+
+    /* ---- C side ------------------------------------------------------------------------- */
+    struct cge_model *m = NULL;
+    if (cge_model_load(MODEL_DIR, NULL, &m) != CGE_OK) {
+        fprintf(stderr, "bench_runtime_python: %s\n", cge_errmsg());
+        return 1;
+    }
+    float out[64];
+    double c_model = BEST_US(n, cge_model_embed(m, &in, 1, out, NULL));
+    int dim = cge_model_dim(m);
+    cge_model_free(m);
+
+    struct cge_engine_params ep = cge_engine_default_params();
+    ep.cache = 0;
+    struct cge_engine *e = NULL;
+    double c_engine = -1, c_provider = -1;
+    if (cge_engine_open(ENS_DIR, &ep, &e) == CGE_OK) {
+        struct cge_embed_options opt = {.no_cache = 1};
+        struct cge_result r;
+        c_engine = BEST_US(ne, (cge_engine_embed(e, &in, 1, &opt, &r), cge_result_deinit(&r)));
+        cge_engine_close(e);
+    } else {
+        fprintf(stderr, "bench_runtime_python: engine: %s\n", cge_errmsg());
+    }
+    struct cge_provider *p = NULL;
+    if (cge_provider_open(ENS_DIR, &p) == CGE_OK) {
+        float fused[CGE_FUSED_DIM];
+        c_provider = BEST_US(ne, cge_provider_embed(p, text, fused));
+        cge_provider_close(p);
+    }
+
+    /* ---- Python side -------------------------------------------------------------------- */
+    const char *py = getenv("CGE_PYTHON");
+    if (!py || !*py) py = "/usr/bin/python3";
+    char cmd[4096], env[1400];
+    snprintf(env, sizeof env, "CGE_LIBRARY=%s/libcge.so PYTHONPATH=python PYTHONDONTWRITEBYTECODE=1",
+             build_dir);
+    snprintf(cmd, sizeof cmd, "%s %s bench/bench_python.py %d %s %s", env, py, n, MODEL_DIR,
+             ENS_DIR);
+    double py_v[5] = {-1, -1, -1, -1, -1};
+    const char *names[5] = {"model_embed", "model_raw", "engine_embed", "engine_raw",
+                            "provider_embed"};
+    FILE *f = popen(cmd, "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        char name[64];
+        double v;
+        if (sscanf(line, "py %63s %lf", name, &v) != 2) continue;
+        for (int k = 0; k < 5; k++)
+            if (!strcmp(name, names[k])) py_v[k] = v;
+    }
+    if (f) pclose(f);
+
+    printf("python binding: batch-of-one call cost, one thread, cache off (\"Hello world\"); "
+           "best of 3 x %d calls (engine %d)\n", n, ne);
+    printf("%-34s %10s %10s %10s\n", "call", "C us", "Python us", "overhead");
+    struct {
+        const char *what;
+        double c, py;
+    } rows[] = {
+        {"Model.embed (cge_model_embed)", c_model, py_v[0]},
+        {"  bare ctypes call", c_model, py_v[1]},
+        {"Engine.embed (cge_engine_embed)", c_engine, py_v[2]},
+        {"  bare ctypes call", c_engine, py_v[3]},
+        {"Provider.embed (cge_provider_embed)", c_provider, py_v[4]},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+        if (rows[k].c < 0 || rows[k].py < 0) {
+            printf("%-34s %10.2f %10s %10s\n", rows[k].what, rows[k].c, "(not run)", "");
+            continue;
+        }
+        printf("%-34s %10.2f %10.2f %+9.2f\n", rows[k].what, rows[k].c, rows[k].py,
+               rows[k].py - rows[k].c);
+    }
+
+    /* ---- whole processes: cge embed vs python3 -------------------------------------------- */
+    char in_path[] = "/tmp/cge_bench_py_XXXXXX";
+    int fd = mkstemp(in_path);
+    FILE *fi = fd >= 0 ? fdopen(fd, "w") : NULL;
+    char *lines = fi ? read_text("tests/fixtures/e2e/bert_mean_l2/inputs.jsonl") : NULL;
+    int n_lines = 0;
+    for (int rep = 0; lines && rep < 64; rep++) {
+        fputs(lines, fi);
+        for (const char *c = lines; *c; c++) n_lines += *c == '\n';
+    }
+    if (fi) fclose(fi);
+    free(lines);
+    char cli[2048], pyp[4096];
+    snprintf(cli, sizeof cli, "%s/cge embed --model %s --batch 32 --threads 1 < %s > /dev/null",
+             build_dir, MODEL_DIR, in_path);
+    snprintf(pyp, sizeof pyp,
+             "%s %s -c 'import sys, json, cge; cge.set_threads(1); m = cge.Model(\"%s\"); "
+             "xs = [json.loads(l) for l in open(\"%s\")]; o = sys.stdout; "
+             "[o.write(json.dumps(r.tolist()) + \"\\n\") for b in range(0, len(xs), 32) "
+             "for r in m.embed(xs[b:b + 32])]' > /dev/null",
+             env, py, MODEL_DIR, in_path);
+    double t_cli = median5(cli), t_py = median5(pyp);
+    printf("whole process, %d inputs (e2e bert_mean_l2 texts x 64), batch 32, one thread, dim %d, "
+           "median of 5:\n", n_lines, dim);
+    printf("  cge embed --model            %8.3f s\n", t_cli);
+    printf("  python3 + cge.Model.embed    %8.3f s  (%+.3f s)\n", t_py, t_py - t_cli);
+    unlink(in_path);
+    return 0;
+}
