@@ -41,19 +41,44 @@ static int find_build_dir(void) {
     return 1;
 }
 
-/* Best of 3 runs of n calls, in microseconds per call, after a warm-up. */
-#define BEST_US(n, call)                                                                   \
-    ({                                                                                     \
-        for (int w_ = 0; w_ < ((n) / 20 > 10 ? (n) / 20 : 10); w_++) call;                 \
-        double best_ = 1e30;                                                               \
-        for (int r_ = 0; r_ < 3; r_++) {                                                   \
-            double t0_ = bench_now_s();                                                    \
-            for (int i_ = 0; i_ < (n); i_++) call;                                         \
-            double dt_ = (bench_now_s() - t0_) / (n);                                      \
-            if (dt_ < best_) best_ = dt_;                                                  \
-        }                                                                                  \
-        best_ * 1e6;                                                                       \
-    })
+/* Best of 3 runs of n calls of fn(ctx), in microseconds per call, after a warm-up. */
+static double best_us(int n, void (*fn)(void *), void *ctx) {
+    for (int w = 0; w < (n / 20 > 10 ? n / 20 : 10); w++) fn(ctx);
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t0 = bench_now_s();
+        for (int i = 0; i < n; i++) fn(ctx);
+        double dt = (bench_now_s() - t0) / n;
+        if (dt < best) best = dt;
+    }
+    return best * 1e6;
+}
+
+struct call {
+    struct cge_model *m;
+    struct cge_engine *e;
+    struct cge_provider *p;
+    const struct cge_input *in;
+    float out[CGE_FUSED_DIM];
+};
+
+static void call_model(void *ctx) {
+    struct call *c = ctx;
+    cge_model_embed(c->m, c->in, 1, c->out, NULL);
+}
+
+static void call_engine(void *ctx) {
+    struct call *c = ctx;
+    struct cge_embed_options opt = {.no_cache = 1};
+    struct cge_result r;
+    cge_engine_embed(c->e, c->in, 1, &opt, &r);
+    cge_result_deinit(&r);
+}
+
+static void call_provider(void *ctx) {
+    struct call *c = ctx;
+    cge_provider_embed(c->p, c->in->text, c->out);
+}
 
 static double wall_of(const char *cmd) {
     double t0 = bench_now_s();
@@ -103,33 +128,27 @@ int main(int argc, char **argv) {
     struct cge_input in = {.text = text, .text_len = strlen(text)};
 
     /* ---- C side ------------------------------------------------------------------------- */
-    struct cge_model *m = NULL;
-    if (cge_model_load(MODEL_DIR, NULL, &m) != CGE_OK) {
+    struct call c = {.in = &in};
+    if (cge_model_load(MODEL_DIR, NULL, &c.m) != CGE_OK) {
         fprintf(stderr, "bench_runtime_python: %s\n", cge_errmsg());
         return 1;
     }
-    float out[64];
-    double c_model = BEST_US(n, cge_model_embed(m, &in, 1, out, NULL));
-    int dim = cge_model_dim(m);
-    cge_model_free(m);
+    double c_model = best_us(n, call_model, &c);
+    int dim = cge_model_dim(c.m);
+    cge_model_free(c.m);
 
     struct cge_engine_params ep = cge_engine_default_params();
     ep.cache = 0;
-    struct cge_engine *e = NULL;
     double c_engine = -1, c_provider = -1;
-    if (cge_engine_open(ENS_DIR, &ep, &e) == CGE_OK) {
-        struct cge_embed_options opt = {.no_cache = 1};
-        struct cge_result r;
-        c_engine = BEST_US(ne, (cge_engine_embed(e, &in, 1, &opt, &r), cge_result_deinit(&r)));
-        cge_engine_close(e);
+    if (cge_engine_open(ENS_DIR, &ep, &c.e) == CGE_OK) {
+        c_engine = best_us(ne, call_engine, &c);
+        cge_engine_close(c.e);
     } else {
         fprintf(stderr, "bench_runtime_python: engine: %s\n", cge_errmsg());
     }
-    struct cge_provider *p = NULL;
-    if (cge_provider_open(ENS_DIR, &p) == CGE_OK) {
-        float fused[CGE_FUSED_DIM];
-        c_provider = BEST_US(ne, cge_provider_embed(p, text, fused));
-        cge_provider_close(p);
+    if (cge_provider_open(ENS_DIR, &c.p) == CGE_OK) {
+        c_provider = best_us(ne, call_provider, &c);
+        cge_provider_close(c.p);
     }
 
     /* ---- Python side -------------------------------------------------------------------- */
@@ -184,7 +203,7 @@ int main(int argc, char **argv) {
     int n_lines = 0;
     for (int rep = 0; lines && rep < 64; rep++) {
         fputs(lines, fi);
-        for (const char *c = lines; *c; c++) n_lines += *c == '\n';
+        for (const char *q = lines; *q; q++) n_lines += *q == '\n';
     }
     if (fi) fclose(fi);
     free(lines);
