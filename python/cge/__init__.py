@@ -432,8 +432,8 @@ class Engine(_Handle, _EncodeMixin):
             if not _demo_notice_shown:
                 _demo_notice_shown = True
                 sys.stderr.write(
-                    "cge: no ensemble given; using the demo ensemble (tiny random weights: "
-                    "its vectors are well-formed but meaningless)\n")
+                    "cge: no ensemble given: using the demo ensemble (tiny random weights; "
+                    "its vectors are well-formed but not semantic)\n")
 
     def __repr__(self):
         return "<cge.Engine %r%s%s>" % (self.name, " demo" if self.is_demo else "",

@@ -450,14 +450,18 @@ class TestEngine(unittest.TestCase):
 
         def work():
             started.set()
-            out.append(e.embed([fixture_inputs()[5]] * 4))
+            try:
+                out.append(e.embed([fixture_inputs()[5]] * 4).shape)
+            except cge.ClosedError:  # close() won the race: also correct
+                out.append("closed")
 
         t = threading.Thread(target=work)
         t.start()
         started.wait()
         e.close()
         t.join()
-        self.assertTrue(out and out[0].shape == (4, 1536) or not out)
+        self.assertIn(out[0], ((4, 1536), "closed"))
+        self.assertTrue(e.closed)
 
     def test_provider(self):
         with cge.Provider(ENS_DIR) as p:
