@@ -51,11 +51,13 @@ static int find_build_dir(void) {
 static double best_us(int n, void (*fn)(void *), void *ctx) {
     int per = n / 20 < 1 ? 1 : n / 20 > 20 ? 20 : n / 20;
     int runs = n / per < 5 ? 5 : n / per;
-    for (int w = 0; w < per; w++) fn(ctx);
+    for (int w = 0; w < per; w++)
+        fn(ctx);
     double best = 1e30;
     for (int r = 0; r < runs; r++) {
         double t0 = bench_now_s();
-        for (int i = 0; i < per; i++) fn(ctx);
+        for (int i = 0; i < per; i++)
+            fn(ctx);
         double dt = (bench_now_s() - t0) / per;
         if (dt < best) best = dt;
     }
@@ -82,14 +84,16 @@ static void call_engine_cached(void *ctx) {
 
 static void call_model_batches(void *ctx) {
     struct call *c = ctx;
-    for (int b = 0; b < N_MANY; b += 32) cge_model_embed(c->m, c->many + b, 32, c->many_out, NULL);
+    for (int b = 0; b < N_MANY; b += 32)
+        cge_model_embed(c->m, c->many + b, 32, c->many_out, NULL);
 }
 
 static void call_engine_batch(void *ctx) {
     struct call *c = ctx;
     struct cge_embed_options opt = {.no_cache = 1};
     cge_engine_embed(c->e, c->many, 32, &opt, c->res);
-    for (int i = 0; i < 32; i++) cge_result_deinit(&c->res[i]);
+    for (int i = 0; i < 32; i++)
+        cge_result_deinit(&c->res[i]);
 }
 
 static void call_model(void *ctx) {
@@ -166,7 +170,8 @@ static cJSON *load_many(struct call *c) {
     cJSON *all = cJSON_CreateArray();
     int n = 0;
     char *save = NULL;
-    for (char *ln = lines ? strtok_r(lines, "\n", &save) : NULL; ln; ln = strtok_r(NULL, "\n", &save)) {
+    for (char *ln = lines ? strtok_r(lines, "\n", &save) : NULL; ln;
+         ln = strtok_r(NULL, "\n", &save)) {
         cJSON *d = cJSON_Parse(ln);
         if (d) cJSON_AddItemToArray(all, d);
         n += d != NULL;
@@ -227,17 +232,18 @@ int main(int argc, char **argv) {
     const char *py = getenv("CGE_PYTHON");
     if (!py || !*py) py = "/usr/bin/python3";
     char cmd[4096], env[1400];
-    snprintf(env, sizeof env, "CGE_LIBRARY=%s/libcge.so PYTHONPATH=python PYTHONDONTWRITEBYTECODE=1",
-             build_dir);
+    snprintf(env, sizeof env,
+             "CGE_LIBRARY=%s/libcge.so PYTHONPATH=python PYTHONDONTWRITEBYTECODE=1", build_dir);
     snprintf(cmd, sizeof cmd, "%s %s bench/bench_python.py %d %s %s %s", env, py, n, MODEL_DIR,
              ENS_DIR, INPUTS);
     enum { N_PY = 12 };
     double py_v[N_PY];
-    for (int k = 0; k < N_PY; k++) py_v[k] = -1;
-    const char *names[N_PY] = {"model_embed", "model_raw", "engine_embed", "engine_raw",
-                               "provider_embed", "model_batch", "engine_batch", "engine_hit",
-                               "engine_hit_raw", "engine_hit_both", "model_batch_raw",
-                               "engine_batch_raw"};
+    for (int k = 0; k < N_PY; k++)
+        py_v[k] = -1;
+    const char *names[N_PY] = {"model_embed",     "model_raw",       "engine_embed",
+                               "engine_raw",      "provider_embed",  "model_batch",
+                               "engine_batch",    "engine_hit",      "engine_hit_raw",
+                               "engine_hit_both", "model_batch_raw", "engine_batch_raw"};
     FILE *f = popen(cmd, "r");
     char line[512];
     while (f && fgets(line, sizeof line, f)) {
@@ -250,7 +256,8 @@ int main(int argc, char **argv) {
     if (f) pclose(f);
 
     printf("python binding: batch-of-one call cost, one thread, cache off (\"Hello world\"); "
-           "microseconds per call, best of short runs over %d calls (engine %d)\n", n, ne);
+           "microseconds per call, best of short runs over %d calls (engine %d)\n",
+           n, ne);
     printf("(\"bare ctypes call\": the same C call from Python on prepared inputs, its runs "
            "interleaved with the row above it: their difference is the binding's own cost; "
            "C vs Python columns come from two processes, so on a busy machine they differ "
@@ -290,7 +297,8 @@ int main(int argc, char **argv) {
     int n_lines = 0;
     for (int rep = 0; lines && rep < N_MANY / 8; rep++) {
         fputs(lines, fi);
-        for (const char *q = lines; *q; q++) n_lines += *q == '\n';
+        for (const char *q = lines; *q; q++)
+            n_lines += *q == '\n';
     }
     if (fi) fclose(fi);
     free(lines);
@@ -309,7 +317,8 @@ int main(int argc, char **argv) {
     double t_cli = median5(cli, &cpu_cli), t_py = median5(pyp, &cpu_py);
     double t_imp = median5(imp, &cpu_imp);
     printf("whole process, %d inputs (e2e bert_mean_l2 texts x %d), batch 32, one thread, dim %d, "
-           "median of 5 (wall, CPU):\n", n_lines, N_MANY / 8, dim);
+           "median of 5 (wall, CPU):\n",
+           n_lines, N_MANY / 8, dim);
     printf("  cge embed --model                  %7.3f s %7.3f s\n", t_cli, cpu_cli);
     printf("  python3 + cge.Model.embed + json   %7.3f s %7.3f s  (%+.3f s, %+.3f s CPU)\n", t_py,
            cpu_py, t_py - t_cli, cpu_py - cpu_cli);

@@ -15,13 +15,13 @@
 #include <stdio.h>
 
 #define F(s, f) fprintf(out, "%s\"%s\": %zu", first_++ ? ", " : "", #f, offsetof(struct s, f))
-#define S(s, ...)                                                                          \
-    do {                                                                                   \
-        int first_ = 0;                                                                    \
-        fprintf(out, "%s\"%s\": {\"size\": %zu, \"fields\": {", n_++ ? ",\n " : "", #s,    \
-                sizeof(struct s));                                                         \
-        __VA_ARGS__;                                                                       \
-        fprintf(out, "}}");                                                                \
+#define S(s, ...)                                                                       \
+    do {                                                                                \
+        int first_ = 0;                                                                 \
+        fprintf(out, "%s\"%s\": {\"size\": %zu, \"fields\": {", n_++ ? ",\n " : "", #s, \
+                sizeof(struct s));                                                      \
+        __VA_ARGS__;                                                                    \
+        fprintf(out, "}}");                                                             \
     } while (0)
 
 static void cge_layout_print(FILE *out) {
@@ -49,17 +49,15 @@ static void cge_layout_print(FILE *out) {
       F(cge_slot_result, version); F(cge_slot_result, errmsg));
     S(cge_result, F(cge_result, status); F(cge_result, errmsg); F(cge_result, dim);
       F(cge_result, embedding); F(cge_result, n_experts); F(cge_result, expert_weights);
-      F(cge_result, top_k); F(cge_result, selected); F(cge_result, present);
-      F(cge_result, slots); F(cge_result, cached); F(cge_result, latency_us);
-      F(cge_result, n_tokens));
+      F(cge_result, top_k); F(cge_result, selected); F(cge_result, present); F(cge_result, slots);
+      F(cge_result, cached); F(cge_result, latency_us); F(cge_result, n_tokens));
     S(cge_embed_options, F(cge_embed_options, slots); F(cge_embed_options, no_fusion);
       F(cge_embed_options, no_cache); F(cge_embed_options, timeout_ms));
-    S(cge_slot_stats, F(cge_slot_stats, state); F(cge_slot_stats, path);
-      F(cge_slot_stats, path2); F(cge_slot_stats, dtype); F(cge_slot_stats, dim);
-      F(cge_slot_stats, version); F(cge_slot_stats, resident_bytes); F(cge_slot_stats, load_ms);
-      F(cge_slot_stats, requests); F(cge_slot_stats, failures);
-      F(cge_slot_stats, mean_latency_ms); F(cge_slot_stats, p95_latency_ms);
-      F(cge_slot_stats, queue_depth); F(cge_slot_stats, errmsg));
+    S(cge_slot_stats, F(cge_slot_stats, state); F(cge_slot_stats, path); F(cge_slot_stats, path2);
+      F(cge_slot_stats, dtype); F(cge_slot_stats, dim); F(cge_slot_stats, version);
+      F(cge_slot_stats, resident_bytes); F(cge_slot_stats, load_ms); F(cge_slot_stats, requests);
+      F(cge_slot_stats, failures); F(cge_slot_stats, mean_latency_ms);
+      F(cge_slot_stats, p95_latency_ms); F(cge_slot_stats, queue_depth); F(cge_slot_stats, errmsg));
     S(cge_engine_stats, F(cge_engine_stats, requests); F(cge_engine_stats, inputs);
       F(cge_engine_stats, failures); F(cge_engine_stats, cache_hits);
       F(cge_engine_stats, cache_misses); F(cge_engine_stats, cache_entries);

@@ -76,8 +76,10 @@ int main(void) {
     char asan[1024], preload[1100] = "";
     asan_runtime(asan, sizeof asan);
     if (asan[0]) {
-        snprintf(preload, sizeof preload, "LD_PRELOAD=%s ASAN_OPTIONS=detect_leaks=0:"
-                 "detect_odr_violation=0 ", asan);
+        snprintf(preload, sizeof preload,
+                 "LD_PRELOAD=%s ASAN_OPTIONS=detect_leaks=0:"
+                 "detect_odr_violation=0 ",
+                 asan);
     }
     snprintf(cmd, sizeof cmd,
              "%sCGE_LIBRARY=%s CGE_TEST_LAYOUT=%s PYTHONPATH=python PYTHONDONTWRITEBYTECODE=1 "
