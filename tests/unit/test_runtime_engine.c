@@ -378,7 +378,13 @@ static void test_swap(void) {
     CHECK(v == 2);
     CHECK(cge_engine_embed(e, &in, 1, NULL, &r) == CGE_OK);
     CHECK(r.cached == 0 && r.slots[9].version == 2 && r.slots[0].version == 1);
+    /* a partial hit: only the swapped slot ran again */
+    CHECK(r.slots[9].cached == 0 && r.slots[0].cached == 1 && r.slots[11].cached == 1);
     ef_check_result(F.rows[2].expected, "after swap", 2, &r);
+    cge_result_deinit(&r);
+    CHECK(cge_engine_embed(e, &in, 1, NULL, &r) == CGE_OK);
+    CHECK(r.cached == 1 && r.slots[9].version == 2);
+    ef_check_result(F.rows[2].expected, "after swap, cached", 2, &r);
     cge_result_deinit(&r);
     /* a swap that exchanges the encoders changes E10's vector for this query */
     CHECK(cge_engine_swap(e, 9, "query=" EF_ENSEMBLE "/E10-document,document=" EF_ENSEMBLE "/E10-query", &v) == CGE_OK);
@@ -536,6 +542,74 @@ static void test_tokenize(void) {
     cge_engine_close(e);
 }
 
+/* A 16 kHz mono WAV of `secs` seconds (a quiet tone) in memory. */
+static unsigned char *make_wav(double secs, size_t *len) {
+    uint32_t n = (uint32_t)(secs * 16000), bytes = 2 * n;
+    unsigned char *w = calloc(1, 44 + (size_t)bytes);
+    if (!w) return NULL;
+    uint32_t v;
+    uint16_t h;
+    memcpy(w, "RIFF", 4);
+    v = 36 + bytes;
+    memcpy(w + 4, &v, 4);
+    memcpy(w + 8, "WAVEfmt ", 8);
+    v = 16;
+    memcpy(w + 16, &v, 4);
+    h = 1;
+    memcpy(w + 20, &h, 2);
+    memcpy(w + 22, &h, 2);
+    v = 16000;
+    memcpy(w + 24, &v, 4);
+    v = 32000;
+    memcpy(w + 28, &v, 4);
+    h = 2;
+    memcpy(w + 32, &h, 2);
+    h = 16;
+    memcpy(w + 34, &h, 2);
+    memcpy(w + 36, "data", 4);
+    memcpy(w + 40, &bytes, 4);
+    for (uint32_t i = 0; i < n; i++) {
+        int16_t x = (int16_t)(800 * sin(2 * M_PI * 300 * i / 16000.0));
+        memcpy(w + 44 + 2 * i, &x, 2);
+    }
+    *len = 44 + (size_t)bytes;
+    return w;
+}
+
+/* Audio past Whisper's 30 s window is cut and reported like text, or refused with no_truncate. */
+static void test_audio_truncation(void) {
+    size_t n_long = 0, n_short = 0;
+    unsigned char *lw = make_wav(31.0, &n_long), *sw = make_wav(2.0, &n_short);
+    CHECK(lw && sw);
+    struct cge_model_params mp = cge_model_default_params();
+    for (int strict = 0; strict < 2 && lw && sw; strict++) {
+        mp.no_truncate = strict;
+        struct cge_model *m = NULL;
+        CHECK_MSG(cge_model_load(EF_ENSEMBLE "/E5", &mp, &m) == CGE_OK, "%s", cge_errmsg());
+        if (!m) break;
+        struct cge_input in[2];
+        memset(in, 0, sizeof in);
+        in[0].audio_data = lw;
+        in[0].audio_len = n_long;
+        in[1].audio_data = sw;
+        in[1].audio_len = n_short;
+        float out[2 * 64];
+        struct cge_embed_info info[2];
+        CHECK(cge_model_dim(m) <= 64 && cge_model_embed(m, in, 2, out, info) == CGE_OK);
+        if (strict) {
+            CHECK(info[0].status == CGE_ERR_INPUT_TOO_LONG && strstr(info[0].errmsg, "30 s"));
+        } else {
+            CHECK_MSG(info[0].status == CGE_OK && info[0].truncated == 1 && info[0].n_tokens == 1500,
+                      "long clip: status %d truncated %d frames %lld", info[0].status,
+                      info[0].truncated, (long long)info[0].n_tokens);
+        }
+        CHECK(info[1].status == CGE_OK && info[1].truncated == 0 && info[1].n_tokens == 100);
+        cge_model_free(m);
+    }
+    free(lw);
+    free(sw);
+}
+
 int main(void) {
     if (ef_load(EF_DIR, &F) != 0) {
         CHECK_MSG(0, "cannot read the ensemble fixture in %s", EF_DIR);
@@ -555,6 +629,7 @@ int main(void) {
     RUN(test_bad_ensembles);
     RUN(test_bad_inputs);
     RUN(test_tokenize);
+    RUN(test_audio_truncation);
     ef_free(&F);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
