@@ -101,6 +101,16 @@ class TestLayout(unittest.TestCase):
             h = f.read()
         self.assertIn('#define CGE_VERSION_STRING "%s"' % cge.__version__, h)
 
+    def test_every_bound_function_is_in_the_header_and_the_library(self):
+        import re
+        from cge import _capi
+        with open(os.path.join(ROOT, "include", "cge.h")) as f:
+            h = f.read()
+        dll = _capi.lib().dll
+        for name in _capi._PROTOS:
+            self.assertTrue(re.search(r"\b%s\(" % name, h), "%s is not declared in cge.h" % name)
+            self.assertTrue(hasattr(dll, name), "%s is not exported by libcge.so" % name)
+
     def test_every_status_has_a_class(self):
         for st in range(1, 19):
             cls = cge.errors.BY_STATUS[st]
