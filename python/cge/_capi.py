@@ -71,7 +71,11 @@ class cge_embed_info(Structure):
 
 class cge_engine_params(Structure):
     _fields_ = [("n_threads", c_int), ("cache", c_int), ("no_truncate", c_int),
-                ("slot_timeout_ms", c_int64), ("preload", c_int)]
+                ("slot_timeout_ms", c_int64), ("preload", c_int),
+                ("batching", c_int), ("max_batch_size", c_int), ("max_batch_tokens", c_int64),
+                ("max_wait_ms", c_int), ("max_queue", c_int64), ("n_workers", c_int),
+                ("memory_budget_bytes", c_int64), ("max_concurrent_loads", c_int),
+                ("swap_timeout_ms", c_int64)]
 
 
 class cge_slot_result(Structure):
@@ -101,7 +105,8 @@ class cge_slot_stats(Structure):
                 ("version", c_uint64), ("resident_bytes", c_int64), ("load_ms", c_int64),
                 ("requests", c_uint64), ("failures", c_uint64), ("mean_latency_ms", c_double),
                 ("p95_latency_ms", c_double), ("queue_depth", c_int64),
-                ("errmsg", c_char * 200)]
+                ("errmsg", c_char * 200), ("batches", c_uint64), ("mean_batch", c_double),
+                ("padding", c_double), ("max_batch", c_int64)]
 
 
 class cge_engine_stats(Structure):

@@ -42,7 +42,11 @@ static void cge_layout_print(FILE *out) {
       F(cge_embed_info, n_tokens); F(cge_embed_info, errmsg));
     S(cge_engine_params, F(cge_engine_params, n_threads); F(cge_engine_params, cache);
       F(cge_engine_params, no_truncate); F(cge_engine_params, slot_timeout_ms);
-      F(cge_engine_params, preload));
+      F(cge_engine_params, preload); F(cge_engine_params, batching);
+      F(cge_engine_params, max_batch_size); F(cge_engine_params, max_batch_tokens);
+      F(cge_engine_params, max_wait_ms); F(cge_engine_params, max_queue); F(cge_engine_params, n_workers);
+      F(cge_engine_params, memory_budget_bytes); F(cge_engine_params, max_concurrent_loads);
+      F(cge_engine_params, swap_timeout_ms));
     S(cge_slot_result, F(cge_slot_result, state); F(cge_slot_result, status);
       F(cge_slot_result, dim); F(cge_slot_result, vector); F(cge_slot_result, latency_us);
       F(cge_slot_result, n_tokens); F(cge_slot_result, truncated); F(cge_slot_result, cached);
@@ -57,7 +61,9 @@ static void cge_layout_print(FILE *out) {
       F(cge_slot_stats, dtype); F(cge_slot_stats, dim); F(cge_slot_stats, version);
       F(cge_slot_stats, resident_bytes); F(cge_slot_stats, load_ms); F(cge_slot_stats, requests);
       F(cge_slot_stats, failures); F(cge_slot_stats, mean_latency_ms);
-      F(cge_slot_stats, p95_latency_ms); F(cge_slot_stats, queue_depth); F(cge_slot_stats, errmsg));
+      F(cge_slot_stats, p95_latency_ms); F(cge_slot_stats, queue_depth); F(cge_slot_stats, errmsg);
+      F(cge_slot_stats, batches); F(cge_slot_stats, mean_batch); F(cge_slot_stats, padding);
+      F(cge_slot_stats, max_batch));
     S(cge_engine_stats, F(cge_engine_stats, requests); F(cge_engine_stats, inputs);
       F(cge_engine_stats, failures); F(cge_engine_stats, cache_hits);
       F(cge_engine_stats, cache_misses); F(cge_engine_stats, cache_entries);
