@@ -12,5 +12,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_fusion(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_ensemble(int argc, char **argv);
 
 #endif
