@@ -773,7 +773,8 @@ static enum cge_status run_jobs(struct pull *pl) {
     pl->m = curl_multi_init();
     if (!pl->m) return cge__err(CGE_ERR_NOMEM, "curl multi handle");
     int maxp = pl->p->max_parallel < 1 ? 1 : (pl->p->max_parallel > 32 ? 32 : pl->p->max_parallel);
-    curl_multi_setopt(pl->m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)maxp);
+    /* The number of active jobs bounds the transfers (each job has at most one request in
+     * flight), so curl needs no connection limit of its own. */
     enum cge_status st = CGE_OK;
     int64_t last_tick = 0;
     while (!st && pl->n_finished < pl->n_jobs) {
@@ -797,8 +798,9 @@ static enum cge_status run_jobs(struct pull *pl) {
             break;
         }
         CURLMsg *msg;
-        int left;
+        int left, finished = 0;
         while (!st && (msg = curl_multi_info_read(pl->m, &left))) {
+            finished++;
             if (msg->msg != CURLMSG_DONE) continue;
             char *priv = NULL;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
@@ -811,7 +813,9 @@ static enum cge_status run_jobs(struct pull *pl) {
             report(pl, CGE_HUB_EV_TICK, NULL, NULL);
             last_tick = now;
         }
-        if (pl->n_finished < pl->n_jobs) curl_multi_poll(pl->m, NULL, 0, 50, NULL);
+        /* A finished request usually makes the next one startable: go round at once rather
+         * than wait in poll with nothing in flight. */
+        if (!finished && pl->n_finished < pl->n_jobs) curl_multi_poll(pl->m, NULL, 0, 50, NULL);
     }
     for (int i = 0; i < pl->n_jobs; i++) {
         job_detach(&pl->jobs[i]);
