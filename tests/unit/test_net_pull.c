@@ -26,9 +26,12 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -139,12 +142,14 @@ static int count_requests(const char *kind, const char *path, char ranges[8][64]
 }
 
 /* Runs cge with `env` (assignments) and `args`; stdout/stderr into tmp/out, tmp/err. */
+static const char *shell_prefix = ""; /* e.g. a ulimit for the next cge() */
+
 static int cge(const char *env, const char *args) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "env -u HF_TOKEN -u HF_HUB_OFFLINE -u HF_HOME -u HF_HUB_CACHE -u HF_ENDPOINT "
+             "%s env -u HF_TOKEN -u HF_HUB_OFFLINE -u HF_HOME -u HF_HUB_CACHE -u HF_ENDPOINT "
              "HF_ENDPOINT=%s %s %s %s >%s/out 2>%s/err </dev/null",
-             endpoint, env, cge_bin, args, tmp, tmp);
+             shell_prefix, endpoint, env, cge_bin, args, tmp, tmp);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
@@ -487,6 +492,26 @@ static void test_resume(void) {
     free(got);
     CHECK(!exists(inc) && exists(ref));
 
+    /* A write that fails (a file size limit standing in for a full disk): a clear message,
+     * the bytes written are kept, and the next run continues from them. */
+    new_cache(env, sizeof env);
+    shell_prefix = "trap '' XFSZ; ulimit -f 4000;"; /* 4000 blocks of 512 bytes */
+    CHECK(cge(env, "pull test-org/tiny-bert --retries 0") != 0);
+    shell_prefix = "";
+    CHECK(err_has("cannot write blobs/") && err_has("File too large") &&
+          err_has("run again to resume"));
+    snprintf(inc, sizeof inc, "%s/" REPO_DIR "/blobs/%s.incomplete", cache, sha);
+    CHECK_MSG(stat(inc, &sb) == 0 && sb.st_size == 4000 * 512, "no .incomplete of 2048000 bytes");
+    reset_stats();
+    CHECK(cge(env, "pull test-org/tiny-bert") == 0);
+    n = count_requests("cdn", "model.safetensors", ranges);
+    CHECK_MSG(n == 1 && !strcmp(ranges[0], "bytes=2048000-"), "%d requests, range '%s'", n,
+              ranges[0]);
+    snprintf(p, sizeof p, "%s/" REPO_DIR "/snapshots/%s/model.safetensors", cache, commit);
+    got = th_read_file(p, &len);
+    CHECK(got && len == (size_t)size && !memcmp(got, want, len));
+    free(got);
+
     /* A server that ignores Range: the file restarts from zero and still checks out. */
     new_cache(env, sizeof env);
     control("{\"cut\": {\"model.safetensors\": 1500000}}");
@@ -551,22 +576,40 @@ static void test_bad_answers(void) {
                NULL);
     bad_answer("{}", "pull test-org/no-such-repo", "HF_TOKEN", NULL);
     bad_answer("{}", "pull '../../etc'", "not a repo id", NULL);
-    /* 503 twice, then the file: retried with backoff. */
+    /* 503, then the file: retried after a backoff. */
     char env[512];
     new_cache(env, sizeof env);
-    control("{\"fail\": {\"config.json\": 2}}");
+    control("{\"fail\": {\"config.json\": 1}}");
     CHECK(cge(env, "pull test-org/tiny-bert") == 0);
     CHECK(err_has("HTTP 503"));
     control("{}");
-    /* Nothing listening: a network error, retried, then a clear message. */
+    /* Nothing listening (a port just bound and released): a network error, retried, then a
+     * clear message. */
     new_cache(env, sizeof env);
-    char cmd[2048];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+          getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+    close(fd);
+    char cmd[2048], want[64];
+    snprintf(want, sizeof want, "cannot reach http://127.0.0.1:%d", ntohs(sa.sin_port));
     snprintf(cmd, sizeof cmd,
-             "env -u HF_TOKEN HF_ENDPOINT=http://127.0.0.1:9 %s %s pull test-org/tiny-bert "
+             "env -u HF_TOKEN HF_ENDPOINT=http://127.0.0.1:%d %s %s pull test-org/tiny-bert "
              "--retries 1 >%s/out 2>%s/err",
-             env, cge_bin, tmp, tmp);
+             ntohs(sa.sin_port), env, cge_bin, tmp, tmp);
     CHECK(system(cmd) != 0);
-    CHECK(err_has("cannot reach http://127.0.0.1:9"));
+    CHECK(err_has(want) && err_has("retrying"));
+    /* ... and with the repository cached, the message points at offline mode. */
+    snprintf(cmd, sizeof cmd,
+             "env -u HF_TOKEN HF_ENDPOINT=http://127.0.0.1:%d HF_HUB_CACHE=%s/cache1 %s pull "
+             "test-org/tiny-bert --retries 0 >%s/out 2>%s/err",
+             ntohs(sa.sin_port), tmp, cge_bin, tmp, tmp);
+    CHECK(system(cmd) != 0);
+    CHECK(err_has("HF_HUB_OFFLINE=1 uses it"));
 }
 
 static void test_token(void) {
