@@ -735,6 +735,54 @@ static void test_ensemble(void) {
     free(fc);
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(c, "slot_dims")) == 12);
     cJSON_Delete(c);
+    /* The engine runs the new ensemble: the pulled models give the fixture's slot vectors
+     * (the fusion weights are new, so only the slots are compared). */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd tests/fixtures/ensemble && %s embed --ensemble %s --output slots --no-cache "
+             "< inputs.jsonl > %s/slots.jsonl 2>%s/err",
+             cge_bin, out_dir, tmp, tmp);
+    CHECK(system(cmd) == 0);
+    char *got = slurp("slots.jsonl"), *exp = th_read_file("tests/fixtures/ensemble/expected.jsonl",
+                                                          NULL);
+    CHECK(got && exp);
+    char *gs = NULL, *es = NULL;
+    char *g = got ? strtok_r(got, "\n", &gs) : NULL, *x = exp ? strtok_r(exp, "\n", &es) : NULL;
+    int rows = 0, present = 0;
+    double worst = 0;
+    for (; g && x; g = strtok_r(NULL, "\n", &gs), x = strtok_r(NULL, "\n", &es), rows++) {
+        cJSON *a = cJSON_Parse(g), *b = cJSON_Parse(x);
+        const cJSON *sa = cJSON_GetObjectItem(a, "slots"), *sb2 = cJSON_GetObjectItem(b, "slots");
+        CHECK_MSG(sa && sb2, "line %d: %.200s", rows, g);
+        const cJSON *v;
+        cJSON_ArrayForEach(v, sb2) {
+            const cJSON *w = cJSON_GetObjectItem(sa, v->string);
+            if (cJSON_IsNull(v)) {
+                CHECK_MSG(cJSON_IsNull(w), "line %d %s: expected null", rows, v->string);
+                continue;
+            }
+            int n = cJSON_GetArraySize(v);
+            CHECK_MSG(cJSON_GetArraySize(w) == n, "line %d %s: size", rows, v->string);
+            if (cJSON_GetArraySize(w) != n) continue;
+            double num = 0, den = 0;
+            for (int k = 0; k < n; k++) {
+                double d = cJSON_GetArrayItem(w, k)->valuedouble -
+                           cJSON_GetArrayItem(v, k)->valuedouble;
+                num += d * d;
+                den += cJSON_GetArrayItem(v, k)->valuedouble * cJSON_GetArrayItem(v, k)->valuedouble;
+            }
+            double rel = sqrt(num / (den > 0 ? den : 1));
+            worst = rel > worst ? rel : worst;
+            present++;
+        }
+        cJSON_Delete(a);
+        cJSON_Delete(b);
+    }
+    CHECK_MSG(rows == 12 && present == 11 * 8 + 4, "%d lines, %d slot vectors", rows, present);
+    CHECK_MSG(worst <= 1e-5, "slot vectors off the fixture by %.3g (relative)", worst);
+    free(got);
+    free(exp);
+
     /* A second init refuses to overwrite without --force. */
     snprintf(args, sizeof args,
              "ensemble init --out %s --fusion-config " ENS "/fusion/config.json", out_dir);
