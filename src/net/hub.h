@@ -66,7 +66,8 @@ typedef void (*cge_hub_progress_fn)(const struct cge_hub_progress *p, void *user
 struct cge_hub_params {
     const char *endpoint;  /* NULL: $HF_ENDPOINT, else https://huggingface.co */
     const char *cache_dir; /* NULL: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub */
-    const char *token;     /* NULL: $HF_TOKEN (none when unset or empty) */
+    const char *token;     /* NULL: $HF_TOKEN, else the file `huggingface-cli login` saved
+                            * ($HF_TOKEN_PATH, $HF_HOME/token, ~/.cache/huggingface/token) */
     int offline;           /* -1: from $HF_HUB_OFFLINE (1/true/yes/on); 0 or 1 to force */
     /* File selection (fnmatch patterns, '*' crosses '/', a pattern ending in '/' means the whole
      * folder, as huggingface_hub's allow/ignore patterns). With include patterns the selection is

@@ -203,9 +203,10 @@ enum cge_status cge__hub_http_error(long status, const struct cge__hub_headers *
     if (status == 401 || status == 403 || !strcmp(code, "GatedRepo")) {
         if (had_token)
             return cge__err(CGE_ERR_IO,
-                            "%s: HTTP %ld: access denied with the token in HF_TOKEN; the "
-                            "repository is gated or private: accept its terms on the Hub with "
-                            "this account, or use a token with read access%s%s%s",
+                            "%s: HTTP %ld: access denied with the token given (HF_TOKEN or "
+                            "the saved login); the repository is gated or private: accept its "
+                            "terms on the Hub with this account, or use a token with read "
+                            "access%s%s%s",
                             what, status, sep, srv, end);
         return cge__err(CGE_ERR_IO,
                         "%s: HTTP %ld: the repository is gated or private (or does not exist): "

@@ -828,6 +828,37 @@ static enum cge_status run_jobs(struct pull *pl) {
 }
 
 /* ==== the pull ================================================================================ */
+/* The token `huggingface-cli login` saved: $HF_TOKEN_PATH, else $HF_HOME/token, else
+ * ~/.cache/huggingface/token (as huggingface_hub looks for it). NULL when there is none. */
+static char *read_token_file(void) {
+    char p[CGE_HUB_PATH_MAX];
+    const char *v;
+    int k = -1;
+    if ((v = getenv("HF_TOKEN_PATH")) && *v)
+        k = snprintf(p, sizeof p, "%s", v);
+    else if ((v = getenv("HF_HOME")) && *v)
+        k = snprintf(p, sizeof p, "%s/token", v);
+    else if ((v = getenv("XDG_CACHE_HOME")) && *v)
+        k = snprintf(p, sizeof p, "%s/huggingface/token", v);
+    else if ((v = getenv("HOME")) && *v)
+        k = snprintf(p, sizeof p, "%s/.cache/huggingface/token", v);
+    if (k < 0 || (size_t)k >= sizeof p || !cge__file_exists(p)) return NULL;
+    char *t = NULL;
+    size_t n = 0;
+    if (cge__read_file(p, 4096, &t, &n) != CGE_OK) {
+        cge__err_clear();
+        return NULL;
+    }
+    /* strip surrounding blanks and the newline */
+    size_t a = 0;
+    while (a < n && (t[a] == ' ' || t[a] == '\t' || t[a] == '\r' || t[a] == '\n')) a++;
+    while (n > a && (t[n - 1] == ' ' || t[n - 1] == '\t' || t[n - 1] == '\r' || t[n - 1] == '\n'))
+        n--;
+    memmove(t, t + a, n - a);
+    t[n - a] = 0;
+    return t;
+}
+
 static enum cge_status setup(struct pull *pl, const char *repo_id, const struct cge_hub_params *p,
                              char *cache, size_t cache_cap) {
     enum cge_status st;
@@ -853,17 +884,23 @@ static enum cge_status setup(struct pull *pl, const char *repo_id, const struct 
         return cge__err(CGE_ERR_INVALID_VALUE, "HF_ENDPOINT '%s' is not an http(s) URL",
                         pl->endpoint);
     const char *tok = p->token ? p->token : getenv("HF_TOKEN");
+    char *saved = NULL;
+    if (!tok || !*tok) tok = saved = read_token_file();
+    st = CGE_OK;
     if (tok && *tok) {
-        for (const char *c = tok; *c; c++)
+        for (const char *c = tok; *c && !st; c++)
             if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                return cge__err(CGE_ERR_INVALID_VALUE,
-                                "the token (HF_TOKEN) holds a control character");
+                st = cge__err(CGE_ERR_INVALID_VALUE, "the token (%s) holds a control character",
+                              saved ? "token file" : "HF_TOKEN");
         size_t n = strlen(tok) + 32;
-        pl->auth = cge__malloc(n);
-        if (!pl->auth) return cge__err(CGE_ERR_NOMEM, "token");
-        snprintf(pl->auth, n, "Authorization: Bearer %s", tok);
+        if (!st && !(pl->auth = cge__malloc(n))) st = cge__err(CGE_ERR_NOMEM, "token");
+        if (!st) snprintf(pl->auth, n, "Authorization: Bearer %s", tok);
     }
-    return CGE_OK;
+    if (saved) {
+        explicit_bzero(saved, strlen(saved));
+        cge__free(saved);
+    }
+    return st;
 }
 
 static void teardown(struct pull *pl) {

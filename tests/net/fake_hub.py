@@ -29,6 +29,8 @@ served per file; POST /_reset clears the stats. Faults:
   "no_commit": true         resolve answers carry no X-Repo-Commit
   "bad_json": true          the file list is not JSON
   "fail": {"PATH": N}       the next N transfers of PATH answer 503
+  "wrong_size": ["PATH"]    HEAD announces one byte more than PATH has
+  "head_loop": true         resolve answers redirect (relative) to themselves forever
 The server exits by itself after --lifetime seconds or when its parent process is gone.
 """
 import argparse
@@ -313,6 +315,11 @@ class Handler(BaseHTTPRequestHandler):
         if f is None:
             self.error(404, "EntryNotFound", "Entry not found")
             return
+        if self.fault("head_loop"):
+            self.send(307, b"", {"Location": urllib.parse.urlsplit(self.path).path},
+                      ctype="text/plain")
+            return
+        size = len(f["data"]) + (1 if path in (self.fault("wrong_size") or []) else 0)
         h = {}
         if not self.fault("no_commit"):
             h["X-Repo-Commit"] = repo.commit
@@ -321,7 +328,7 @@ class Handler(BaseHTTPRequestHandler):
             q = urllib.parse.urlencode({"r": repo.id, "p": path})
             h["Location"] = "http://%s/cdn/%s?%s" % (host, f["sha256"], q)
             h["X-Linked-Etag"] = '"%s"' % f["sha256"]
-            h["X-Linked-Size"] = str(len(f["data"]))
+            h["X-Linked-Size"] = str(size)
             h["ETag"] = '"%s"' % f["blob_id"]
             self.send(302, b"", h, ctype="text/plain")
             return
@@ -330,7 +337,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             for k, v in h.items():
                 self.send_header(k, v)
-            self.send_header("Content-Length", str(len(f["data"])))
+            self.send_header("Content-Length", str(size))
             self.end_headers()
             return
         self.serve_bytes(repo, path, h)

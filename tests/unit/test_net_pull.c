@@ -148,8 +148,9 @@ static int cge(const char *env, const char *args) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "%s env -u HF_TOKEN -u HF_HUB_OFFLINE -u HF_HOME -u HF_HUB_CACHE -u HF_ENDPOINT "
-             "HF_ENDPOINT=%s %s %s %s >%s/out 2>%s/err </dev/null",
-             shell_prefix, endpoint, env, cge_bin, args, tmp, tmp);
+             "-u HF_TOKEN_PATH -u XDG_CACHE_HOME HOME=%s HF_ENDPOINT=%s %s %s %s >%s/out "
+             "2>%s/err </dev/null",
+             shell_prefix, tmp, endpoint, env, cge_bin, args, tmp, tmp);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
@@ -570,6 +571,12 @@ static void test_bad_answers(void) {
                "more than the 231508 bytes", "vocab.txt");
     bad_answer("{\"redirect_loop\": true}", "pull test-org/tiny-bert", "redirects",
                "model.safetensors");
+    bad_answer("{\"head_loop\": true}", "pull test-org/tiny-bert", "more than 5 redirects on the Hub",
+               NULL);
+    bad_answer("{\"wrong_size\": [\"model.safetensors\"]}", "pull test-org/tiny-bert",
+               "announces 4049553 bytes, the file list 4049552", "model.safetensors");
+    bad_answer("{\"wrong_size\": [\"vocab.txt\"]}", "pull test-org/tiny-bert",
+               "announces 231509 bytes, the file list 231508", "vocab.txt");
     bad_answer("{\"no_commit\": true}", "pull test-org/tiny-bert", "no X-Repo-Commit", NULL);
     bad_answer("{\"bad_json\": true}", "pull test-org/tiny-bert", "not valid JSON", NULL);
     bad_answer("{}", "pull test-org/tiny-bert --revision no-such-branch", "revision not found",
@@ -653,6 +660,25 @@ static void test_token(void) {
     e = slurp("err");
     CHECK(!strstr(o, TOKEN) && !strstr(e, TOKEN));
     free(o);
+    free(e);
+    /* The token `huggingface-cli login` saves in $HF_HOME/token, and the cache in
+     * $HF_HOME/hub when HF_HUB_CACHE is unset. */
+    char home[600], p[700];
+    snprintf(home, sizeof home, "%s/hf_home", tmp);
+    mkdir(home, 0755);
+    snprintf(p, sizeof p, "%s/token", home);
+    FILE *f = fopen(p, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fprintf(f, "%s\n", TOKEN);
+        fclose(f);
+    }
+    snprintf(env2, sizeof env2, "HF_HOME=%s", home);
+    CHECK(cge(env2, "pull test-org/gated") == 0);
+    snprintf(p, sizeof p, "%s/hub/models--test-org--gated/refs/main", home);
+    CHECK(exists(p));
+    e = slurp("err");
+    CHECK(!strstr(e, TOKEN));
     free(e);
 }
 
