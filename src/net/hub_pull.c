@@ -124,9 +124,8 @@ static void report(struct pull *pl, enum cge_hub_event ev, const char *path, con
     int na = 0;
     for (int i = 0; i < pl->n_jobs && pl->active; i++) {
         struct job *j = &pl->jobs[i];
-        if (!j->active && !(j->stage == ST_GET && j->have > 0)) continue;
         if (j->stage == ST_DONE) continue;
-        fin += j->have;
+        if (j->stage == ST_GET) fin += j->have; /* includes what a resumed file had already */
         if (j->active) {
             pl->active[na].path = j->sib->path;
             pl->active[na].done = j->have;

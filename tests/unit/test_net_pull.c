@@ -252,7 +252,8 @@ static int start_server(void) {
     fprintf(f,
             " \"test-org/tiny-bert\": {\"dir\": \"%s/" BERT "\", \"extra\": {"
             "\"onnx/model.onnx\": \"onnx\", \"pytorch_model.bin\": \"not this one\", "
-            "\"tf_model.h5\": \"tf\", \"README.md\": \"# tiny\", \".gitattributes\": \"*\"}},\n",
+            "\"tf_model.h5\": \"tf\", \"README.md\": \"# tiny\", \".gitattributes\": \"*\", "
+            "\"dup1.txt\": \"same bytes\", \"dup2.txt\": \"same bytes\"}},\n",
             cwd);
     fprintf(f, " \"test-org/gated\": {\"dir\": \"%s/" BERT "\", \"gated\": true}", cwd);
     const char *ens[][2] = {
@@ -353,13 +354,25 @@ static void test_layout(void) {
         free(g);
         free(data);
     }
+    /* Two files with the same bytes share one blob (one download waited for the other's). */
+    char d1[800], d2[800], t1[300], t2[300];
+    snprintf(d1, sizeof d1, "%s/dup1.txt", snap);
+    snprintf(d2, sizeof d2, "%s/dup2.txt", snap);
+    ssize_t k1 = readlink(d1, t1, sizeof t1 - 1), k2 = readlink(d2, t2, sizeof t2 - 1);
+    CHECK(k1 > 0 && k2 > 0);
+    t1[k1 > 0 ? k1 : 0] = 0;
+    t2[k2 > 0 ? k2 : 0] = 0;
+    CHECK_MSG(!strcmp(t1, t2) && strstr(t1, "../../blobs/"), "'%s' vs '%s'", t1, t2);
+    char *dd = th_read_file(d2, NULL);
+    CHECK(dd && !strcmp(dd, "same bytes"));
+    free(dd);
     /* Nothing else in the snapshot (no ONNX, TF, .bin, README, .gitattributes). */
-    CHECK(list_files(snap, "", got, 0, 64) == n);
-    /* blobs: exactly one per file, no .incomplete left. */
+    CHECK(list_files(snap, "", got, 0, 64) == n + 2);
+    /* blobs: exactly one per distinct file, no .incomplete left. */
     char blobs[600];
     snprintf(blobs, sizeof blobs, "%s/" REPO_DIR "/blobs", cache);
     int nb = list_files(blobs, "", got, 0, 64);
-    CHECK_MSG(nb == n, "%d blobs", nb);
+    CHECK_MSG(nb == n + 1, "%d blobs", nb);
     for (int i = 0; i < nb; i++) CHECK(!strstr(got[i], ".incomplete"));
     /* refs/main: the bare commit. */
     char ref[600];
