@@ -102,8 +102,7 @@ static int ensemble_init(int argc, char **argv) {
             char commit[41];
             if (cge_hub_cache_lookup(NULL, repos[s][k], "main", snaps[s][k], CGE_HUB_PATH_MAX,
                                      commit)) {
-                fprintf(stderr, "cge ensemble init: %s: %s\n", cge_slot_get(s)->name,
-                        cge_errmsg());
+                fprintf(stderr, "cge ensemble init: %s: %s\n", cge_slot_get(s)->name, cge_errmsg());
                 missing++;
             }
         }
@@ -113,7 +112,8 @@ static int ensemble_init(int argc, char **argv) {
                     missing);
     /* 2. The folder. */
     char json_path[PATH_MAX + 64], fusion_dir[PATH_MAX + 64];
-    if (mkdir(out, 0755) && errno != EEXIST) return fail("cannot create %s: %s", out, strerror(errno));
+    if (mkdir(out, 0755) && errno != EEXIST)
+        return fail("cannot create %s: %s", out, strerror(errno));
     snprintf(json_path, sizeof json_path, "%s/ensemble.json", out);
     snprintf(fusion_dir, sizeof fusion_dir, "%s/fusion", out);
     struct stat sb;

@@ -64,7 +64,8 @@ static void human(double b, char *out, size_t cap) {
 static void clear_block(struct view *v) {
     if (!v->tty || !v->lines) return;
     fprintf(stderr, "\033[%dA", v->lines);
-    for (int i = 0; i < v->lines; i++) fprintf(stderr, "\r\033[K\n");
+    for (int i = 0; i < v->lines; i++)
+        fprintf(stderr, "\r\033[K\n");
     fprintf(stderr, "\033[%dA", v->lines);
     v->lines = 0;
 }
@@ -72,7 +73,8 @@ static void clear_block(struct view *v) {
 static void bar(char *out, int width, double frac) {
     int fill = (int)(frac * width);
     if (fill > width) fill = width;
-    for (int i = 0; i < width; i++) out[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    for (int i = 0; i < width; i++)
+        out[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
     out[width] = 0;
 }
 
@@ -135,8 +137,7 @@ static void on_progress(const struct cge_hub_progress *p, void *user) {
 }
 
 /* ==== the command ============================================================================= */
-static int pull_one(const char *repo, const char *rev, struct cge_hub_params *hp,
-                    struct view *v) {
+static int pull_one(const char *repo, const char *rev, struct cge_hub_params *hp, struct view *v) {
     struct cge_hub_result res;
     enum cge_status st = cge_hub_pull(repo, rev, hp, &res);
     clear_block(v);
@@ -200,8 +201,7 @@ int cmd_pull(int argc, char **argv) {
         } else if (!strcmp(a, "--jobs") && has) {
             if (int_arg(argv[++i], 1, 32, &hp.max_parallel)) return bad("--jobs must be 1..32");
         } else if (!strcmp(a, "--retries") && has) {
-            if (int_arg(argv[++i], 0, 100, &hp.max_retries))
-                return bad("--retries must be 0..100");
+            if (int_arg(argv[++i], 0, 100, &hp.max_retries)) return bad("--retries must be 0..100");
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             v.quiet = 1;
         } else if (!strcmp(a, "--ensemble")) {
@@ -231,8 +231,7 @@ int cmd_pull(int argc, char **argv) {
         int n = cge_hub_slot_repos(s, repos);
         for (int k = 0; k < n; k++) {
             total++;
-            if (!v.quiet)
-                fprintf(stderr, "cge pull: %s: %s\n", cge_slot_get(s)->name, repos[k]);
+            if (!v.quiet) fprintf(stderr, "cge pull: %s: %s\n", cge_slot_get(s)->name, repos[k]);
             failed += pull_one(repos[k], NULL, &hp, &v);
         }
     }

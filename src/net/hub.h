@@ -33,11 +33,11 @@
 
 /* ==== progress ================================================================================ */
 enum cge_hub_event {
-    CGE_HUB_EV_TICK = 0,      /* periodic (about 10 per second) while transfers run */
-    CGE_HUB_EV_LISTED = 1,    /* the file list is known: n_files, bytes_total */
-    CGE_HUB_EV_FILE_DONE = 2, /* `path` was downloaded and verified */
+    CGE_HUB_EV_TICK = 0,        /* periodic (about 10 per second) while transfers run */
+    CGE_HUB_EV_LISTED = 1,      /* the file list is known: n_files, bytes_total */
+    CGE_HUB_EV_FILE_DONE = 2,   /* `path` was downloaded and verified */
     CGE_HUB_EV_FILE_CACHED = 3, /* `path` was already in the cache */
-    CGE_HUB_EV_RETRY = 4,     /* `path` (or the file list when NULL) is retried after `detail` */
+    CGE_HUB_EV_RETRY = 4,       /* `path` (or the file list when NULL) is retried after `detail` */
 };
 
 struct cge_hub_file_progress {
@@ -49,10 +49,10 @@ struct cge_hub_file_progress {
 struct cge_hub_progress {
     enum cge_hub_event event;
     const char *repo_id;
-    const char *path;   /* the file the event is about, NULL for TICK and LISTED */
-    const char *detail; /* RETRY: the error that caused it, else NULL */
-    int n_files;        /* selected files */
-    int n_finished;     /* done or cached */
+    const char *path;       /* the file the event is about, NULL for TICK and LISTED */
+    const char *detail;     /* RETRY: the error that caused it, else NULL */
+    int n_files;            /* selected files */
+    int n_finished;         /* done or cached */
     int64_t bytes_total;    /* sizes of the selected files */
     int64_t bytes_finished; /* bytes of finished files plus bytes on disk of active ones */
     int64_t bytes_fetched;  /* bytes received in this pull (the rate's numerator) */
@@ -64,11 +64,15 @@ typedef void (*cge_hub_progress_fn)(const struct cge_hub_progress *p, void *user
 
 /* ==== parameters ============================================================================== */
 struct cge_hub_params {
-    const char *endpoint;  /* NULL: $HF_ENDPOINT, else https://huggingface.co */
-    const char *cache_dir; /* NULL: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub */
-    const char *token;     /* NULL: $HF_TOKEN, else the file `huggingface-cli login` saved
-                            * ($HF_TOKEN_PATH, $HF_HOME/token, ~/.cache/huggingface/token) */
-    int offline;           /* -1: from $HF_HUB_OFFLINE (1/true/yes/on); 0 or 1 to force */
+    /* NULL: $HF_ENDPOINT, else https://huggingface.co */
+    const char *endpoint;
+    /* NULL: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub */
+    const char *cache_dir;
+    /* NULL: $HF_TOKEN, else the file `huggingface-cli login` saved ($HF_TOKEN_PATH,
+     * $HF_HOME/token, ~/.cache/huggingface/token) */
+    const char *token;
+    /* -1: from $HF_HUB_OFFLINE (1/true/yes/on); 0 or 1 to force */
+    int offline;
     /* File selection (fnmatch patterns, '*' crosses '/', a pattern ending in '/' means the whole
      * folder, as huggingface_hub's allow/ignore patterns). With include patterns the selection is
      * every file matching one of them; without, the default (cge_hub_select_default). Exclude
@@ -77,9 +81,9 @@ struct cge_hub_params {
     int n_include;
     const char *const *exclude;
     int n_exclude;
-    int max_parallel;      /* files transferred at once (8; 1..32) */
-    int max_retries;       /* retries per request after network errors, 429 and 5xx (5) */
-    double retry_base_s;   /* first backoff (0.5 s), doubled per retry, at most 8 s */
+    int max_parallel;       /* files transferred at once (8; 1..32) */
+    int max_retries;        /* retries per request after network errors, 429 and 5xx (5) */
+    double retry_base_s;    /* first backoff (0.5 s), doubled per retry, at most 8 s */
     long connect_timeout_s; /* 10 */
     long stall_timeout_s;   /* a transfer that receives nothing for this long fails (30) */
     cge_hub_progress_fn progress;
@@ -90,14 +94,14 @@ void cge_hub_default_params(struct cge_hub_params *p);
 
 /* ==== results ================================================================================= */
 struct cge_hub_result {
-    char commit[41];                  /* the commit the revision resolved to */
-    char snapshot[CGE_HUB_PATH_MAX];  /* .../models--ORG--NAME/snapshots/COMMIT */
-    int n_files;                      /* selected files */
-    int n_fetched;                    /* downloaded now (the others were cached) */
-    int64_t bytes_fetched;            /* bytes received now (resumed files count what was new) */
-    int64_t bytes_total;              /* sizes of the selected files */
-    double seconds;                   /* wall time of the pull */
-    int offline;                      /* resolved from the cache without the network */
+    char commit[41];                 /* the commit the revision resolved to */
+    char snapshot[CGE_HUB_PATH_MAX]; /* .../models--ORG--NAME/snapshots/COMMIT */
+    int n_files;                     /* selected files */
+    int n_fetched;                   /* downloaded now (the others were cached) */
+    int64_t bytes_fetched;           /* bytes received now (resumed files count what was new) */
+    int64_t bytes_total;             /* sizes of the selected files */
+    double seconds;                  /* wall time of the pull */
+    int offline;                     /* resolved from the cache without the network */
 };
 
 /* ==== functions ===============================================================================

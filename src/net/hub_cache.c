@@ -33,7 +33,8 @@ enum cge_status cge_hub_repo_folder(const char *repo_id, char *buf, size_t cap) 
     for (int k = 0; ok && k < (slash ? 2 : 1); k++) {
         size_t len = k == 0 && slash ? (size_t)(slash - repo_id) : strlen(part);
         ok = len >= 1 && len <= 96 && part[0] != '.' && part[0] != '-';
-        for (size_t i = 0; ok && i < len; i++) ok = name_char((unsigned char)part[i]);
+        for (size_t i = 0; ok && i < len; i++)
+            ok = name_char((unsigned char)part[i]);
         ok = ok && !(len >= 2 && memmem(part, len, "..", 2));
         part = slash ? slash + 1 : part;
     }
@@ -135,7 +136,7 @@ enum cge_status cge__hub_mkdirs(const char *dir) {
     char p[CGE_HUB_PATH_MAX];
     int k = snprintf(p, sizeof p, "%s", dir);
     if (k < 0 || (size_t)k >= sizeof p) return cge__err(CGE_ERR_INVALID_VALUE, "path too long");
-    for (char *c = p + 1; ; c++) {
+    for (char *c = p + 1;; c++) {
         if (*c == '/' || *c == 0) {
             char save = *c;
             *c = 0;
@@ -146,8 +147,7 @@ enum cge_status cge__hub_mkdirs(const char *dir) {
         }
     }
     struct stat st;
-    if (stat(p, &st) || !S_ISDIR(st.st_mode))
-        return cge__err(CGE_ERR_IO, "%s is not a folder", p);
+    if (stat(p, &st) || !S_ISDIR(st.st_mode)) return cge__err(CGE_ERR_IO, "%s is not a folder", p);
     return CGE_OK;
 }
 
@@ -160,7 +160,8 @@ enum cge_status cge__hub_link(const char *repo_dir, const char *commit, const ch
      * snapshots. */
     size_t off = 0;
     int ups = 2;
-    for (const char *c = path; *c; c++) ups += *c == '/';
+    for (const char *c = path; *c; c++)
+        ups += *c == '/';
     for (int i = 0; i < ups && off + 3 < sizeof target; i++) {
         memcpy(target + off, "../", 3);
         off += 3;
@@ -195,8 +196,7 @@ enum cge_status cge__hub_link(const char *repo_dir, const char *commit, const ch
     return CGE_OK;
 }
 
-enum cge_status cge__hub_write_ref(const char *repo_dir, const char *revision,
-                                   const char *commit) {
+enum cge_status cge__hub_write_ref(const char *repo_dir, const char *revision, const char *commit) {
     char ref[CGE_HUB_PATH_MAX], tmp[CGE_HUB_PATH_MAX];
     int k = snprintf(ref, sizeof ref, "%s/refs/%s", repo_dir, revision);
     if (k < 0 || (size_t)k >= sizeof ref) return cge__err(CGE_ERR_INVALID_VALUE, "path too long");
@@ -262,7 +262,8 @@ enum cge_status cge_hub_cache_lookup(const char *cache_dir, const char *repo_id,
         if (!cge__file_exists(p) || cge__read_file(p, 256, &ref, &n) != CGE_OK)
             return cge__err(CGE_ERR_MODEL_NOT_FOUND, "%s@%s is not in the cache %s", repo_id,
                             revision, cache_dir);
-        while (n > 0 && isspace((unsigned char)ref[n - 1])) ref[--n] = 0;
+        while (n > 0 && isspace((unsigned char)ref[n - 1]))
+            ref[--n] = 0;
         int ok = cge__hub_is_commit(ref);
         if (ok) memcpy(c, ref, 41);
         cge__free(ref);
@@ -302,7 +303,8 @@ static int ends_with(const char *s, const char *suffix) {
 /* A sentence-transformers module folder: "1_Pooling", "2_Dense", "3_Normalize". */
 static int module_folder(const char *dir, size_t len) {
     size_t i = 0;
-    while (i < len && isdigit((unsigned char)dir[i])) i++;
+    while (i < len && isdigit((unsigned char)dir[i]))
+        i++;
     return i > 0 && i + 1 < len && dir[i] == '_';
 }
 
@@ -337,8 +339,8 @@ static enum wkind weight_kind(const char *p) {
     if (ends_with(b, ".safetensors")) {
         if (!root) return W_ST;
         if (!strcmp(b, "model.safetensors") ||
-            fnmatch("model-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].safetensors",
-                    b, 0) == 0)
+            fnmatch("model-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].safetensors", b,
+                    0) == 0)
             return W_ST;
         return W_NONE; /* variants (model.fp16.safetensors, adapters): not the default */
     }

@@ -35,7 +35,8 @@ struct hdr_field {
     size_t off;
 };
 
-#define F(n, m) {n, offsetof(struct cge__hub_headers, m)}
+#define F(n, m) \
+    { n, offsetof(struct cge__hub_headers, m) }
 static const struct hdr_field fields[] = {
     F("etag", etag),
     F("x-linked-etag", linked_etag),
@@ -64,8 +65,10 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *user) {
         if (strlen(fields[i].name) != name_len || strncasecmp(fields[i].name, data, name_len))
             continue;
         const char *v = colon + 1, *end = data + n;
-        while (v < end && (*v == ' ' || *v == '\t')) v++;
-        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+            end--;
         size_t len = (size_t)(end - v);
         char *dst = (char *)h + fields[i].off;
         if (len >= CGE_HUB_HDR_LEN) {
@@ -185,8 +188,8 @@ int64_t cge__hub_parse_size(const char *s) {
 }
 
 /* ==== errors ================================================================================== */
-enum cge_status cge__hub_http_error(long status, const struct cge__hub_headers *h,
-                                    const char *what, const char *body, int had_token) {
+enum cge_status cge__hub_http_error(long status, const struct cge__hub_headers *h, const char *what,
+                                    const char *body, int had_token) {
     char srv[300] = "";
     const char *m = h && h->error_message[0] ? h->error_message : NULL;
     if (!m && body && *body) m = body;

@@ -27,13 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define URL_MAX         (CGE_HUB_PATH_MAX + 512)
-#define API_BODY_MAX    ((size_t)64 << 20)
-#define MAX_REL_HOPS    5
-#define MAX_REDIRECTS   10L
-#define LOCK_WAIT_US    200000
-#define LOCK_WAIT_MAX   3000 /* 10 minutes of LOCK_WAIT_US */
-#define TICK_US         100000
+#define URL_MAX       (CGE_HUB_PATH_MAX + 512)
+#define API_BODY_MAX  ((size_t)64 << 20)
+#define MAX_REL_HOPS  5
+#define MAX_REDIRECTS 10L
+#define LOCK_WAIT_US  200000
+#define LOCK_WAIT_MAX 3000 /* 10 minutes of LOCK_WAIT_US */
+#define TICK_US       100000
 
 void cge_hub_default_params(struct cge_hub_params *p) {
     memset(p, 0, sizeof *p);
@@ -48,9 +48,9 @@ void cge_hub_default_params(struct cge_hub_params *p) {
 /* ==== the pull's state ======================================================================== */
 struct sibling {
     char *path;
-    int64_t size;    /* -1 unknown */
-    char *blob_id;   /* git blob id, or NULL */
-    char *lfs_sha;   /* lfs.sha256, or NULL */
+    int64_t size;  /* -1 unknown */
+    char *blob_id; /* git blob id, or NULL */
+    char *lfs_sha; /* lfs.sha256, or NULL */
 };
 
 enum stage { ST_HEAD, ST_GET, ST_DONE };
@@ -60,21 +60,21 @@ struct job {
     struct pull *pl;
     const struct sibling *sib;
     enum stage stage;
-    int active;           /* a curl handle is in the multi */
+    int active; /* a curl handle is in the multi */
     CURL *c;
     struct curl_slist *req_headers;
     struct cge__hub_headers h;
     char err[CURL_ERROR_SIZE];
-    char url[URL_MAX];    /* HEAD target (the resolve URL, or where a relative redirect led) */
-    char dl[URL_MAX];     /* GET target */
+    char url[URL_MAX]; /* HEAD target (the resolve URL, or where a relative redirect led) */
+    char dl[URL_MAX];  /* GET target */
     char etag[CGE_HUB_HDR_LEN];
     int lfs;
-    int64_t size;         /* expected bytes */
+    int64_t size; /* expected bytes */
     int fd, lock_fd;
-    int64_t have;         /* bytes in the .incomplete file */
+    int64_t have; /* bytes in the .incomplete file */
     EVP_MD_CTX *md;
     enum digest md_kind;
-    int attempts;         /* failed tries of the current stage */
+    int attempts; /* failed tries of the current stage */
     int lock_waits;
     int hops;
     int64_t not_before;   /* µs: retry or lock wait */
@@ -91,7 +91,7 @@ struct pull {
     char repo_dir[CGE_HUB_PATH_MAX];
     char lock_dir[CGE_HUB_PATH_MAX];
     char commit[41];
-    char *auth;           /* "Authorization: Bearer ..." or NULL; wiped at the end */
+    char *auth; /* "Authorization: Bearer ..." or NULL; wiped at the end */
     struct sibling *sibs;
     int n_sibs;
     struct job *jobs;
@@ -179,7 +179,8 @@ static int transient_curl(CURLcode rc) {
 
 static double backoff_s(const struct cge_hub_params *p, int attempt) {
     double d = p->retry_base_s;
-    for (int i = 1; i < attempt && d < 8; i++) d *= 2;
+    for (int i = 1; i < attempt && d < 8; i++)
+        d *= 2;
     return d > 8 ? 8 : d;
 }
 
@@ -209,8 +210,7 @@ static enum cge_status parse_listing(struct pull *pl, const char *json, size_t l
                                      const char *revision) {
     cJSON *doc = cJSON_ParseWithLength(json, len);
     if (!doc)
-        return cge__err(CGE_ERR_SERIALIZATION, "%s: the file list is not valid JSON",
-                        pl->repo_id);
+        return cge__err(CGE_ERR_SERIALIZATION, "%s: the file list is not valid JSON", pl->repo_id);
     enum cge_status st = CGE_OK;
     const cJSON *sha = cJSON_GetObjectItemCaseSensitive(doc, "sha");
     const cJSON *sib = cJSON_GetObjectItemCaseSensitive(doc, "siblings");
@@ -241,9 +241,9 @@ static enum cge_status parse_listing(struct pull *pl, const char *json, size_t l
     cJSON_ArrayForEach(it, sib) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "rfilename");
         if (!cJSON_IsString(name) || !cge__hub_safe_path(name->valuestring)) {
-            st = cge__err(CGE_ERR_SERIALIZATION, "%s: file list entry %d has no usable "
-                                                 "\"rfilename\"",
-                          pl->repo_id, pl->n_sibs);
+            st = cge__err(CGE_ERR_SERIALIZATION,
+                          "%s: file list entry %d has no usable \"rfilename\"", pl->repo_id,
+                          pl->n_sibs);
             goto done;
         }
         struct sibling *s = &pl->sibs[pl->n_sibs++];
@@ -272,8 +272,8 @@ done:
 static enum cge_status fetch_listing(struct pull *pl, const char *revision, int *net_err) {
     struct cge_buf url;
     cge__buf_init(&url, URL_MAX);
-    enum cge_status st = cge__buf_printf(&url, "%s/api/models/%s/revision/", pl->endpoint,
-                                         pl->repo_id);
+    enum cge_status st =
+        cge__buf_printf(&url, "%s/api/models/%s/revision/", pl->endpoint, pl->repo_id);
     if (!st) st = cge__hub_quote(revision, 0, &url);
     if (!st) st = cge__buf_append(&url, "?blobs=true", 11);
     if (st) {
@@ -313,11 +313,11 @@ static enum cge_status fetch_listing(struct pull *pl, const char *revision, int 
         int retry = 0;
         char why[400];
         if (mb.overflow) {
-            st = cge__err(CGE_ERR_SERIALIZATION, "%s: the file list is larger than %zu bytes",
-                          what, API_BODY_MAX);
+            st = cge__err(CGE_ERR_SERIALIZATION, "%s: the file list is larger than %zu bytes", what,
+                          API_BODY_MAX);
         } else if (rc == CURLE_TOO_MANY_REDIRECTS) {
-            st = cge__err(CGE_ERR_SERIALIZATION, "%s: more than %ld redirects", what,
-                          MAX_REDIRECTS);
+            st =
+                cge__err(CGE_ERR_SERIALIZATION, "%s: more than %ld redirects", what, MAX_REDIRECTS);
         } else if (rc != CURLE_OK) {
             snprintf(why, sizeof why, "%s", err[0] ? err : curl_easy_strerror(rc));
             retry = transient_curl(rc);
@@ -384,8 +384,8 @@ static size_t on_body_file(char *data, size_t size, size_t nmemb, void *user) {
             long long a = -1;
             if (sscanf(j->h.content_range, "bytes %lld-", &a) != 1 || a != (long long)j->have) {
                 j->fail = cge__err(CGE_ERR_SERIALIZATION,
-                                   "%s: asked for bytes %lld-, the server sent '%s'",
-                                   j->sib->path, (long long)j->have, j->h.content_range);
+                                   "%s: asked for bytes %lld-, the server sent '%s'", j->sib->path,
+                                   (long long)j->have, j->h.content_range);
                 return 0;
             }
             j->body_ok = 1;
@@ -398,8 +398,7 @@ static size_t on_body_file(char *data, size_t size, size_t nmemb, void *user) {
                     return 0;
                 }
                 j->have = 0;
-                EVP_DigestInit_ex(j->md, j->md_kind == MD_SHA256 ? EVP_sha256() : EVP_sha1(),
-                                  NULL);
+                EVP_DigestInit_ex(j->md, j->md_kind == MD_SHA256 ? EVP_sha256() : EVP_sha1(), NULL);
                 if (j->md_kind == MD_GIT_SHA1) {
                     char hdr[64];
                     int k = snprintf(hdr, sizeof hdr, "blob %lld", (long long)j->size);
@@ -658,8 +657,7 @@ static enum cge_status head_done(struct job *j, CURLcode rc) {
     }
     if (redirect) {
         if (!j->h.location[0])
-            return cge__err(CGE_ERR_SERIALIZATION, "%s: HTTP %ld without a Location", what,
-                            status);
+            return cge__err(CGE_ERR_SERIALIZATION, "%s: HTTP %ld without a Location", what, status);
         char to[URL_MAX];
         enum cge_status st = cge__hub_url_resolve(j->url, j->h.location, to, sizeof to);
         if (st) return st;
@@ -688,8 +686,7 @@ static enum cge_status head_done(struct job *j, CURLcode rc) {
     j->lfs = j->h.linked_etag[0] != 0;
     memcpy(j->etag, j->lfs ? j->h.linked_etag : j->h.etag, sizeof j->etag);
     cge__hub_etag_normalize(j->etag);
-    if (!j->etag[0])
-        return cge__err(CGE_ERR_SERIALIZATION, "%s: no ETag header", what);
+    if (!j->etag[0]) return cge__err(CGE_ERR_SERIALIZATION, "%s: no ETag header", what);
     if (!cge__hub_safe_etag(j->etag))
         return cge__err(CGE_ERR_SERIALIZATION, "%s: unusable ETag '%.80s'", what, j->etag);
     if (j->lfs && j->sib->lfs_sha && strcasecmp(j->sib->lfs_sha, j->etag))
@@ -738,10 +735,9 @@ static enum cge_status get_done(struct job *j, CURLcode rc) {
     if (rc == CURLE_TOO_MANY_REDIRECTS)
         return cge__err(CGE_ERR_SERIALIZATION, "%s: more than %ld redirects", what, MAX_REDIRECTS);
     if (rc != CURLE_OK) {
-        enum cge_status st =
-            cge__err(CGE_ERR_IO, "%s: transfer failed after %lld of %lld bytes: %s", what,
-                     (long long)j->have, (long long)j->size,
-                     j->err[0] ? j->err : curl_easy_strerror(rc));
+        enum cge_status st = cge__err(
+            CGE_ERR_IO, "%s: transfer failed after %lld of %lld bytes: %s", what,
+            (long long)j->have, (long long)j->size, j->err[0] ? j->err : curl_easy_strerror(rc));
         if (!transient_curl(rc)) return st;
         /* What arrived stays in .incomplete; the retry asks for the rest. */
         return retry_or_fail(j, st);
@@ -781,7 +777,8 @@ static enum cge_status run_jobs(struct pull *pl) {
     while (!st && pl->n_finished < pl->n_jobs) {
         int64_t now = cge__now_us();
         int n_active = 0;
-        for (int i = 0; i < pl->n_jobs; i++) n_active += pl->jobs[i].active;
+        for (int i = 0; i < pl->n_jobs; i++)
+            n_active += pl->jobs[i].active;
         for (int i = 0; i < pl->n_jobs && n_active < maxp && !st; i++) {
             struct job *j = &pl->jobs[i];
             if (j->active || j->stage == ST_DONE || j->not_before > now) continue;
@@ -852,7 +849,8 @@ static char *read_token_file(void) {
     }
     /* strip surrounding blanks and the newline */
     size_t a = 0;
-    while (a < n && (t[a] == ' ' || t[a] == '\t' || t[a] == '\r' || t[a] == '\n')) a++;
+    while (a < n && (t[a] == ' ' || t[a] == '\t' || t[a] == '\r' || t[a] == '\n'))
+        a++;
     while (n > a && (t[n - 1] == ' ' || t[n - 1] == '\t' || t[n - 1] == '\r' || t[n - 1] == '\n'))
         n--;
     memmove(t, t + a, n - a);
@@ -880,7 +878,8 @@ static enum cge_status setup(struct pull *pl, const char *repo_id, const struct 
     k = snprintf(pl->endpoint, sizeof pl->endpoint, "%s", ep);
     if (k < 0 || (size_t)k >= sizeof pl->endpoint)
         return cge__err(CGE_ERR_INVALID_VALUE, "HF_ENDPOINT too long");
-    while (k > 0 && pl->endpoint[k - 1] == '/') pl->endpoint[--k] = 0;
+    while (k > 0 && pl->endpoint[k - 1] == '/')
+        pl->endpoint[--k] = 0;
     if (strncmp(pl->endpoint, "http://", 7) && strncmp(pl->endpoint, "https://", 8))
         return cge__err(CGE_ERR_INVALID_VALUE, "HF_ENDPOINT '%s' is not an http(s) URL",
                         pl->endpoint);
@@ -917,8 +916,10 @@ static void teardown(struct pull *pl) {
 
 static int selected(const struct cge_hub_params *p, const char *path, int by_default) {
     int in = p->n_include ? 0 : by_default;
-    for (int i = 0; i < p->n_include && !in; i++) in = cge_hub_match(p->include[i], path);
-    for (int i = 0; i < p->n_exclude && in; i++) in = !cge_hub_match(p->exclude[i], path);
+    for (int i = 0; i < p->n_include && !in; i++)
+        in = cge_hub_match(p->include[i], path);
+    for (int i = 0; i < p->n_exclude && in; i++)
+        in = !cge_hub_match(p->exclude[i], path);
     return in;
 }
 
@@ -946,8 +947,8 @@ enum cge_status cge_hub_pull(const char *repo_id, const char *revision,
                                   res.commit);
         if (st == CGE_ERR_MODEL_NOT_FOUND)
             st = cge__err(CGE_ERR_MODEL_NOT_FOUND,
-                          "offline mode (HF_HUB_OFFLINE) and %s@%s is not in the cache %s",
-                          repo_id, revision, cache);
+                          "offline mode (HF_HUB_OFFLINE) and %s@%s is not in the cache %s", repo_id,
+                          revision, cache);
         res.offline = 1;
         goto done;
     }
@@ -977,7 +978,8 @@ enum cge_status cge_hub_pull(const char *repo_id, const char *revision,
             st = cge__err(CGE_ERR_NOMEM, "file list");
             goto done;
         }
-        for (int i = 0; i < pl.n_sibs; i++) paths[i] = pl.sibs[i].path;
+        for (int i = 0; i < pl.n_sibs; i++)
+            paths[i] = pl.sibs[i].path;
         cge_hub_select_default(paths, pl.n_sibs, def);
         for (int i = 0; i < pl.n_sibs; i++) {
             if (!selected(p, pl.sibs[i].path, def[i])) continue;
@@ -993,9 +995,9 @@ enum cge_status cge_hub_pull(const char *repo_id, const char *revision,
         cge__free(def);
     }
     if (pl.n_jobs == 0) {
-        st = cge__err(CGE_ERR_MODEL_NOT_FOUND, "%s@%s: no file matches the selection (%d files "
-                                               "in the repository)",
-                      repo_id, revision, pl.n_sibs);
+        st = cge__err(CGE_ERR_MODEL_NOT_FOUND,
+                      "%s@%s: no file matches the selection (%d files in the repository)", repo_id,
+                      revision, pl.n_sibs);
         goto done;
     }
     char blobs[CGE_HUB_PATH_MAX];
@@ -1013,7 +1015,8 @@ enum cge_status cge_hub_pull(const char *repo_id, const char *revision,
             struct stat sb;
             int kp = snprintf(ptr, sizeof ptr, "%s/snapshots/%s/%s", pl.repo_dir, pl.commit,
                               j->sib->path);
-            if (kp > 0 && (size_t)kp < sizeof ptr && stat(ptr, &sb) == 0) j->size = (int64_t)sb.st_size;
+            if (kp > 0 && (size_t)kp < sizeof ptr && stat(ptr, &sb) == 0)
+                j->size = (int64_t)sb.st_size;
             finish_file(j, 0);
             continue;
         }
@@ -1030,8 +1033,7 @@ enum cge_status cge_hub_pull(const char *repo_id, const char *revision,
     if (strcmp(revision, pl.commit) && (st = cge__hub_write_ref(pl.repo_dir, revision, pl.commit)))
         goto done;
     memcpy(res.commit, pl.commit, 41);
-    int ks = snprintf(res.snapshot, sizeof res.snapshot, "%s/snapshots/%s", pl.repo_dir,
-                      pl.commit);
+    int ks = snprintf(res.snapshot, sizeof res.snapshot, "%s/snapshots/%s", pl.repo_dir, pl.commit);
     if (ks < 0 || (size_t)ks >= sizeof res.snapshot) {
         st = cge__err(CGE_ERR_INVALID_VALUE, "cache path too long");
         goto done;

@@ -26,8 +26,7 @@ enum cge_status cge__hub_mkdirs(const char *dir);
 enum cge_status cge__hub_link(const char *repo_dir, const char *commit, const char *path,
                               const char *etag);
 /* refs/REVISION holding COMMIT (written to a temporary name, then renamed). */
-enum cge_status cge__hub_write_ref(const char *repo_dir, const char *revision,
-                                   const char *commit);
+enum cge_status cge__hub_write_ref(const char *repo_dir, const char *revision, const char *commit);
 /* Whether snapshots/COMMIT/PATH exists and leads to a regular file. */
 int cge__hub_pointer_ok(const char *repo_dir, const char *commit, const char *path);
 /* The environment's switch: "1", "true", "yes", "on" (any case) are true. */
@@ -40,13 +39,13 @@ int cge__hub_env_true(const char *name);
  * value longer than CGE_HUB_HDR_LEN - 1 sets `too_long` (the answer is then refused). */
 struct cge__hub_headers {
     char etag[CGE_HUB_HDR_LEN];
-    char linked_etag[CGE_HUB_HDR_LEN];  /* X-Linked-Etag: the LFS file's SHA-256 */
-    char linked_size[CGE_HUB_HDR_LEN];  /* X-Linked-Size */
-    char repo_commit[CGE_HUB_HDR_LEN];  /* X-Repo-Commit */
+    char linked_etag[CGE_HUB_HDR_LEN]; /* X-Linked-Etag: the LFS file's SHA-256 */
+    char linked_size[CGE_HUB_HDR_LEN]; /* X-Linked-Size */
+    char repo_commit[CGE_HUB_HDR_LEN]; /* X-Repo-Commit */
     char location[CGE_HUB_HDR_LEN];
     char content_length[CGE_HUB_HDR_LEN];
     char content_range[CGE_HUB_HDR_LEN];
-    char error_code[CGE_HUB_HDR_LEN];   /* X-Error-Code: RepoNotFound, GatedRepo, ... */
+    char error_code[CGE_HUB_HDR_LEN];    /* X-Error-Code: RepoNotFound, GatedRepo, ... */
     char error_message[CGE_HUB_HDR_LEN]; /* X-Error-Message */
     int too_long;
 };
@@ -71,7 +70,7 @@ int64_t cge__hub_parse_size(const char *s);
 /* The message for a failed HTTP answer about `what` ("repository org/x", "org/x/config.json"):
  * 401/403 → gated/private and HF_TOKEN advice, 404 → not found (repo, revision or file from
  * X-Error-Code), else the status; `body` (may be NULL) adds the server's own short message. */
-enum cge_status cge__hub_http_error(long status, const struct cge__hub_headers *h,
-                                    const char *what, const char *body, int had_token);
+enum cge_status cge__hub_http_error(long status, const struct cge__hub_headers *h, const char *what,
+                                    const char *body, int had_token);
 
 #endif /* CGE_NET_INTERNAL_H */

@@ -13,14 +13,17 @@
 /* Selects from `paths` (NULL-terminated) and compares with `want` (NULL-terminated). */
 static void check_select(const char *label, const char *const *paths, const char *const *want) {
     int n = 0, nw = 0;
-    while (paths[n]) n++;
-    while (want[nw]) nw++;
+    while (paths[n])
+        n++;
+    while (want[nw])
+        nw++;
     unsigned char sel[64];
     int got = cge_hub_select_default(paths, n, sel);
     CHECK_MSG(got == nw, "%s: %d selected, expected %d", label, got, nw);
     for (int i = 0; i < n; i++) {
         int w = 0;
-        for (int k = 0; k < nw; k++) w |= !strcmp(want[k], paths[i]);
+        for (int k = 0; k < nw; k++)
+            w |= !strcmp(want[k], paths[i]);
         CHECK_MSG(sel[i] == w, "%s: %s %s", label, paths[i], w ? "not selected" : "selected");
     }
 }
@@ -28,55 +31,126 @@ static void check_select(const char *label, const char *const *paths, const char
 static void test_select(void) {
     /* sentence-transformers/all-MiniLM-L6-v2 (abridged): safetensors over the .bin, no ONNX,
      * OpenVINO, TF, Rust; module folders kept. */
-    const char *minilm[] = {".gitattributes", "1_Pooling/config.json", "README.md", "config.json",
-                            "config_sentence_transformers.json", "data_config.json",
-                            "model.safetensors", "modules.json", "onnx/model.onnx",
-                            "onnx/model_O4.onnx", "openvino/openvino_model.bin",
-                            "openvino/openvino_model.xml", "pytorch_model.bin", "rust_model.ot",
-                            "sentence_bert_config.json", "special_tokens_map.json",
-                            "tf_model.h5", "tokenizer.json", "tokenizer_config.json",
-                            "train_script.py", "vocab.txt", NULL};
-    const char *minilm_want[] = {"1_Pooling/config.json", "config.json",
-                                 "config_sentence_transformers.json", "data_config.json",
-                                 "model.safetensors", "modules.json",
-                                 "sentence_bert_config.json", "special_tokens_map.json",
-                                 "tokenizer.json", "tokenizer_config.json", "vocab.txt", NULL};
+    const char *minilm[] = {".gitattributes",
+                            "1_Pooling/config.json",
+                            "README.md",
+                            "config.json",
+                            "config_sentence_transformers.json",
+                            "data_config.json",
+                            "model.safetensors",
+                            "modules.json",
+                            "onnx/model.onnx",
+                            "onnx/model_O4.onnx",
+                            "openvino/openvino_model.bin",
+                            "openvino/openvino_model.xml",
+                            "pytorch_model.bin",
+                            "rust_model.ot",
+                            "sentence_bert_config.json",
+                            "special_tokens_map.json",
+                            "tf_model.h5",
+                            "tokenizer.json",
+                            "tokenizer_config.json",
+                            "train_script.py",
+                            "vocab.txt",
+                            NULL};
+    const char *minilm_want[] = {"1_Pooling/config.json",
+                                 "config.json",
+                                 "config_sentence_transformers.json",
+                                 "data_config.json",
+                                 "model.safetensors",
+                                 "modules.json",
+                                 "sentence_bert_config.json",
+                                 "special_tokens_map.json",
+                                 "tokenizer.json",
+                                 "tokenizer_config.json",
+                                 "vocab.txt",
+                                 NULL};
     check_select("minilm", minilm, minilm_want);
     /* hkunlp/instructor-xl: only .bin weights, also in 2_Dense. */
-    const char *instr[] = {"1_Pooling/config.json", "2_Dense/config.json",
-                           "2_Dense/pytorch_model.bin", "config.json", "modules.json",
-                           "pytorch_model.bin", "sentence_bert_config.json", "spiece.model",
-                           "tokenizer.json", "tokenizer_config.json", "README.md", NULL};
-    const char *instr_want[] = {"1_Pooling/config.json", "2_Dense/config.json",
-                                "2_Dense/pytorch_model.bin", "config.json", "modules.json",
-                                "pytorch_model.bin", "sentence_bert_config.json", "spiece.model",
-                                "tokenizer.json", "tokenizer_config.json", NULL};
+    const char *instr[] = {"1_Pooling/config.json",
+                           "2_Dense/config.json",
+                           "2_Dense/pytorch_model.bin",
+                           "config.json",
+                           "modules.json",
+                           "pytorch_model.bin",
+                           "sentence_bert_config.json",
+                           "spiece.model",
+                           "tokenizer.json",
+                           "tokenizer_config.json",
+                           "README.md",
+                           NULL};
+    const char *instr_want[] = {"1_Pooling/config.json",
+                                "2_Dense/config.json",
+                                "2_Dense/pytorch_model.bin",
+                                "config.json",
+                                "modules.json",
+                                "pytorch_model.bin",
+                                "sentence_bert_config.json",
+                                "spiece.model",
+                                "tokenizer.json",
+                                "tokenizer_config.json",
+                                NULL};
     check_select("instructor", instr, instr_want);
     /* intfloat/e5-mistral-7b-instruct: sharded safetensors and sharded .bin; a LoRA folder. */
-    const char *e5[] = {"config.json", "model-00001-of-00002.safetensors",
-                        "model-00002-of-00002.safetensors", "model.safetensors.index.json",
-                        "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin",
-                        "pytorch_model.bin.index.json", "lora/adapter_config.json",
-                        "lora/adapter_model.bin", "special_tokens_map.json", "tokenizer.json",
-                        "tokenizer.model", "tokenizer_config.json", "1_Pooling/config.json",
-                        "modules.json", NULL};
-    const char *e5_want[] = {"config.json", "model-00001-of-00002.safetensors",
-                             "model-00002-of-00002.safetensors", "model.safetensors.index.json",
-                             "special_tokens_map.json", "tokenizer.json", "tokenizer.model",
-                             "tokenizer_config.json", "1_Pooling/config.json", "modules.json",
+    const char *e5[] = {"config.json",
+                        "model-00001-of-00002.safetensors",
+                        "model-00002-of-00002.safetensors",
+                        "model.safetensors.index.json",
+                        "pytorch_model-00001-of-00002.bin",
+                        "pytorch_model-00002-of-00002.bin",
+                        "pytorch_model.bin.index.json",
+                        "lora/adapter_config.json",
+                        "lora/adapter_model.bin",
+                        "special_tokens_map.json",
+                        "tokenizer.json",
+                        "tokenizer.model",
+                        "tokenizer_config.json",
+                        "1_Pooling/config.json",
+                        "modules.json",
+                        NULL};
+    const char *e5_want[] = {"config.json",
+                             "model-00001-of-00002.safetensors",
+                             "model-00002-of-00002.safetensors",
+                             "model.safetensors.index.json",
+                             "special_tokens_map.json",
+                             "tokenizer.json",
+                             "tokenizer.model",
+                             "tokenizer_config.json",
+                             "1_Pooling/config.json",
+                             "modules.json",
                              NULL};
     check_select("e5-mistral", e5, e5_want);
     /* openai/whisper-large-v3: variants and Flax left out. */
-    const char *wh[] = {"added_tokens.json", "config.json", "flax_model.msgpack",
-                        "generation_config.json", "merges.txt", "model.fp32-00001-of-00002.safetensors",
-                        "model.safetensors", "normalizer.json", "preprocessor_config.json",
-                        "pytorch_model.bin", "pytorch_model.fp32-00001-of-00002.bin",
-                        "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
-                        "vocab.json", "model.gguf", "coreml/model.mlmodelc/metadata.json", NULL};
-    const char *wh_want[] = {"added_tokens.json", "config.json", "generation_config.json",
-                             "merges.txt", "model.safetensors", "normalizer.json",
-                             "preprocessor_config.json", "special_tokens_map.json",
-                             "tokenizer.json", "tokenizer_config.json", "vocab.json", NULL};
+    const char *wh[] = {"added_tokens.json",
+                        "config.json",
+                        "flax_model.msgpack",
+                        "generation_config.json",
+                        "merges.txt",
+                        "model.fp32-00001-of-00002.safetensors",
+                        "model.safetensors",
+                        "normalizer.json",
+                        "preprocessor_config.json",
+                        "pytorch_model.bin",
+                        "pytorch_model.fp32-00001-of-00002.bin",
+                        "special_tokens_map.json",
+                        "tokenizer.json",
+                        "tokenizer_config.json",
+                        "vocab.json",
+                        "model.gguf",
+                        "coreml/model.mlmodelc/metadata.json",
+                        NULL};
+    const char *wh_want[] = {"added_tokens.json",
+                             "config.json",
+                             "generation_config.json",
+                             "merges.txt",
+                             "model.safetensors",
+                             "normalizer.json",
+                             "preprocessor_config.json",
+                             "special_tokens_map.json",
+                             "tokenizer.json",
+                             "tokenizer_config.json",
+                             "vocab.json",
+                             NULL};
     check_select("whisper", wh, wh_want);
 }
 
@@ -87,7 +161,8 @@ static void test_match(void) {
     CHECK(cge_hub_match("onnx/", "onnx/model.onnx"));
     CHECK(!cge_hub_match("onnx/", "model.onnx"));
     CHECK(cge_hub_match("tokenizer*", "tokenizer_config.json"));
-    CHECK(cge_hub_match("model-\?\?\?\?\?-of-\?\?\?\?\?.safetensors", "model-00001-of-00002.safetensors"));
+    CHECK(cge_hub_match("model-\?\?\?\?\?-of-\?\?\?\?\?.safetensors",
+                        "model-00001-of-00002.safetensors"));
 }
 
 static void test_names(void) {
@@ -95,15 +170,15 @@ static void test_names(void) {
     CHECK(cge_hub_repo_folder("sentence-transformers/all-MiniLM-L6-v2", b, sizeof b) == CGE_OK &&
           !strcmp(b, "models--sentence-transformers--all-MiniLM-L6-v2"));
     CHECK(cge_hub_repo_folder("gpt2", b, sizeof b) == CGE_OK && !strcmp(b, "models--gpt2"));
-    const char *bad[] = {"", "a/b/c", "../x", "a/..", "a/.b", "/abs", "a/", "a b/c", "a/b\n",
-                         "-a/b", "a/b..c", NULL};
+    const char *bad[] = {"",   "a/b/c", "../x",  "a/..", "a/.b",   "/abs",
+                         "a/", "a b/c", "a/b\n", "-a/b", "a/b..c", NULL};
     for (int i = 0; bad[i]; i++)
         CHECK_MSG(cge_hub_repo_folder(bad[i], b, sizeof b) == CGE_ERR_INVALID_VALUE,
                   "repo id '%s' accepted", bad[i]);
     CHECK(cge__hub_safe_path("config.json"));
     CHECK(cge__hub_safe_path("1_Pooling/config.json"));
-    const char *bad_paths[] = {"", "/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", "a/",
-                               "a\\b", "a\nb", NULL};
+    const char *bad_paths[] = {"",      "/etc/passwd", "../x", "a/../../x", "a//b",
+                               "a/./b", "a/",          "a\\b", "a\nb",      NULL};
     for (int i = 0; bad_paths[i]; i++)
         CHECK_MSG(!cge__hub_safe_path(bad_paths[i]), "path '%s' accepted", bad_paths[i]);
     CHECK(cge__hub_safe_etag("f7982da1b360d0ebaefe9c9cf230c2ac620e53e1acde32823a1989c0879a8b54"));

@@ -23,10 +23,10 @@
 #    pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <dirent.h>
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -185,7 +185,8 @@ static void hexdigest(const EVP_MD *md, const void *pre, size_t pre_n, const voi
     EVP_DigestUpdate(c, d, n);
     EVP_DigestFinal_ex(c, h, &hn);
     EVP_MD_CTX_free(c);
-    for (unsigned i = 0; i < hn; i++) sprintf(out + 2 * i, "%02x", h[i]);
+    for (unsigned i = 0; i < hn; i++)
+        sprintf(out + 2 * i, "%02x", h[i]);
 }
 
 /* The blob name huggingface_hub gives a file of the stand-in: SHA-256 for LFS (.safetensors,
@@ -256,15 +257,19 @@ static int start_server(void) {
             "\"dup1.txt\": \"same bytes\", \"dup2.txt\": \"same bytes\"}},\n",
             cwd);
     fprintf(f, " \"test-org/gated\": {\"dir\": \"%s/" BERT "\", \"gated\": true}", cwd);
-    const char *ens[][2] = {
-        {"sentence-transformers/all-MiniLM-L6-v2", "E1"}, {"BAAI/bge-large-en-v1.5", "E2"},
-        {"hkunlp/instructor-xl", "E3"}, {"openai/clip-vit-large-patch14", "E4"},
-        {"openai/whisper-large-v3", "E5"}, {"microsoft/codebert-base", "E6"},
-        {"sentence-transformers/sentence-t5-base", "E7"},
-        {"sentence-transformers/all-mpnet-base-v2", "E8"}, {"facebook/contriever", "E9"},
-        {"facebook/dragon-plus-query-encoder", "E10-query"},
-        {"facebook/dragon-plus-context-encoder", "E10-document"}, {"thenlper/gte-large", "E11"},
-        {"intfloat/e5-mistral-7b-instruct", "E12"}};
+    const char *ens[][2] = {{"sentence-transformers/all-MiniLM-L6-v2", "E1"},
+                            {"BAAI/bge-large-en-v1.5", "E2"},
+                            {"hkunlp/instructor-xl", "E3"},
+                            {"openai/clip-vit-large-patch14", "E4"},
+                            {"openai/whisper-large-v3", "E5"},
+                            {"microsoft/codebert-base", "E6"},
+                            {"sentence-transformers/sentence-t5-base", "E7"},
+                            {"sentence-transformers/all-mpnet-base-v2", "E8"},
+                            {"facebook/contriever", "E9"},
+                            {"facebook/dragon-plus-query-encoder", "E10-query"},
+                            {"facebook/dragon-plus-context-encoder", "E10-document"},
+                            {"thenlper/gte-large", "E11"},
+                            {"intfloat/e5-mistral-7b-instruct", "E12"}};
     for (size_t i = 0; i < sizeof ens / sizeof ens[0]; i++)
         fprintf(f, ",\n \"%s\": {\"dir\": \"%s/" ENS "/%s\"}", ens[i][0], cwd, ens[i][1]);
     fprintf(f, "}}\n");
@@ -342,9 +347,11 @@ static void test_layout(void) {
         ssize_t k = readlink(link, target, sizeof target - 1);
         target[k > 0 ? k : 0] = 0;
         int depth = 2;
-        for (const char *c = files[i]; *c; c++) depth += *c == '/';
+        for (const char *c = files[i]; *c; c++)
+            depth += *c == '/';
         want[0] = 0;
-        for (int d = 0; d < depth; d++) strcat(want, "../");
+        for (int d = 0; d < depth; d++)
+            strcat(want, "../");
         strcat(want, "blobs/");
         strcat(want, etag);
         CHECK_MSG(!strcmp(target, want), "%s -> '%s', expected '%s'", files[i], target, want);
@@ -373,7 +380,8 @@ static void test_layout(void) {
     snprintf(blobs, sizeof blobs, "%s/" REPO_DIR "/blobs", cache);
     int nb = list_files(blobs, "", got, 0, 64);
     CHECK_MSG(nb == n + 1, "%d blobs", nb);
-    for (int i = 0; i < nb; i++) CHECK(!strstr(got[i], ".incomplete"));
+    for (int i = 0; i < nb; i++)
+        CHECK(!strstr(got[i], ".incomplete"));
     /* refs/main: the bare commit. */
     char ref[600];
     snprintf(ref, sizeof ref, "%s/" REPO_DIR "/refs/main", cache);
@@ -544,8 +552,7 @@ static void test_resume(void) {
 
 /* Runs a pull that must fail with `needle` in its message, under fault `faults`; then checks
  * that `file` did not land in snapshots/ and refs/main was not written. */
-static void bad_answer(const char *faults, const char *args, const char *needle,
-                       const char *file) {
+static void bad_answer(const char *faults, const char *args, const char *needle, const char *file) {
     char env[512], commit[41], p[900];
     new_cache(env, sizeof env);
     api_commit("test-org/tiny-bert", commit);
@@ -584,8 +591,8 @@ static void test_bad_answers(void) {
                "more than the 231508 bytes", "vocab.txt");
     bad_answer("{\"redirect_loop\": true}", "pull test-org/tiny-bert", "redirects",
                "model.safetensors");
-    bad_answer("{\"head_loop\": true}", "pull test-org/tiny-bert", "more than 5 redirects on the Hub",
-               NULL);
+    bad_answer("{\"head_loop\": true}", "pull test-org/tiny-bert",
+               "more than 5 redirects on the Hub", NULL);
     bad_answer("{\"wrong_size\": [\"model.safetensors\"]}", "pull test-org/tiny-bert",
                "announces 4049553 bytes, the file list 4049552", "model.safetensors");
     bad_answer("{\"wrong_size\": [\"vocab.txt\"]}", "pull test-org/tiny-bert",
@@ -706,12 +713,12 @@ static void test_ensemble(void) {
     CHECK(cge(env, "pull --ensemble") == 0);
     char *o = slurp("out");
     int lines = 0;
-    for (char *c = o; *c; c++) lines += *c == '\n';
+    for (char *c = o; *c; c++)
+        lines += *c == '\n';
     CHECK_MSG(lines == 13, "%d snapshot lines", lines);
     free(o);
     snprintf(args, sizeof args,
-             "ensemble init --out %s --fusion-config " ENS "/fusion/config.json --seed 3",
-             out_dir);
+             "ensemble init --out %s --fusion-config " ENS "/fusion/config.json --seed 3", out_dir);
     CHECK(cge(env, args) == 0);
     char p[900];
     snprintf(p, sizeof p, "%s/ensemble.json", out_dir);
@@ -782,8 +789,8 @@ static void test_ensemble(void) {
              "< inputs.jsonl > %s/slots.jsonl 2>%s/err",
              cge_bin, out_dir, tmp, tmp);
     CHECK(system(cmd) == 0);
-    char *got = slurp("slots.jsonl"), *exp = th_read_file("tests/fixtures/ensemble/expected.jsonl",
-                                                          NULL);
+    char *got = slurp("slots.jsonl"),
+         *exp = th_read_file("tests/fixtures/ensemble/expected.jsonl", NULL);
     CHECK(got && exp);
     char *gs = NULL, *es = NULL;
     char *g = got ? strtok_r(got, "\n", &gs) : NULL, *x = exp ? strtok_r(exp, "\n", &es) : NULL;
@@ -805,10 +812,11 @@ static void test_ensemble(void) {
             if (cJSON_GetArraySize(w) != n) continue;
             double num = 0, den = 0;
             for (int k = 0; k < n; k++) {
-                double d = cJSON_GetArrayItem(w, k)->valuedouble -
-                           cJSON_GetArrayItem(v, k)->valuedouble;
+                double d =
+                    cJSON_GetArrayItem(w, k)->valuedouble - cJSON_GetArrayItem(v, k)->valuedouble;
                 num += d * d;
-                den += cJSON_GetArrayItem(v, k)->valuedouble * cJSON_GetArrayItem(v, k)->valuedouble;
+                den +=
+                    cJSON_GetArrayItem(v, k)->valuedouble * cJSON_GetArrayItem(v, k)->valuedouble;
             }
             double rel = sqrt(num / (den > 0 ? den : 1));
             worst = rel > worst ? rel : worst;
@@ -823,8 +831,8 @@ static void test_ensemble(void) {
     free(exp);
 
     /* A second init refuses to overwrite without --force. */
-    snprintf(args, sizeof args,
-             "ensemble init --out %s --fusion-config " ENS "/fusion/config.json", out_dir);
+    snprintf(args, sizeof args, "ensemble init --out %s --fusion-config " ENS "/fusion/config.json",
+             out_dir);
     CHECK(cge(env, args) != 0);
     CHECK(err_has("--force"));
 }
@@ -837,8 +845,8 @@ int main(void) {
     int up = start_server();
     CHECK_MSG(up, "the Hub stand-in (python3 tests/net/fake_hub.py) did not start");
     if (up && cge_bin[0]) {
-        void (*tests[])(void) = {test_layout, test_select, test_resume, test_bad_answers,
-                                 test_token, test_ensemble};
+        void (*tests[])(void) = {test_layout,      test_select, test_resume,
+                                 test_bad_answers, test_token,  test_ensemble};
         const char *names[] = {"layout", "select", "resume", "bad_answers", "token", "ensemble"};
         for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
             struct timespec a, b;
