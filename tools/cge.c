@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"fusion", cmd_fusion, "FuseMoE: init, run and train the fusion weights"},
     {"pull", cmd_pull, "download models from the Hugging Face Hub into the HF cache"},
     {"ensemble", cmd_ensemble, "ensemble folders: init (over the models in the HF cache)"},
+    {"serve", cmd_serve, "HTTP server: OpenAI-compatible and native embedding routes"},
 };
 
 static void usage(FILE *f) {
