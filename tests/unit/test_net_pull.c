@@ -496,7 +496,9 @@ static void test_resume(void) {
     hexdigest(EVP_sha256(), NULL, 0, want, (size_t)size, sha);
     snprintf(inc, sizeof inc, "%s/" REPO_DIR "/blobs/%s.incomplete", cache, sha);
     struct stat sb;
-    CHECK_MSG(stat(inc, &sb) == 0 && sb.st_size == cut, "no .incomplete of %lld bytes", cut);
+    int inc_ok = stat(inc, &sb) == 0 && sb.st_size == cut;
+    CHECK_MSG(inc_ok, "no .incomplete of %lld bytes", cut);
+    if (!inc_ok) CHECK(err_has("(the first run's stderr)"));
     snprintf(p, sizeof p, "%s/" REPO_DIR "/snapshots/%s/model.safetensors", cache, commit);
     CHECK(!exists(p));
     snprintf(ref, sizeof ref, "%s/" REPO_DIR "/refs/main", cache);
