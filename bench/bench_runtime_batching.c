@@ -116,6 +116,16 @@ static struct cge_engine *open_engine(const char *ens, int batching, int wait_ms
         fprintf(stderr, "bench_runtime_batching: %s\n", cge_errmsg());
         return NULL;
     }
+    /* warm: the first calls fault the weights in and build the oneDNN primitives */
+    struct cge_input in;
+    memset(&in, 0, sizeof in);
+    in.text = SHORT;
+    in.text_len = strlen(SHORT);
+    for (int i = 0; i < 3; i++) {
+        struct cge_result r;
+        cge_engine_embed(e, &in, 1, NULL, &r);
+        cge_result_deinit(&r);
+    }
     return e;
 }
 
