@@ -12,5 +12,6 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_fusion(int argc, char **argv);
+int cmd_mcp(int argc, char **argv);
 
 #endif
