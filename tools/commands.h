@@ -11,6 +11,7 @@ int cmd_cache(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_embed_engine(int argc, char **argv); /* cmd_embed without --model */
 int cmd_fusion(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 
