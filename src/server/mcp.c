@@ -124,7 +124,7 @@ static const char output_prop_json[] =
     "{\"type\":\"string\",\"enum\":[\"fused\",\"slots\",\"both\"],\"description\":"
     "\"fused (default): the fused vector, the gate's expert weights and the chosen experts; slots "
     "or both: also each model's own vector (slots E1..E12, null where a model did not take the "
-    "input) and each slot's status.\"}";
+    "input).\"}";
 
 static const char result_props_json[] =
     "{\"embedding\":{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"description\":\"The "
@@ -136,9 +136,9 @@ static const char result_props_json[] =
     "\"slots\":{\"type\":\"object\",\"additionalProperties\":{\"type\":[\"array\",\"null\"],"
     "\"items\":{\"type\":\"number\"}},\"description\":\"Per slot (E1..E12): the model's vector, "
     "or null.\"},"
-    "\"slot_status\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},"
-    "\"description\":\"Per slot: ok, skipped (does not take this kind of input), absent (not in "
-    "the ensemble) or failed: reason.\"},"
+    "\"slot_errors\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},"
+    "\"description\":\"Only when a slot failed (it is then null in slots and left out of the "
+    "fusion): why, per slot.\"},"
     "\"cached\":{\"type\":\"boolean\"},"
     "\"latency_ms\":{\"type\":\"number\"}}";
 
@@ -588,7 +588,8 @@ static const char *result_msg(const struct cge_result *r) {
 }
 
 /* The fields `cge embed --output both` prints: embedding, expert_weights, selected, and with
- * with_slots the per-slot vectors (null where absent) and statuses. */
+ * with_slots the per-slot vectors (null where a slot is absent, skipped or failed) and
+ * slot_errors when a slot failed; and cached, latency_ms. */
 static cJSON *result_json(const struct cge_result *r, int with_slots) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -597,22 +598,18 @@ static cJSON *result_json(const struct cge_result *r, int with_slots) {
     cJSON_AddItemToObject(o, "selected", int_array(r->selected, r->top_k));
     if (with_slots) {
         cJSON *slots = cJSON_AddObjectToObject(o, "slots");
-        cJSON *status = cJSON_AddObjectToObject(o, "slot_status");
+        cJSON *errors = NULL;
         for (int s = 0; s < CGE_N_SLOTS; s++) {
             const struct cge_slot_result *sr = &r->slots[s];
             if (sr->state == CGE_SLOT_OK && sr->vector) {
                 bad |= add_floats(slots, slot_name(s), sr->vector, sr->dim) != 0;
-                cJSON_AddStringToObject(status, slot_name(s), "ok");
-            } else {
-                cJSON_AddNullToObject(slots, slot_name(s));
-                char msg[260];
-                if (sr->state == CGE_SLOT_FAILED)
-                    snprintf(msg, sizeof msg, "failed: %s",
-                             sr->errmsg[0] ? sr->errmsg : cge_status_str(sr->status));
-                else snprintf(msg, sizeof msg, "%s", sr->state == CGE_SLOT_SKIPPED ? "skipped"
-                                                                                 : "absent");
-                cJSON_AddStringToObject(status, slot_name(s), msg);
+                continue;
             }
+            cJSON_AddNullToObject(slots, slot_name(s));
+            if (sr->state != CGE_SLOT_FAILED) continue;
+            if (!errors) errors = cJSON_AddObjectToObject(o, "slot_errors");
+            cJSON_AddStringToObject(errors, slot_name(s),
+                                    sr->errmsg[0] ? sr->errmsg : cge_status_str(sr->status));
         }
     }
     cJSON_AddBoolToObject(o, "cached", r->cached != 0);
