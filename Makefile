@@ -3,7 +3,8 @@
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 
-.PHONY: all deps build test test-plain test-asan bench fuzz clean
+.PHONY: all deps build install test test-plain test-asan bench fuzz clean
+PREFIX ?= /usr/local
 
 all: build
 
@@ -13,6 +14,10 @@ deps:
 build: deps
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@$(CMAKE) --build build -j $(JOBS)
+
+# make install PREFIX=DIR: libcge.so/.a, cge.h, cge.pc, the cge command, the demo ensemble.
+install: build
+	@$(CMAKE) --install build --prefix $(PREFIX)
 
 test: deps
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

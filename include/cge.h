@@ -25,6 +25,12 @@
 extern "C" {
 #endif
 
+/* libcge.so is built with -fvisibility=hidden: what this header declares is exported, nothing
+ * else (the library's internal cge__ symbols cannot collide with a host program's). */
+#if defined(__GNUC__) && !defined(CGE_NO_VISIBILITY)
+#    pragma GCC visibility push(default)
+#endif
+
 #define CGE_VERSION_STRING "0.1.0"
 
 /* ==== Status codes =========================================================================
@@ -510,6 +516,10 @@ size_t cge_provider_dimension(const struct cge_provider *p);     /* 1536 */
 const char *cge_provider_model_name(const struct cge_provider *p);
 size_t cge_provider_max_tokens(const struct cge_provider *p);
 void cge_provider_close(struct cge_provider *p);
+
+#if defined(__GNUC__) && !defined(CGE_NO_VISIBILITY)
+#    pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

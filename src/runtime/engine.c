@@ -12,7 +12,10 @@
  * the slot's lock and drops the engine's reference to the old one, which is freed by its last
  * user. So calls never see a half-swapped slot, and a swap never waits for calls to finish.
  * The engine's identity (part of every cache key) includes each slot's version, so a swapped
- * slot never serves vectors of the old model from the cache.
+ * slot never serves vectors of the old model from the cache. Beside the full entry, a per-slot
+ * entry (keyed without the versions) keeps each slot's vector with the identity of the model
+ * that made it: after one slot changes, a repeated input recomputes that slot only (a partial
+ * hit) and fuses again.
  *
  * The ensemble's conventions (tests/fixtures/ensemble/README.md §2-3) are applied here, once:
  * routing by modality, E2's query prefix, E3 and E12 take the instruction (E3 always reads
@@ -63,6 +66,7 @@ struct slot {
     struct handle *cur;
     enum cge_slot_load_state state;
     uint64_t version;               /* of the last published handle */
+    uint64_t ident;                 /* slot_identity() of the published model: per-slot cache */
     int64_t load_ms;
     char err[200];
     /* stats */
@@ -81,6 +85,7 @@ struct cge_engine {
     struct cge_cache *cache;        /* NULL: no cache */
     pthread_mutex_t mu;             /* guards identity, stats below */
     char identity[64];              /* hex hash of the ensemble's identity; cache key part */
+    char slots_identity[300];       /* the key part of per-slot entries: the ensemble's name */
     uint64_t requests, inputs, failures, hits, misses;
     atomic_long in_flight;
 };
@@ -158,11 +163,13 @@ static void update_identity(struct cge_engine *e) {
         if (sl->configured) {
             pthread_mutex_lock(&sl->mu);
             h = slot_identity(sl, sl->version);
+            sl->ident = h;
             pthread_mutex_unlock(&sl->mu);
         }
         XXH64_update(x, &h, sizeof h);
     }
     snprintf(e->identity, sizeof e->identity, "cge1-%016llx", (unsigned long long)XXH64_digest(x));
+    snprintf(e->slots_identity, sizeof e->slots_identity, "cge1-slots-%.256s", e->spec.name);
     XXH64_freeState(x);
 }
 
@@ -248,8 +255,7 @@ static enum cge_status acquire(struct cge_engine *e, int s, struct handle **out)
         sl->state = CGE_LOAD_FAILED;
         snprintf(sl->err, sizeof sl->err, "%s", cge_errmsg());
     } else {
-        h->version = sl->version ? sl->version : 1;
-        sl->version = h->version;
+        h->version = sl->version;
         sl->cur = h;
         sl->state = CGE_LOAD_READY;
         sl->err[0] = '\0';
@@ -396,6 +402,7 @@ enum cge_status cge_engine_open(const char *path, const struct cge_engine_params
         sl->routes = (m & (CGE_MOD_TEXT | CGE_MOD_CODE) ? CGE_MOD_TEXT | CGE_MOD_CODE : 0) |
                      (m & (CGE_MOD_IMAGE | CGE_MOD_AUDIO));
         sl->state = sl->configured ? CGE_LOAD_UNLOADED : CGE_LOAD_ABSENT;
+        sl->version = sl->configured ? 1 : 0;
         if (sl->configured && s == CGE__SLOT_E2)
             read_query_prefix(sl->spec.path, sl->query_prefix, sizeof sl->query_prefix);
         any |= sl->configured;
@@ -573,7 +580,6 @@ static enum cge_status from_cache(const struct cge_engine *e, const struct cge_f
         const struct slot *sl = &e->slots[s];
         if (!sl->configured) continue;
         sr->dim = sl->fusion_dim;
-        sr->version = sl->version;
         if (!(present & (1u << s))) {
             sr->state = CGE_SLOT_SKIPPED; /* results with a failed slot are never cached */
             continue;
@@ -603,6 +609,45 @@ static void to_cache(struct cge_engine *e, const struct req_key *k, const struct
             memcpy(slots + cge_slot_offset(s), sr->vector, sizeof(float) * (size_t)sr->dim);
     }
     if (cge_cache_put(e->cache, &k->key, &f, slots, r->present) != CGE_OK) cge__err_clear();
+}
+
+/* Per-slot entries. The cache holds fused records; a per-slot entry keeps the slot vectors in the
+ * record's slots array and, in its (otherwise unused) fused vector, the identity of the model
+ * that made each one: four 16-bit pieces per slot, exact as floats. The gate fields hold a valid
+ * placeholder (the cache refuses an invalid record). */
+#define IDENT_PIECES 4
+
+static void slots_key(const struct cge_engine *e, const struct cge_input *in, const void *content,
+                      size_t len, struct req_key *k) {
+    make_key(e, e->slots_identity, in, content, len, k);
+}
+
+/* Looks up in's per-slot entry; returns 1 with slots/present/idents filled on a hit. */
+static int slots_get(struct cge_engine *e, const struct req_key *k, float *slots, uint32_t *present,
+                     uint64_t *idents) {
+    struct cge_fused_embedding f;
+    *present = 0;
+    if (!cge_cache_get(e->cache, &k->key, &f, slots, present) || !*present) return 0;
+    for (int s = 0; s < CGE_N_SLOTS; s++) {
+        uint64_t id = 0;
+        for (int q = 0; q < IDENT_PIECES; q++)
+            id |= (uint64_t)(uint16_t)f.vector[s * IDENT_PIECES + q] << (16 * q);
+        idents[s] = id;
+    }
+    return 1;
+}
+
+static void slots_put(struct cge_engine *e, const struct req_key *k, const float *slots,
+                      uint32_t present, const uint64_t *idents) {
+    struct cge_fused_embedding f;
+    memset(&f, 0, sizeof f);
+    for (int s = 0; s < CGE_N_SLOTS; s++)
+        for (int q = 0; q < IDENT_PIECES; q++)
+            f.vector[s * IDENT_PIECES + q] = (float)((idents[s] >> (16 * q)) & 0xffff);
+    f.expert_weights[0] = 1;
+    f.selected[0] = 0;
+    f.selected[1] = 1;
+    if (cge_cache_put(e->cache, &k->key, &f, slots, present) != CGE_OK) cge__err_clear();
 }
 
 /* ==== embed ====================================================================================== */
@@ -793,19 +838,29 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
 
     int64_t *idx = cge__malloc(sizeof(int64_t) * n);
     struct req_key *keys = cge__calloc(n, sizeof *keys);
+    struct req_key *skeys = cge__calloc(n, sizeof *skeys);
     float *slots_buf = cge__malloc(sizeof(float) * (size_t)cge_total_dim());
-    if (!idx || !keys || !slots_buf) {
+    if (!idx || !keys || !skeys || !slots_buf) {
         cge__free(idx);
         cge__free(keys);
+        cge__free(skeys);
         cge__free(slots_buf);
         atomic_fetch_sub(&e->in_flight, 1);
         return cge__err(CGE_ERR_NOMEM, "cge_engine_embed: %zu inputs", n);
     }
-    const int use_cache = e->cache && !o.no_cache && !o.no_fusion && want == all;
+    const int use_slot_cache = e->cache && !o.no_cache;
+    const int use_cache = use_slot_cache && !o.no_fusion && want == all;
     char identity[64];
     pthread_mutex_lock(&e->mu);
     memcpy(identity, e->identity, sizeof identity);
     pthread_mutex_unlock(&e->mu);
+    uint64_t cur_ident[CGE_N_SLOTS], cur_ver[CGE_N_SLOTS], got_ident[CGE_N_SLOTS];
+    for (int s = 0; s < CGE_N_SLOTS; s++) {
+        pthread_mutex_lock(&e->slots[s].mu);
+        cur_ident[s] = e->slots[s].ident;
+        cur_ver[s] = e->slots[s].version;
+        pthread_mutex_unlock(&e->slots[s].mu);
+    }
 
     /* 1. validate, and answer from the cache what it holds */
     uint64_t hits = 0, misses = 0;
@@ -825,7 +880,7 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
             fail_input(r, CGE_ERR_INVALID_VALUE, "role must be query or document");
             continue;
         }
-        if (!use_cache) continue;
+        if (!use_slot_cache) continue;
         const void *content = NULL;
         size_t len = 0;
         char *owned = NULL;
@@ -835,17 +890,33 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
             continue; /* unreadable file: the slot reports it */
         }
         make_key(e, identity, &in[i], content, len, &keys[i]);
+        slots_key(e, &in[i], content, len, &skeys[i]);
         cge__free(owned);
         struct cge_fused_embedding f;
         uint32_t present = 0;
-        if (cge_cache_get(e->cache, &keys[i].key, &f, slots_buf, &present) && present) {
+        if (use_cache && cge_cache_get(e->cache, &keys[i].key, &f, slots_buf, &present) && present) {
             if (from_cache(e, &f, slots_buf, present, r) != CGE_OK) {
                 cge_result_deinit(r);
                 fail_input(r, CGE_ERR_NOMEM, "out of memory");
             }
+            for (int s = 0; s < CGE_N_SLOTS; s++) r->slots[s].version = e->slots[s].configured ? cur_ver[s] : 0;
             hits++;
-        } else {
-            misses++;
+            continue;
+        }
+        misses++;
+        /* a partial hit: the slots whose model has not changed since */
+        if (!slots_get(e, &skeys[i], slots_buf, &present, got_ident)) continue;
+        for (int s = 0; s < CGE_N_SLOTS; s++) {
+            struct cge_slot_result *sr = &r->slots[s];
+            if (!(present & (1u << s)) || got_ident[s] != cur_ident[s] || !(want & (1u << s)) ||
+                !e->slots[s].configured || !(e->slots[s].routes & mod))
+                continue;
+            sr->vector = cge__malloc(sizeof(float) * (size_t)sr->dim);
+            if (!sr->vector) continue;
+            memcpy(sr->vector, slots_buf + cge_slot_offset(s), sizeof(float) * (size_t)sr->dim);
+            sr->state = CGE_SLOT_OK;
+            sr->cached = 1;
+            sr->version = cur_ver[s];
         }
     }
 
@@ -855,7 +926,7 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
         if (!sl->configured || !(want & (1u << s))) continue;
         int64_t k = 0;
         for (size_t i = 0; i < n; i++) {
-            if (out[i].status || out[i].cached) continue;
+            if (out[i].status || out[i].cached || out[i].slots[s].state == CGE_SLOT_OK) continue;
             if (sl->routes & cge_input_modality(&in[i])) idx[k++] = (int64_t)i;
         }
         if (k) run_slot(e, s, in, idx, k, deadline, out);
@@ -899,6 +970,22 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
         }
     }
 
+    /* per-slot entries for what was computed now (a slot swapped meanwhile is left out) */
+    for (size_t i = 0; use_slot_cache && i < n; i++) {
+        const struct cge_result *r = &out[i];
+        if (r->cached || !skeys[i].cacheable) continue;
+        uint32_t present = 0, fresh = 0;
+        memset(slots_buf, 0, sizeof(float) * (size_t)cge_total_dim());
+        for (int s = 0; s < CGE_N_SLOTS; s++) {
+            const struct cge_slot_result *sr = &r->slots[s];
+            if (sr->state != CGE_SLOT_OK || sr->version != cur_ver[s]) continue;
+            memcpy(slots_buf + cge_slot_offset(s), sr->vector, sizeof(float) * (size_t)sr->dim);
+            present |= 1u << s;
+            fresh |= sr->cached ? 0 : 1u << s;
+        }
+        if (fresh) slots_put(e, &skeys[i], slots_buf, present, cur_ident);
+    }
+
     int64_t per = (cge__now_us() - t_start) / (int64_t)n;
     uint64_t failed = 0;
     for (size_t i = 0; i < n; i++) {
@@ -914,6 +1001,7 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
     pthread_mutex_unlock(&e->mu);
     cge__free(idx);
     cge__free(keys);
+    cge__free(skeys);
     cge__free(slots_buf);
     atomic_fetch_sub(&e->in_flight, 1);
     return st;

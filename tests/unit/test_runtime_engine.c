@@ -378,7 +378,13 @@ static void test_swap(void) {
     CHECK(v == 2);
     CHECK(cge_engine_embed(e, &in, 1, NULL, &r) == CGE_OK);
     CHECK(r.cached == 0 && r.slots[9].version == 2 && r.slots[0].version == 1);
+    /* a partial hit: only the swapped slot ran again */
+    CHECK(r.slots[9].cached == 0 && r.slots[0].cached == 1 && r.slots[11].cached == 1);
     ef_check_result(F.rows[2].expected, "after swap", 2, &r);
+    cge_result_deinit(&r);
+    CHECK(cge_engine_embed(e, &in, 1, NULL, &r) == CGE_OK);
+    CHECK(r.cached == 1 && r.slots[9].version == 2);
+    ef_check_result(F.rows[2].expected, "after swap, cached", 2, &r);
     cge_result_deinit(&r);
     /* a swap that exchanges the encoders changes E10's vector for this query */
     CHECK(cge_engine_swap(e, 9, "query=" EF_ENSEMBLE "/E10-document,document=" EF_ENSEMBLE "/E10-query", &v) == CGE_OK);
