@@ -746,7 +746,7 @@ static cJSON *tool_embed_batch(struct cge__mcp *m, const cJSON *args, struct fai
             cJSON_AddStringToObject(item, "error", msg);
             if (first_bad < 0) {
                 first_bad = i;
-                snprintf(first_msg, sizeof first_msg, "%s", msg);
+                snprintf(first_msg, sizeof first_msg, "%.399s", msg);
             }
         } else {
             item = result_json(&rs[row[i]], with_slots);

@@ -6,9 +6,9 @@
  * Checks: version negotiation (each supported version, an unknown and a newer one; the tool list
  * each version gets); every protocol error (-32700, -32600, -32601, -32602 naming the parameter)
  * and tool failures as isError results; batches; notifications and responses interleaved with
- * requests (never answered); a request cancelled before it ran; 1 MB messages (a text, a garbage
- * line, whitespace); a message over the 64 MiB limit; deep nesting; and the embed tool's vectors
- * against the shared fixture's expected.jsonl (embedding and expert_weights max abs <= 1e-5,
+ * requests (never answered); a request cancelled before it ran; 1 MB messages (four images as
+ * base64 in one batch, whitespace, garbage); a 64 KB text; a message over the 64 MiB limit; deep
+ * nesting; and the embed tool's vectors against the shared fixture's expected.jsonl (embedding and expert_weights max abs <= 1e-5,
  * selected equal in order, slot vectors rel <= 1e-5 and null where the fixture has null), by path
  * and by base64, one by one and as one embed_batch. Every stdout line must be JSON (logs go to
  * stderr only), and EOF on stdin must end the server with status 0.
@@ -247,6 +247,8 @@ static void check_nothing_pending(const char *what) {
               d ? cJSON_PrintUnformatted(d) : "nothing");
     cJSON_Delete(d);
 }
+
+static char *b64(const unsigned char *p, size_t n);
 
 /* ==== the checks ================================================================================== */
 
@@ -528,22 +530,62 @@ static void test_batches_and_notifications(void) {
 }
 
 static void test_large_messages(void) {
-    /* A 1 MB text: answered (the models truncate it). */
+    /* A 1 MB message: four images as base64 in one embed_batch; their vectors are checked in
+     * test_fixture_vectors' way (here: selected experts equal to the fixture's). */
     size_t n = 1 << 20;
     char *big = malloc(n + 200);
-    int k = snprintf(big, 200, "{\"jsonrpc\":\"2.0\",\"id\":\"big\",\"method\":\"tools/call\","
-                               "\"params\":{\"name\":\"embed\",\"arguments\":{\"text\":\"");
-    for (size_t i = 0; i < n; i++) big[k + i] = "lorem ipsum dolor "[i % 18];
-    snprintf(big + k + n, 200, "\"}}}");
-    send_line(big);
-    cJSON *r = wait_reply("\"big\"");
-    CHECK_MSG(cJSON_GetArraySize(cJSON_GetObjectItem(
-                  cJSON_GetObjectItem(result_of(r), "structuredContent"), "embedding")) == 1536,
-              "1 MB text: %.200s", r ? cJSON_PrintUnformatted(r) : "nothing");
-    cJSON_Delete(r);
+    {
+        size_t len_a = 0, len_b = 0;
+        char *pa = th_read_file("tests/fixtures/ensemble/camera.png", &len_a);
+        char *pb = th_read_file("tests/fixtures/ensemble/chelsea.png", &len_b);
+        char *ea = pa ? b64((const unsigned char *)pa, len_a) : NULL;
+        char *eb = pb ? b64((const unsigned char *)pb, len_b) : NULL;
+        size_t cap = (ea ? strlen(ea) : 0) * 2 + (eb ? strlen(eb) : 0) * 2 + 400;
+        char *msg = malloc(cap);
+        snprintf(msg, cap,
+                 "{\"jsonrpc\":\"2.0\",\"id\":\"big\",\"method\":\"tools/call\",\"params\":{\"name\":"
+                 "\"embed_batch\",\"arguments\":{\"inputs\":[{\"image_base64\":\"%s\"},{\"image_base64\":"
+                 "\"%s\"},{\"image_base64\":\"data:image/png;base64,%s\"},{\"image_base64\":\"%s\"}]}}}",
+                 ea ? ea : "", eb ? eb : "", ea ? ea : "", eb ? eb : "");
+        size_t len = strlen(msg);
+        CHECK_MSG(len > 1000000, "the batch message is %zu bytes", len);
+        send_line(msg);
+        cJSON *r = wait_reply("\"big\"");
+        const cJSON *res = cJSON_GetObjectItem(cJSON_GetObjectItem(result_of(r), "structuredContent"),
+                                               "results");
+        int ok = cJSON_GetArraySize(res) == 4;
+        for (int i = 0; ok && i < 4; i++) {
+            const cJSON *sel = cJSON_GetObjectItem(cJSON_GetArrayItem(res, i), "selected");
+            /* camera.png: experts [6, 2]; chelsea.png: [6, 0] (fixture README, inputs 8 and 9) */
+            ok = cJSON_GetArraySize(sel) == 2 && cJSON_GetArrayItem(sel, 0)->valueint == 6 &&
+                 cJSON_GetArrayItem(sel, 1)->valueint == (i % 2 ? 0 : 2);
+        }
+        CHECK_MSG(ok, "1 MB batch of images: %.300s", r ? cJSON_PrintUnformatted(r) : "nothing");
+        cJSON_Delete(r);
+        free(msg);
+        free(ea);
+        free(eb);
+        free(pa);
+        free(pb);
+    }
+    cJSON *r;
+    /* A long text (64 KB): answered, the models truncate it. */
+    {
+        size_t tn = 64 << 10;
+        int k = snprintf(big, 200, "{\"jsonrpc\":\"2.0\",\"id\":\"long\",\"method\":\"tools/call\","
+                                   "\"params\":{\"name\":\"embed\",\"arguments\":{\"text\":\"");
+        for (size_t i = 0; i < tn; i++) big[k + i] = "lorem ipsum dolor "[i % 18];
+        snprintf(big + k + tn, 200, "\"}}}");
+        send_line(big);
+        r = wait_reply("\"long\"");
+        CHECK_MSG(cJSON_GetArraySize(cJSON_GetObjectItem(
+                      cJSON_GetObjectItem(result_of(r), "structuredContent"), "embedding")) == 1536,
+                  "64 KB text: %.200s", r ? cJSON_PrintUnformatted(r) : "nothing");
+        cJSON_Delete(r);
+    }
     /* 1 MB of whitespace around a small request. */
     memset(big, ' ', n);
-    k = snprintf(big + n / 2, 100, "{\"jsonrpc\":\"2.0\",\"id\":\"ws\",\"method\":\"ping\"}");
+    int k = snprintf(big + n / 2, 100, "{\"jsonrpc\":\"2.0\",\"id\":\"ws\",\"method\":\"ping\"}");
     big[n / 2 + (size_t)k] = ' ';
     big[n] = 0;
     send_line(big);
@@ -805,11 +847,21 @@ int main(void) {
     signal(SIGPIPE, SIG_IGN);
     CHECK(spawn());
     if (child < 0) return test_report("server_mcp_stdio");
-    RUN(test_negotiation);
-    RUN(test_protocol_errors);
-    RUN(test_batches_and_notifications);
-    RUN(test_large_messages);
-    RUN(test_fixture_vectors);
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } parts[] = {{"negotiation", test_negotiation},
+                 {"protocol errors", test_protocol_errors},
+                 {"batches and notifications", test_batches_and_notifications},
+                 {"large messages", test_large_messages},
+                 {"fixture vectors", test_fixture_vectors}};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        int64_t t0 = now_ms();
+        int f0 = th_failed;
+        parts[i].fn();
+        printf("  %s: %lld ms%s\n", parts[i].name, (long long)(now_ms() - t0),
+               th_failed != f0 ? " (failed)" : "");
+    }
     int st = finish();
     CHECK_MSG(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "cge mcp did not exit 0 at EOF (%d)",
               st);
