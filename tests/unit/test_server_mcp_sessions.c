@@ -5,7 +5,8 @@
  * sessions opened by initialize only, 400 without the header, 404 for unknown and ended
  * sessions, 400 for an unsupported MCP-Protocol-Version, 202 for notifications, DELETE, the
  * bounded table evicting the least recently used session; and eight threads calling tools on
- * shared sessions while others are deleted and opened (ASan/TSan find what the refcount misses).
+ * shared sessions while others are deleted and opened (ASan/TSan find what the refcount misses);
+ * a request cancelled while the engine runs it gets no reply.
  */
 #include "testhelp.h"
 
@@ -15,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <unistd.h>
 
 static struct cge_engine *engine;
 
@@ -179,6 +181,65 @@ static void test_threads(void) {
     cge__mcp_sessions_free(shared);
 }
 
+/* ---- cancellation of a running request --------------------------------------------------------- */
+
+struct slow_call {
+    struct cge__mcp *m;
+    char *msg;
+    char *reply;
+    int status;
+};
+
+static void *run_slow(void *arg) {
+    struct slow_call *c = arg;
+    c->reply = cge__mcp_handle(c->m, c->msg, strlen(c->msg), &c->status);
+    return NULL;
+}
+
+static void test_cancel_running(void) {
+    struct slow_call c = {0};
+    CHECK(cge__mcp_new(engine, NULL, &c.m) == CGE_OK);
+    /* 128 distinct texts of 2 KB: long enough in the engine to be cancelled while it runs. */
+    struct cge_buf b;
+    cge__buf_init(&b, (size_t)1 << 24);
+    cge__buf_printf(&b, "{\"jsonrpc\":\"2.0\",\"id\":\"slow\",\"method\":\"tools/call\",\"params\":"
+                        "{\"name\":\"embed_batch\",\"arguments\":{\"inputs\":[");
+    for (int i = 0; i < 128; i++) {
+        cge__buf_printf(&b, "%s{\"text\":\"%d", i ? "," : "", i);
+        for (int k = 0; k < 200; k++) cge__buf_printf(&b, " word%d", (i * 7 + k) % 997);
+        cge__buf_printf(&b, "\"}");
+    }
+    cge__buf_printf(&b, "]}}}");
+    c.msg = b.data;
+    pthread_t th;
+    pthread_create(&th, NULL, run_slow, &c);
+    /* Wait until the call is inside the engine, then cancel it. */
+    struct cge_engine_stats st;
+    int inside = 0;
+    for (int i = 0; i < 20000 && !inside; i++) {
+        cge_engine_get_stats(engine, &st);
+        inside = st.in_flight > 0;
+        if (!inside) usleep(100);
+    }
+    CHECK_MSG(inside, "the slow call never showed in the engine's in_flight");
+    const char *cancel = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":"
+                         "{\"requestId\":\"slow\",\"reason\":\"test\"}}";
+    int cst = 0;
+    char *r = cge__mcp_handle(c.m, cancel, strlen(cancel), &cst);
+    CHECK(!r && cst == 202);
+    cge_engine_get_stats(engine, &st);
+    int still_running = st.in_flight > 0;
+    pthread_join(th, NULL);
+    /* The batch runs for far longer than the cancellation takes; if it did not, the check
+     * below would test nothing, so that is a failure too (make the batch longer). */
+    CHECK_MSG(still_running, "the slow call ended before its cancellation was handled");
+    CHECK_MSG(!c.reply && c.status == 202, "a request cancelled while it ran was answered: %.100s",
+              c.reply ? c.reply : "");
+    cge__free(c.reply);
+    cge__buf_free(&b);
+    cge__mcp_free(c.m);
+}
+
 int main(void) {
     enum cge_status st = cge_engine_open("tests/fixtures/ensemble/ensemble", NULL, &engine);
     CHECK_MSG(st == CGE_OK, "engine: %s", cge_errmsg());
@@ -186,6 +247,7 @@ int main(void) {
     RUN(test_core_statuses);
     RUN(test_sessions);
     RUN(test_threads);
+    RUN(test_cancel_running);
     cge_engine_close(engine);
     return test_report("server_mcp_sessions");
 }
