@@ -33,11 +33,6 @@
 
 enum output { OUT_FUSED, OUT_SLOTS, OUT_BOTH };
 
-struct line {
-    cJSON *doc;           /* owns the strings the input points into */
-    struct cge_input in;
-    char err[300];        /* parse error, "" if none */
-};
 
 struct run {
     struct cge_engine *e;
@@ -79,8 +74,9 @@ static double now_s(void) {
 
 /* ---- input ---------------------------------------------------------------------------------- */
 
-static void parse_line(const char *s, size_t n, struct line *l) {
+void tool_parse_input(const char *s, size_t n, struct tool_line *l, int allow_pair) {
     memset(l, 0, sizeof *l);
+    l->pair = -1;
     l->doc = cJSON_ParseWithLength(s, n);
     if (!l->doc) {
         snprintf(l->err, sizeof l->err, "invalid JSON");
@@ -101,7 +97,19 @@ static void parse_line(const char *s, size_t n, struct line *l) {
         const char *key = k->string;
         int content = !strcmp(key, "text") || !strcmp(key, "code") || !strcmp(key, "image") ||
                       !strcmp(key, "audio");
-        if (content || !strcmp(key, "instruction") || !strcmp(key, "language") ||
+        if (allow_pair && !strcmp(key, "pair")) {
+            if (cJSON_IsNumber(k) && k->valuedouble >= 0 && k->valuedouble < 9e15 &&
+                k->valuedouble == (double)(int64_t)k->valuedouble) {
+                l->pair = (int64_t)k->valuedouble;
+            } else if (cJSON_IsString(k)) {
+                uint64_t h = 1469598103934665603ull; /* FNV-1a: a string id names a pair */
+                for (const char *c = k->valuestring; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+                l->pair = (int64_t)(h >> 1);
+            } else {
+                snprintf(l->err, sizeof l->err, "\"pair\" must be an integer >= 0 or a string");
+                return;
+            }
+        } else if (content || !strcmp(key, "instruction") || !strcmp(key, "language") ||
             !strcmp(key, "role")) {
             if (!cJSON_IsString(k)) {
                 snprintf(l->err, sizeof l->err, "\"%s\" must be a string", key);
@@ -113,6 +121,7 @@ static void parse_line(const char *s, size_t n, struct line *l) {
                      "instruction, language)", key);
             return;
         }
+        if (allow_pair && !strcmp(key, "pair")) continue;
         if (content) kinds++;
         if (!strcmp(key, "text") || !strcmp(key, "code")) {
             l->in.text = k->valuestring;
@@ -139,7 +148,7 @@ static void parse_line(const char *s, size_t n, struct line *l) {
         snprintf(l->err, sizeof l->err, "give exactly one of \"text\", \"code\", \"image\", \"audio\"");
 }
 
-static void line_free(struct line *l) {
+void tool_line_free(struct tool_line *l) {
     cJSON_Delete(l->doc);
     memset(l, 0, sizeof *l);
 }
@@ -244,7 +253,7 @@ static void progress(struct run *R, int final) {
 }
 
 /* Embeds the pending lines and answers each, in order. */
-static void flush(struct run *R, struct line *lines, int n, struct cge_input *ins,
+static void flush(struct run *R, struct tool_line *lines, int n, struct cge_input *ins,
                   struct cge_result *res, const struct cge_embed_options *opt) {
     int k = 0;
     for (int i = 0; i < n; i++)
@@ -274,7 +283,7 @@ static void flush(struct run *R, struct line *lines, int n, struct cge_input *in
         }
         R->failed += err != NULL;
         R->rows++;
-        line_free(&lines[i]);
+        tool_line_free(&lines[i]);
     }
     for (int i = 0; i < k && !st; i++) cge_result_deinit(&res[i]);
     fflush(stdout);
@@ -377,7 +386,7 @@ int cmd_embed_engine(int argc, char **argv) {
         R.total_bytes = sst.st_size;
         R.t0 = R.last = now_s();
     }
-    struct line *lines = calloc((size_t)batch, sizeof *lines);
+    struct tool_line *lines = calloc((size_t)batch, sizeof *lines);
     struct cge_input *ins = calloc((size_t)batch, sizeof *ins);
     struct cge_result *res = calloc((size_t)batch, sizeof *res);
     size_t cap = 1 << 16, len = 0;
@@ -399,7 +408,7 @@ int cmd_embed_engine(int argc, char **argv) {
             while (s < e && (buf[s] == ' ' || buf[s] == '\t' || buf[s] == '\r')) s++;
             while (e > s && (buf[e - 1] == ' ' || buf[e - 1] == '\t' || buf[e - 1] == '\r')) e--;
             if (e > s) {
-                parse_line(buf + s, e - s, &lines[n++]);
+                tool_parse_input(buf + s, e - s, &lines[n++], 0);
                 if (n == batch) {
                     flush(&R, lines, n, ins, res, &opt);
                     n = 0;

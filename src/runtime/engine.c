@@ -83,6 +83,10 @@ struct cge_engine {
     struct cge_fusion *fusion;
     const struct cge_fusemoe_config *fc;
     struct cge_cache *cache;        /* NULL: no cache */
+    /* Fusion scratch kept between calls (a new context costs its allocations and first-touch
+     * page faults on every call); at most 8 idle ones, guarded by mu. */
+    struct cge_fusion_ctx *ctx_pool[8];
+    int n_ctx;
     pthread_mutex_t mu;             /* guards identity, stats below */
     char identity[64];              /* hex hash of the ensemble's identity; cache key part */
     char slots_identity[300];       /* the key part of per-slot entries: the ensemble's name */
@@ -213,11 +217,12 @@ static enum cge_status load_handle(const struct cge_engine *e, int s,
         const struct cge_model *m = k ? h->query : h->doc;
         if (m && cge_model_dim(m) != fd) {
             const char *dir = k ? spec->path_query : spec->path;
+            int md = cge_model_dim(m);
             handle_free(h);
             return cge__err(CGE_ERR_INVALID_DIM,
                             "E%d: model %s gives %d-d vectors, but the fusion %s/config.json "
                             "has slot_dims[%d] = %d",
-                            s + 1, dir, cge_model_dim(m), e->spec.fusion, s, fd);
+                            s + 1, dir, md, e->spec.fusion, s, fd);
         }
     }
     h->resident_bytes = folder_bytes(spec->path) + (spec->path_query[0] ? folder_bytes(spec->path_query) : 0);
@@ -441,6 +446,7 @@ void cge_engine_close(struct cge_engine *e) {
         pthread_mutex_destroy(&sl->swap_mu);
         pthread_cond_destroy(&sl->cv);
     }
+    for (int i = 0; i < e->n_ctx; i++) cge_fusion_ctx_free(e->ctx_pool[i]);
     cge_fusion_free(e->fusion);
     pthread_mutex_destroy(&e->mu);
     cge__free(e);
@@ -721,7 +727,7 @@ static void run_slot(struct cge_engine *e, int s, const struct cge_input *in, co
                     sr->state = info[q].status == CGE_ERR_UNSUPPORTED_MODALITY ? CGE_SLOT_SKIPPED
                                                                                : CGE_SLOT_FAILED;
                     sr->status = sr->state == CGE_SLOT_FAILED ? info[q].status : CGE_OK;
-                    snprintf(sr->errmsg, sizeof sr->errmsg, "E%d: %s", s + 1, info[q].errmsg);
+                    snprintf(sr->errmsg, sizeof sr->errmsg, "E%d: %.180s", s + 1, info[q].errmsg);
                     n_failed += sr->state == CGE_SLOT_FAILED;
                     continue;
                 }
@@ -779,8 +785,12 @@ static enum cge_status fuse(struct cge_engine *e, const int64_t *idx, int64_t k,
     float *gate = cge__malloc(sizeof(float) * (size_t)(k * E));
     int *sel = cge__malloc(sizeof(int) * (size_t)(k * K));
     struct cge_fusion_ctx *ctx = NULL;
-    enum cge_status st = (x && present && emb && gate && sel) ? cge_fusion_ctx_new(&ctx)
-                                                              : cge__err(CGE_ERR_NOMEM, "fusion of %lld inputs", (long long)k);
+    pthread_mutex_lock(&e->mu);
+    if (e->n_ctx) ctx = e->ctx_pool[--e->n_ctx];
+    pthread_mutex_unlock(&e->mu);
+    enum cge_status st = !(x && present && emb && gate && sel) ? cge__err(CGE_ERR_NOMEM, "fusion of %lld inputs", (long long)k)
+                         : ctx                                ? CGE_OK
+                                                              : cge_fusion_ctx_new(&ctx);
     if (!st) {
         for (int64_t j = 0; j < k; j++) {
             const struct cge_result *r = &out[idx[j]];
@@ -811,6 +821,12 @@ static enum cge_status fuse(struct cge_engine *e, const int64_t *idx, int64_t k,
         memcpy(r->expert_weights, gate + j * E, sizeof(float) * (size_t)E);
         memcpy(r->selected, sel + j * K, sizeof(int) * (size_t)K);
     }
+    pthread_mutex_lock(&e->mu);
+    if (ctx && e->n_ctx < (int)(sizeof e->ctx_pool / sizeof *e->ctx_pool)) {
+        e->ctx_pool[e->n_ctx++] = ctx;
+        ctx = NULL;
+    }
+    pthread_mutex_unlock(&e->mu);
     cge_fusion_ctx_free(ctx);
     cge__free(x);
     cge__free(present);

@@ -205,6 +205,56 @@ static void test_bad_ensemble(void) {
     unlink("/tmp/cge-cli-err.txt");
 }
 
+/* cge fusion train --ensemble --corpus: embeds the corpus through the slots, trains the fusion
+ * folder the ensemble names; the trained ensemble still embeds, its slots unchanged. */
+static void test_fusion_train(void) {
+    char cmd[4096];
+    const char *dir = "/tmp/cge-cli-train";
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp -r " EF_ENSEMBLE " %s/ens && "
+             "cd " EF_DIR " && python3 -c \"import json,sys\n"
+             "for i,l in enumerate(open('inputs.jsonl')):\n d=json.loads(l); d['pair']=i//2; print(json.dumps(d))\n"
+             "print('not json')\" > %s/corpus.jsonl", dir, dir, dir, dir);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "cd " EF_DIR " && %s fusion train --ensemble %s/ens --corpus %s/corpus.jsonl "
+             "--epochs 2 --batch 4 2>%s/err.txt", cge_bin, dir, dir, dir);
+    int st = system(cmd);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fusion train exit %d", st);
+    char p[512];
+    snprintf(p, sizeof p, "%s/ens/fusion/trainer_state.json", dir);
+    char *ts = th_read_file(p, NULL);
+    CHECK_MSG(ts && strstr(ts, "\"step\": 6"), "trainer_state: %s", ts ? ts : "(none)");
+    free(ts);
+    snprintf(p, sizeof p, "%s/err.txt", dir);
+    char *err = th_read_file(p, NULL);
+    CHECK(err && strstr(err, "line 13") && strstr(err, "embedded 12 inputs"));
+    free(err);
+    /* the trained fusion: other fused vectors, the same slots */
+    snprintf(cmd, sizeof cmd, "cd " EF_DIR " && head -1 inputs.jsonl | %s embed --ensemble %s/ens --output both", cge_bin, dir);
+    cJSON *out[2];
+    int rc = -1;
+    int n = run_lines(cmd, out, 2, &rc);
+    CHECK(n == 1 && rc == 0);
+    if (n == 1) {
+        static float emb[1536], ref[1536];
+        CHECK(ef_floats(cJSON_GetObjectItemCaseSensitive(out[0], "embedding"), emb, 1536) == 1536);
+        CHECK(ef_floats(cJSON_GetObjectItemCaseSensitive(F.rows[0].expected, "embedding"), ref, 1536) == 1536);
+        CHECK(th_rel_err(emb, ref, 1536) > 1e-4);
+        static float v[64];
+        const cJSON *os = cJSON_GetObjectItemCaseSensitive(out[0], "slots");
+        const cJSON *es = cJSON_GetObjectItemCaseSensitive(F.rows[0].expected, "slots");
+        static float r1[64];
+        int d = ef_floats(cJSON_GetObjectItemCaseSensitive(os, "E3"), v, 64);
+        CHECK(d == 40 && ef_floats(cJSON_GetObjectItemCaseSensitive(es, "E3"), r1, 64) == 40 &&
+              th_rel_err(v, r1, 40) <= 1e-5);
+    }
+    free_lines(out, n);
+    snprintf(cmd, sizeof cmd, "%s fusion train --ensemble %s/ens 2>/dev/null", cge_bin, dir);
+    st = system(cmd);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void) {
     CHECK_MSG(find_cge(), "no cge binary at %s", cge_bin);
     CHECK_MSG(ef_load(EF_DIR, &F) == 0, "cannot read the ensemble fixture");
@@ -215,6 +265,7 @@ int main(void) {
     RUN(test_bad_lines);
     RUN(test_demo);
     RUN(test_bad_ensemble);
+    RUN(test_fusion_train);
     ef_free(&F);
     return test_report("test_runtime_cli");
 }
