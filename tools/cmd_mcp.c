@@ -47,7 +47,8 @@ static void usage(FILE *f) {
             "\n"
             "An agent's configuration, e.g. Claude Desktop's claude_desktop_config.json:\n"
             "  {\"mcpServers\": {\"cge\": {\"command\": \"/path/to/cge\",\n"
-            "                          \"args\": [\"mcp\", \"--ensemble\", \"/path/to/ensemble\"]}}}\n");
+            "                          \"args\": [\"mcp\", \"--ensemble\", "
+            "\"/path/to/ensemble\"]}}}\n");
 }
 
 struct job {
@@ -90,7 +91,8 @@ static void *worker(void *arg) {
     struct server *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->head && !s->closing) pthread_cond_wait(&s->has_work, &s->mu);
+        while (!s->head && !s->closing)
+            pthread_cond_wait(&s->has_work, &s->mu);
         struct job *j = s->head;
         if (j) {
             s->head = j->next;
@@ -106,7 +108,8 @@ static void *worker(void *arg) {
         if (s->verbose)
             fprintf(stderr, "cge mcp: %zu bytes in, %zu out, status %d, %.1f ms\n", j->len,
                     reply ? strlen(reply) : 0, status, (double)(cge__now_us() - t0) / 1000.0);
-        if (reply) write_line(s, reply);
+        if (reply)
+            write_line(s, reply);
         else if (status == 500)
             write_line(s, "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,"
                           "\"message\":\"Internal error: out of memory\"}}");
@@ -118,9 +121,11 @@ static void *worker(void *arg) {
 
 /* Queues one line (blank lines are skipped); waits while the queue is full. */
 static int submit(struct server *s, const char *p, size_t n) {
-    while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+    while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
     size_t i = 0;
-    while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
+    while (i < n && (p[i] == ' ' || p[i] == '\t'))
+        i++;
     if (i == n) return 0;
     struct job *j = malloc(sizeof *j);
     char *msg = malloc(n + 1);
@@ -137,9 +142,12 @@ static int submit(struct server *s, const char *p, size_t n) {
     j->len = n;
     j->next = NULL;
     pthread_mutex_lock(&s->mu);
-    while (s->n_queued >= QUEUE_MAX) pthread_cond_wait(&s->has_space, &s->mu);
-    if (s->tail) s->tail->next = j;
-    else s->head = j;
+    while (s->n_queued >= QUEUE_MAX)
+        pthread_cond_wait(&s->has_space, &s->mu);
+    if (s->tail)
+        s->tail->next = j;
+    else
+        s->head = j;
     s->tail = j;
     s->n_queued++;
     pthread_cond_signal(&s->has_work);
@@ -246,8 +254,10 @@ int cmd_mcp(int argc, char **argv) {
                         threads ? 0 : 1, threads ? 4096 : N_WORKERS_MAX);
                 return 2;
             }
-            if (threads) p.n_threads = (int)x;
-            else n_workers = (int)x;
+            if (threads)
+                p.n_threads = (int)x;
+            else
+                n_workers = (int)x;
             i++;
         } else {
             fprintf(stderr, "cge mcp: unknown option '%s'\n", a);
@@ -302,7 +312,8 @@ int cmd_mcp(int argc, char **argv) {
     s.closing = 1;
     pthread_cond_broadcast(&s.has_work);
     pthread_mutex_unlock(&s.mu);
-    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
     for (struct job *j = s.head; j;) { /* only when no worker ran */
         struct job *next = j->next;
         free(j->msg);

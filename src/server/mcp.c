@@ -47,22 +47,22 @@
 
 static const char *const versions[] = {"2025-06-18", "2025-03-26", "2024-11-05"};
 
-/* ==== the session =============================================================================== */
+/* ==== the session ============================================================================= */
 
 /* A request running now, so that notifications/cancelled can find it. */
 struct pending {
-    char *key;             /* the id as compact JSON ("7", "\"abc\"") */
-    int cancelled;         /* set by notifications/cancelled */
+    char *key;     /* the id as compact JSON ("7", "\"abc\"") */
+    int cancelled; /* set by notifications/cancelled */
     struct pending *next;
 };
 
 struct cge__mcp {
-    struct cge_engine *e;   /* not owned */
-    char *allow;            /* realpath of the --allow-files folder, or NULL: no paths */
-    cJSON *tools;           /* the full tool list (newest version), read-only after new */
-    char *instructions;     /* initialize's instructions */
-    pthread_mutex_t mu;     /* guards everything below */
-    char version[16];       /* negotiated protocol version ("" before initialize) */
+    struct cge_engine *e; /* not owned */
+    char *allow;          /* realpath of the --allow-files folder, or NULL: no paths */
+    cJSON *tools;         /* the full tool list (newest version), read-only after new */
+    char *instructions;   /* initialize's instructions */
+    pthread_mutex_t mu;   /* guards everything below */
+    char version[16];     /* negotiated protocol version ("" before initialize) */
     struct pending *pending;
     char *precancelled[PRECANCEL_N]; /* ring of ids cancelled before they were seen */
     int precancel_next;
@@ -85,12 +85,12 @@ static int failf(struct fail *f, int code, const char *fmt, ...) {
     return -1;
 }
 
-#define E_PARSE   (-32700)
-#define E_REQUEST (-32600)
-#define E_METHOD  (-32601)
-#define E_PARAMS  (-32602)
+#define E_PARSE    (-32700)
+#define E_REQUEST  (-32600)
+#define E_METHOD   (-32601)
+#define E_PARAMS   (-32602)
 #define E_INTERNAL (-32603)
-#define E_TOOL    0
+#define E_TOOL     0
 
 /* ==== tool schemas ===============================================================================
  * The tool list is JSON text below; strings "@name" in it stand for the shared pieces (one
@@ -245,9 +245,9 @@ static int splice_schema(cJSON *node) {
         if (cJSON_IsString(c) && c->valuestring[0] == '@') {
             cJSON *piece = schema_piece(c->valuestring);
             /* ...InObject names the new item after the old one; ...ViaPointer would not. */
-            int ok = piece && (c->string ? cJSON_ReplaceItemInObjectCaseSensitive(node, c->string,
-                                                                                  piece)
-                                         : cJSON_ReplaceItemViaPointer(node, c, piece));
+            int ok =
+                piece && (c->string ? cJSON_ReplaceItemInObjectCaseSensitive(node, c->string, piece)
+                                    : cJSON_ReplaceItemViaPointer(node, c, piece));
             if (!ok) {
                 cJSON_Delete(piece);
                 return -1;
@@ -275,7 +275,7 @@ static cJSON *build_tools(void) {
     return list;
 }
 
-/* ==== small JSON helpers ========================================================================= */
+/* ==== small JSON helpers ====================================================================== */
 
 static const cJSON *get(const cJSON *o, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(o, key);
@@ -288,21 +288,26 @@ static int add_floats(cJSON *parent, const char *key, const float *v, int n) {
     cge__buf_init(&b, (size_t)n * 20 + 16);
     int ok = cge__buf_append(&b, "[", 1) == CGE_OK;
     for (int i = 0; ok && i < n; i++) {
-        if (isfinite(v[i])) ok = cge__buf_printf(&b, i ? ",%.9g" : "%.9g", (double)v[i]) == CGE_OK;
-        else ok = cge__buf_append(&b, i ? ",null" : "null", i ? 5 : 4) == CGE_OK;
+        if (isfinite(v[i]))
+            ok = cge__buf_printf(&b, i ? ",%.9g" : "%.9g", (double)v[i]) == CGE_OK;
+        else
+            ok = cge__buf_append(&b, i ? ",null" : "null", i ? 5 : 4) == CGE_OK;
     }
     ok = ok && cge__buf_append(&b, "]", 1) == CGE_OK;
     cJSON *raw = ok ? cJSON_CreateRaw(b.data) : NULL;
     cge__buf_free(&b);
     if (!raw) return -1;
-    if (key) cJSON_AddItemToObject(parent, key, raw);
-    else cJSON_AddItemToArray(parent, raw);
+    if (key)
+        cJSON_AddItemToObject(parent, key, raw);
+    else
+        cJSON_AddItemToArray(parent, raw);
     return 0;
 }
 
 static cJSON *int_array(const int *v, int n) {
     cJSON *a = cJSON_CreateArray();
-    for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    for (int i = 0; a && i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
     return a;
 }
 
@@ -356,17 +361,17 @@ static cJSON *tool_result(const char *text, cJSON *structured, int is_error) {
     return r;
 }
 
-/* ==== inputs ====================================================================================== */
+/* ==== inputs ================================================================================== */
 
 /* One tool input, parsed from its JSON object into an engine input. The strings point into the
  * request's JSON (alive for the call); decoded media and the resolved path are owned here. */
 struct tool_input {
     struct cge_input in;
-    void *media;            /* decoded base64 (cge__malloc) */
-    char path[PATH_MAX];    /* the resolved image_path / audio_path */
-    const char *kind;       /* "text", "code", "image", "audio" */
-    size_t bytes;           /* content size, for summaries */
-    char err[700];          /* a per-input tool failure ("" when none) */
+    void *media;         /* decoded base64 (cge__malloc) */
+    char path[PATH_MAX]; /* the resolved image_path / audio_path */
+    const char *kind;    /* "text", "code", "image", "audio" */
+    size_t bytes;        /* content size, for summaries */
+    char err[700];       /* a per-input tool failure ("" when none) */
 };
 
 static void tool_input_deinit(struct tool_input *ti) {
@@ -443,8 +448,10 @@ static void resolve_path(const struct cge__mcp *m, const char *p, const char *wh
         return;
     }
     char joined[PATH_MAX * 2];
-    if (p[0] == '/') snprintf(joined, sizeof joined, "%s", p);
-    else snprintf(joined, sizeof joined, "%s/%s", m->allow, p);
+    if (p[0] == '/')
+        snprintf(joined, sizeof joined, "%s", p);
+    else
+        snprintf(joined, sizeof joined, "%s/%s", m->allow, p);
     if (!realpath(joined, ti->path)) {
         snprintf(ti->err, sizeof ti->err, "%s: cannot open '%s': %s", where, p, strerror(errno));
         return;
@@ -458,11 +465,12 @@ static void resolve_path(const struct cge__mcp *m, const char *p, const char *wh
                  where, p);
     else if (stat(ti->path, &st) != 0 || !S_ISREG(st.st_mode))
         snprintf(ti->err, sizeof ti->err, "%s: '%s' is not a regular file", where, p);
-    else ti->bytes = (size_t)st.st_size;
+    else
+        ti->bytes = (size_t)st.st_size;
 }
 
-static const char *const input_keys[] = {"text",       "code",       "language",
-                                         "role",       "instruction", "image_path",
+static const char *const input_keys[] = {"text",       "code",         "language",
+                                         "role",       "instruction",  "image_path",
                                          "audio_path", "image_base64", "audio_base64"};
 
 static int is_input_key(const char *k, const char *const *extra) {
@@ -533,8 +541,8 @@ static int parse_input(const struct cge__mcp *m, const cJSON *o, const char *whe
         ti->in.text_len = strlen(val->valuestring);
         ti->in.is_code = !strcmp(which, "code");
         ti->in.language = lang ? lang->valuestring : NULL;
-        ti->in.role = role && !strcmp(role->valuestring, "query") ? CGE_ROLE_QUERY
-                                                                  : CGE_ROLE_DOCUMENT;
+        ti->in.role =
+            role && !strcmp(role->valuestring, "query") ? CGE_ROLE_QUERY : CGE_ROLE_DOCUMENT;
         ti->in.instruction = ins ? ins->valuestring : NULL;
         ti->bytes = ti->in.text_len;
         return 0;
@@ -558,8 +566,10 @@ static int parse_input(const struct cge__mcp *m, const cJSON *o, const char *whe
     }
     if (!val->valuestring[0]) return failf(f, E_PARAMS, "%s: empty path", w);
     resolve_path(m, val->valuestring, w, ti);
-    if (image) ti->in.image_path = ti->path;
-    else ti->in.audio_path = ti->path;
+    if (image)
+        ti->in.image_path = ti->path;
+    else
+        ti->in.audio_path = ti->path;
     return 0;
 }
 
@@ -575,7 +585,7 @@ static int parse_output(const cJSON *args, int *with_slots, struct fail *f) {
     return 0;
 }
 
-/* ==== results ===================================================================================== */
+/* ==== results ================================================================================= */
 
 static const char *slot_name(int s) {
     const struct cge_slot_info *si = cge_slot_get(s);
@@ -623,7 +633,8 @@ static cJSON *result_json(const struct cge_result *r, int with_slots) {
 
 static int n_present(const struct cge_result *r) {
     int n = 0;
-    for (int s = 0; s < CGE_N_SLOTS; s++) n += r->slots[s].state == CGE_SLOT_OK;
+    for (int s = 0; s < CGE_N_SLOTS; s++)
+        n += r->slots[s].state == CGE_SLOT_OK;
     return n;
 }
 
@@ -643,7 +654,7 @@ static int result_ok(const struct cge_result *r) {
     return r->status == CGE_OK && r->embedding && r->expert_weights && r->selected;
 }
 
-/* ==== tools ====================================================================================== */
+/* ==== tools =================================================================================== */
 
 static cJSON *tool_embed(struct cge__mcp *m, const cJSON *args, struct fail *f) {
     static const char *const extra[] = {"output", NULL};
@@ -661,7 +672,8 @@ static cJSON *tool_embed(struct cge__mcp *m, const cJSON *args, struct fail *f) 
     enum cge_status st = cge_engine_embed(m->e, &ti.in, 1, NULL, &r);
     cJSON *out = NULL;
     if (st != CGE_OK) {
-        failf(f, E_TOOL, "embedding failed: %s", cge_errmsg()[0] ? cge_errmsg() : cge_status_str(st));
+        failf(f, E_TOOL, "embedding failed: %s",
+              cge_errmsg()[0] ? cge_errmsg() : cge_status_str(st));
     } else if (!result_ok(&r)) {
         failf(f, E_TOOL, "embedding failed: %s", result_msg(&r));
     } else {
@@ -678,8 +690,8 @@ static cJSON *tool_embed(struct cge__mcp *m, const cJSON *args, struct fail *f) 
                      ti.kind, ti.bytes, r.dim, n_present(&r), CGE_N_SLOTS, r.selected[0],
                      r.top_k > 1 ? r.selected[1] : r.selected[0],
                      (double)r.expert_weights[r.selected[0]],
-                     (double)r.expert_weights[r.top_k > 1 ? r.selected[1] : r.selected[0]],
-                     note, r.cached ? " (from the cache)" : "",
+                     (double)r.expert_weights[r.top_k > 1 ? r.selected[1] : r.selected[0]], note,
+                     r.cached ? " (from the cache)" : "",
                      with_slots ? ", each model's vector in structuredContent.slots" : "");
             out = tool_result(text, data, 0);
         }
@@ -728,7 +740,8 @@ static cJSON *tool_embed_batch(struct cge__mcp *m, const cJSON *args, struct fai
     }
     enum cge_status st = k ? cge_engine_embed(m->e, ins, (size_t)k, NULL, rs) : CGE_OK;
     if (st != CGE_OK) {
-        failf(f, E_TOOL, "embedding failed: %s", cge_errmsg()[0] ? cge_errmsg() : cge_status_str(st));
+        failf(f, E_TOOL, "embedding failed: %s",
+              cge_errmsg()[0] ? cge_errmsg() : cge_status_str(st));
         memset(rs, 0, (size_t)n * sizeof *rs);
         goto done;
     }
@@ -739,8 +752,10 @@ static cJSON *tool_embed_batch(struct cge__mcp *m, const cJSON *args, struct fai
     for (int i = 0; i < n; i++) {
         cJSON *item = NULL;
         const char *msg = NULL;
-        if (row[i] < 0) msg = tis[i].err;
-        else if (!result_ok(&rs[row[i]])) msg = result_msg(&rs[row[i]]);
+        if (row[i] < 0)
+            msg = tis[i].err;
+        else if (!result_ok(&rs[row[i]]))
+            msg = result_msg(&rs[row[i]]);
         if (msg) {
             item = cJSON_CreateObject();
             cJSON_AddStringToObject(item, "error", msg);
@@ -774,8 +789,10 @@ static cJSON *tool_embed_batch(struct cge__mcp *m, const cJSON *args, struct fai
                  n, dim, with_slots ? ", slots" : "");
     out = tool_result(text, data, n_ok == 0);
 done:
-    for (int i = 0; rs && i < n; i++) cge_result_deinit(&rs[i]);
-    for (int i = 0; tis && i < parsed; i++) tool_input_deinit(&tis[i]);
+    for (int i = 0; rs && i < n; i++)
+        cge_result_deinit(&rs[i]);
+    for (int i = 0; tis && i < parsed; i++)
+        tool_input_deinit(&tis[i]);
     cge__free(tis);
     cge__free(ins);
     cge__free(rs);
@@ -818,7 +835,8 @@ static cJSON *tool_similarity(struct cge__mcp *m, const cJSON *args, struct fail
     }
     st = cge_engine_embed(m->e, ins, 2, NULL, r);
     if (st != CGE_OK) {
-        failf(f, E_TOOL, "embedding failed: %s", cge_errmsg()[0] ? cge_errmsg() : cge_status_str(st));
+        failf(f, E_TOOL, "embedding failed: %s",
+              cge_errmsg()[0] ? cge_errmsg() : cge_status_str(st));
         goto done;
     }
     for (int i = 0; i < 2; i++) {
@@ -868,11 +886,16 @@ static int no_arguments(const cJSON *args, struct fail *f) {
 
 static const char *load_state_str(enum cge_slot_load_state s) {
     switch (s) {
-    case CGE_LOAD_ABSENT: return "absent";
-    case CGE_LOAD_UNLOADED: return "unloaded";
-    case CGE_LOAD_LOADING: return "loading";
-    case CGE_LOAD_READY: return "ready";
-    case CGE_LOAD_FAILED: return "failed";
+    case CGE_LOAD_ABSENT:
+        return "absent";
+    case CGE_LOAD_UNLOADED:
+        return "unloaded";
+    case CGE_LOAD_LOADING:
+        return "loading";
+    case CGE_LOAD_READY:
+        return "ready";
+    case CGE_LOAD_FAILED:
+        return "failed";
     }
     return "unknown";
 }
@@ -983,15 +1006,16 @@ struct tool {
 };
 
 static const struct tool tool_table[] = {
-    {"embed", tool_embed},     {"embed_batch", tool_embed_batch}, {"similarity", tool_similarity},
-    {"models", tool_models},   {"health", tool_health},
+    {"embed", tool_embed},   {"embed_batch", tool_embed_batch}, {"similarity", tool_similarity},
+    {"models", tool_models}, {"health", tool_health},
 };
 
-/* ==== methods ===================================================================================== */
+/* ==== methods ================================================================================= */
 
 static cJSON *m_initialize(struct cge__mcp *m, const cJSON *params, struct fail *f) {
     const cJSON *v = get(params, "protocolVersion");
-    if (!cJSON_IsString(v)) return failf(f, E_PARAMS, "params.protocolVersion: expected a string"), NULL;
+    if (!cJSON_IsString(v))
+        return failf(f, E_PARAMS, "params.protocolVersion: expected a string"), NULL;
     const cJSON *caps = get(params, "capabilities");
     if (caps && !cJSON_IsObject(caps))
         return failf(f, E_PARAMS, "params.capabilities: expected an object"), NULL;
@@ -1072,7 +1096,7 @@ static cJSON *m_tools_call(struct cge__mcp *m, const cJSON *params, struct fail 
     return r;
 }
 
-/* ==== cancellation ================================================================================ */
+/* ==== cancellation ============================================================================ */
 
 static char *id_key(const cJSON *id) {
     char *s = cJSON_PrintUnformatted(id);
@@ -1135,7 +1159,7 @@ static void cancel(struct cge__mcp *m, const cJSON *params) {
     cge__free(key);
 }
 
-/* ==== messages ==================================================================================== */
+/* ==== messages ================================================================================ */
 
 /* One JSON-RPC message; returns the reply or NULL when none is due. */
 static cJSON *handle_one(struct cge__mcp *m, const cJSON *msg) {
@@ -1180,11 +1204,16 @@ static cJSON *handle_one(struct cge__mcp *m, const cJSON *msg) {
     }
     struct fail f = {E_INTERNAL, "out of memory"};
     cJSON *result = NULL;
-    if (!strcmp(name, "initialize")) result = m_initialize(m, params, &f);
-    else if (!strcmp(name, "ping")) result = cJSON_CreateObject();
-    else if (!strcmp(name, "tools/list")) result = m_tools_list(m, params, &f);
-    else if (!strcmp(name, "tools/call")) result = m_tools_call(m, params, &f);
-    else failf(&f, E_METHOD, "Method not found: %.200s", name);
+    if (!strcmp(name, "initialize"))
+        result = m_initialize(m, params, &f);
+    else if (!strcmp(name, "ping"))
+        result = cJSON_CreateObject();
+    else if (!strcmp(name, "tools/list"))
+        result = m_tools_list(m, params, &f);
+    else if (!strcmp(name, "tools/call"))
+        result = m_tools_call(m, params, &f);
+    else
+        failf(&f, E_METHOD, "Method not found: %.200s", name);
     int cancelled = cancellable && pending_remove(m, &p);
     cge__free(p.key);
     if (cancelled) {
@@ -1250,7 +1279,7 @@ char *cge__mcp_handle(struct cge__mcp *m, const char *msg, size_t len, int *stat
     return out;
 }
 
-/* ==== the session's life ========================================================================== */
+/* ==== the session's life ====================================================================== */
 
 enum cge_status cge__mcp_new(struct cge_engine *e, const char *allow_files, struct cge__mcp **out) {
     *out = NULL;
@@ -1298,7 +1327,8 @@ void cge__mcp_free(struct cge__mcp *m) {
     cJSON_Delete(m->tools);
     cge__free(m->instructions);
     cge__free(m->allow);
-    for (int i = 0; i < PRECANCEL_N; i++) cge__free(m->precancelled[i]);
+    for (int i = 0; i < PRECANCEL_N; i++)
+        cge__free(m->precancelled[i]);
     pthread_mutex_destroy(&m->mu);
     cge__free(m);
 }

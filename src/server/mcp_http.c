@@ -80,7 +80,8 @@ static void new_id(char *out) {
             r[i] = (unsigned char)(t >> 56);
         }
     }
-    for (size_t i = 0; i < sizeof r; i++) snprintf(out + 2 * i, 3, "%02x", r[i]);
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
 }
 
 /* A JSON-RPC error as a whole answer (the transport's own failures). */
@@ -100,8 +101,8 @@ static void answer_error(struct cge__mcp_http_answer *out, int status, int code,
 
 static int is_initialize(const cJSON *m) {
     const cJSON *method = cJSON_GetObjectItemCaseSensitive(m, "method");
-    return cJSON_IsObject(m) && cJSON_IsString(method) && !strcmp(method->valuestring, "initialize") &&
-           cJSON_GetObjectItemCaseSensitive(m, "id");
+    return cJSON_IsObject(m) && cJSON_IsString(method) &&
+           !strcmp(method->valuestring, "initialize") && cJSON_GetObjectItemCaseSensitive(m, "id");
 }
 
 /* 1 when the message (or a batch) holds an initialize request. */
@@ -120,7 +121,8 @@ static int has_result(const char *reply) {
     cJSON *d = reply ? cJSON_Parse(reply) : NULL;
     int ok = cJSON_GetObjectItemCaseSensitive(d, "result") != NULL;
     const cJSON *it;
-    if (cJSON_IsArray(d)) cJSON_ArrayForEach(it, d) ok |= cJSON_GetObjectItemCaseSensitive(it, "result") != NULL;
+    if (cJSON_IsArray(d))
+        cJSON_ArrayForEach(it, d) ok |= cJSON_GetObjectItemCaseSensitive(it, "result") != NULL;
     cJSON_Delete(d);
     return ok;
 }
@@ -267,7 +269,8 @@ enum cge_status cge__mcp_sessions_new(struct cge_engine *e, const char *allow_fi
 
 void cge__mcp_sessions_free(struct cge__mcp_sessions *s) {
     if (!s) return;
-    for (int i = 0; i < s->n; i++) session_free(s->tab[i]);
+    for (int i = 0; i < s->n; i++)
+        session_free(s->tab[i]);
     cge__free(s->tab);
     cge__free(s->allow);
     pthread_mutex_destroy(&s->mu);

@@ -30,8 +30,8 @@ enum cge_status cge__mcp_sessions_new(struct cge_engine *e, const char *allow_fi
 void cge__mcp_sessions_free(struct cge__mcp_sessions *s);
 
 struct cge__mcp_http_answer {
-    int status;        /* 200 (JSON body), 202 (no body), 400, 404, 503 */
-    char *body;        /* JSON (cge__free it), or NULL */
+    int status; /* 200 (JSON body), 202 (no body), 400, 404, 503 */
+    char *body; /* JSON (cge__free it), or NULL */
     char session_id[CGE__MCP_SESSION_ID_LEN + 1]; /* set when a session was opened: send it in
                                                      the Mcp-Session-Id header */
 };

@@ -52,8 +52,9 @@ static void test_core_statuses(void) {
     CHECK(r != NULL);
     cge__free(r);
     /* A tool call through the core: the fused vector is unit length. */
-    const char *call = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
-                       "\"embed\",\"arguments\":{\"text\":\"hello\"}}}";
+    const char *call =
+        "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+        "\"embed\",\"arguments\":{\"text\":\"hello\"}}}";
     r = cge__mcp_handle(m, call, strlen(call), &st);
     cJSON *d = r ? cJSON_Parse(r) : NULL;
     const cJSON *emb = cJSON_GetObjectItem(
@@ -113,7 +114,8 @@ static void test_sessions(void) {
     CHECK(post_status(s, a, "2025-06-18", ping_msg, "\"result\"") == 200);
     CHECK(post_status(s, a, NULL, notif_msg, NULL) == 202);
     CHECK(post_status(s, a, "2023-01-01", ping_msg, "MCP-Protocol-Version") == 400);
-    CHECK(post_status(s, "0123456789abcdef0123456789abcdef", NULL, ping_msg, "Session not found") == 404);
+    CHECK(post_status(s, "0123456789abcdef0123456789abcdef", NULL, ping_msg, "Session not found") ==
+          404);
     CHECK(post_status(s, a, NULL, "nope", "-32700") == 400);
     /* Full table: the least recently used session (b: a was used since) makes room. */
     open_session(s, c);
@@ -131,7 +133,7 @@ static void test_sessions(void) {
     CHECK(cge__mcp_sessions_new(engine, "tests/no_such_folder", 0, &s) != CGE_OK && !s);
 }
 
-/* ---- threads ---------------------------------------------------------------------------------- */
+/* ---- threads --------------------------------------------------------------------------------- */
 
 static struct cge__mcp_sessions *shared;
 static char shared_ids[4][40];
@@ -172,16 +174,19 @@ static void *hammer(void *arg) {
 
 static void test_threads(void) {
     CHECK(cge__mcp_sessions_new(engine, NULL, 8, &shared) == CGE_OK);
-    for (int i = 0; i < 4; i++) open_session(shared, shared_ids[i]);
+    for (int i = 0; i < 4; i++)
+        open_session(shared, shared_ids[i]);
     pthread_t th[8];
-    for (int t = 0; t < 8; t++) pthread_create(&th[t], NULL, hammer, (void *)(intptr_t)t);
-    for (int t = 0; t < 8; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < 8; t++)
+        pthread_create(&th[t], NULL, hammer, (void *)(intptr_t)t);
+    for (int t = 0; t < 8; t++)
+        pthread_join(th[t], NULL);
     CHECK_MSG(thread_bad == 0, "%d answers were neither results nor 404", thread_bad);
     CHECK(cge__mcp_sessions_count(shared) <= 8);
     cge__mcp_sessions_free(shared);
 }
 
-/* ---- cancellation of a running request --------------------------------------------------------- */
+/* ---- cancellation of a running request ------------------------------------------------------- */
 
 struct slow_call {
     struct cge__mcp *m;
@@ -206,7 +211,8 @@ static void test_cancel_running(void) {
                         "{\"name\":\"embed_batch\",\"arguments\":{\"inputs\":[");
     for (int i = 0; i < 128; i++) {
         cge__buf_printf(&b, "%s{\"text\":\"%d", i ? "," : "", i);
-        for (int k = 0; k < 200; k++) cge__buf_printf(&b, " word%d", (i * 7 + k) % 997);
+        for (int k = 0; k < 200; k++)
+            cge__buf_printf(&b, " word%d", (i * 7 + k) % 997);
         cge__buf_printf(&b, "\"}");
     }
     cge__buf_printf(&b, "]}}}");

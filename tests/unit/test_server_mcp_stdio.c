@@ -8,9 +8,9 @@
  * and tool failures as isError results; batches; notifications and responses interleaved with
  * requests (never answered); a request cancelled before it ran; 1 MB messages (four images as
  * base64 in one batch, whitespace, garbage); a 64 KB text; a message over the 64 MiB limit; deep
- * nesting; and the embed tool's vectors against the shared fixture's expected.jsonl (embedding and expert_weights max abs <= 1e-5,
- * selected equal in order, slot vectors rel <= 1e-5 and null where the fixture has null), by path
- * and by base64, one by one and as one embed_batch. Every stdout line must be JSON (logs go to
+ * nesting; and the embed tool's vectors against the shared fixture's expected.jsonl (embedding
+ * and expert_weights max abs <= 1e-5, selected equal in order, slot vectors rel <= 1e-5 and null
+ * where the fixture has null), by path and by base64, one by one and as one embed_batch. Every stdout line must be JSON (logs go to
  * stderr only), and EOF on stdin must end the server with status 0.
  */
 #include "testhelp.h"
@@ -43,14 +43,14 @@ static int find_cge(void) {
     return access(cge_bin, X_OK) == 0;
 }
 
-/* ==== the child and its pipes ===================================================================== */
+/* ==== the child and its pipes ================================================================= */
 
 static pid_t child = -1;
 static int to_child = -1, from_child = -1;
-static char *inbox;             /* bytes read from the child, not yet taken as lines */
+static char *inbox; /* bytes read from the child, not yet taken as lines */
 static size_t inbox_len, inbox_cap;
 static int child_eof;
-static int n_bad_lines;         /* stdout lines that were not JSON */
+static int n_bad_lines; /* stdout lines that were not JSON */
 
 static int64_t now_ms(void) {
     struct timespec ts;
@@ -180,8 +180,10 @@ static cJSON *wait_reply(const char *id_json) {
             return NULL;
         }
         if (id_is(d, id_json)) return d;
-        if (n_stash < 64) stash[n_stash++] = d;
-        else cJSON_Delete(d);
+        if (n_stash < 64)
+            stash[n_stash++] = d;
+        else
+            cJSON_Delete(d);
     }
 }
 
@@ -224,16 +226,16 @@ static const char *error_msg(const cJSON *r) {
 }
 
 /* A JSON-RPC error with this code whose message contains `needle`. */
-#define CHECK_ERR(r, code, needle)                                                              \
-    CHECK_MSG((r) && error_code(r) == (code) && strstr(error_msg(r), (needle)),                 \
-              "expected error %d naming '%s', got %.300s", (code), (needle),                    \
+#define CHECK_ERR(r, code, needle)                                              \
+    CHECK_MSG((r) && error_code(r) == (code) && strstr(error_msg(r), (needle)), \
+              "expected error %d naming '%s', got %.300s", (code), (needle),    \
               (r) ? cJSON_PrintUnformatted(r) : "nothing")
 
 /* A tool result with isError true whose text contains `needle`. */
 static int is_tool_error(const cJSON *r, const char *needle) {
     const cJSON *res = result_of(r);
-    const cJSON *t = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "content"), 0),
-                                         "text");
+    const cJSON *t =
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(res, "content"), 0), "text");
     return cJSON_IsTrue(cJSON_GetObjectItem(res, "isError")) && cJSON_IsString(t) &&
            strstr(t->valuestring, needle) != NULL;
 }
@@ -250,13 +252,15 @@ static void check_nothing_pending(const char *what) {
 
 static char *b64(const unsigned char *p, size_t n);
 
-/* ==== the checks ================================================================================== */
+/* ==== the checks ============================================================================== */
 
 static void test_negotiation(void) {
     static const struct {
         const char *asked, *want;
-    } cases[] = {{"2024-11-05", "2024-11-05"}, {"2025-03-26", "2025-03-26"},
-                 {"1999-01-01", "2025-06-18"}, {"2025-11-25", "2025-06-18"},
+    } cases[] = {{"2024-11-05", "2024-11-05"},
+                 {"2025-03-26", "2025-03-26"},
+                 {"1999-01-01", "2025-06-18"},
+                 {"2025-11-25", "2025-06-18"},
                  {"2025-06-18", "2025-06-18"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char p[300];
@@ -268,13 +272,14 @@ static void test_negotiation(void) {
         const cJSON *res = result_of(r);
         const cJSON *v = cJSON_GetObjectItem(res, "protocolVersion");
         CHECK_MSG(cJSON_IsString(v) && !strcmp(v->valuestring, cases[i].want),
-                  "asked %s: got %s, want %s", cases[i].asked, cJSON_IsString(v) ? v->valuestring : "?",
-                  cases[i].want);
+                  "asked %s: got %s, want %s", cases[i].asked,
+                  cJSON_IsString(v) ? v->valuestring : "?", cases[i].want);
         const cJSON *si = cJSON_GetObjectItem(res, "serverInfo");
         CHECK(cJSON_IsString(cJSON_GetObjectItem(si, "name")) &&
               !strcmp(cJSON_GetObjectItem(si, "name")->valuestring, "cge"));
         CHECK(cJSON_IsString(cJSON_GetObjectItem(si, "version")));
-        CHECK(cJSON_IsObject(cJSON_GetObjectItem(cJSON_GetObjectItem(res, "capabilities"), "tools")));
+        CHECK(
+            cJSON_IsObject(cJSON_GetObjectItem(cJSON_GetObjectItem(res, "capabilities"), "tools")));
         const cJSON *ins = cJSON_GetObjectItem(res, "instructions");
         CHECK(cJSON_IsString(ins) && strstr(ins->valuestring, "embed_batch"));
         cJSON_Delete(r);
@@ -302,14 +307,16 @@ static void test_negotiation(void) {
                   cases[i].want, n_ann);
         if (newest) { /* the embed tool's schemas, spliced together */
             const cJSON *e = cJSON_GetArrayItem(tools, 0);
-            const cJSON *props = cJSON_GetObjectItem(cJSON_GetObjectItem(e, "inputSchema"), "properties");
-            CHECK(cJSON_GetObjectItem(props, "text") && cJSON_GetObjectItem(props, "image_base64") &&
+            const cJSON *props =
+                cJSON_GetObjectItem(cJSON_GetObjectItem(e, "inputSchema"), "properties");
+            CHECK(cJSON_GetObjectItem(props, "text") &&
+                  cJSON_GetObjectItem(props, "image_base64") &&
                   cJSON_GetObjectItem(props, "output"));
             const cJSON *b = cJSON_GetArrayItem(tools, 1);
             const cJSON *items = cJSON_GetObjectItem(
-                cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(b, "inputSchema"),
-                                                        "properties"),
-                                    "inputs"),
+                cJSON_GetObjectItem(
+                    cJSON_GetObjectItem(cJSON_GetObjectItem(b, "inputSchema"), "properties"),
+                    "inputs"),
                 "items");
             CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(items, "properties"), "audio_path"));
         }
@@ -329,8 +336,8 @@ static void test_negotiation(void) {
 static void test_protocol_errors(void) {
     cJSON *r;
     /* -32700: not JSON, truncated JSON, trailing garbage. */
-    const char *bad[] = {"not json", "{\"jsonrpc\":\"2.0\",\"id\":1,", "{\"a\":1} x", "\"unterminated",
-                         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}}"};
+    const char *bad[] = {"not json", "{\"jsonrpc\":\"2.0\",\"id\":1,", "{\"a\":1} x",
+                         "\"unterminated", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         send_line(bad[i]);
         r = wait_reply("null");
@@ -384,23 +391,41 @@ static void test_protocol_errors(void) {
         {"tools/call", "{\"name\":\"embed\"}", "arguments: expected exactly one"},
         {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":5}}", "arguments.text"},
         {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"txt\":\"hi\"}}", "arguments.txt"},
-        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":\"a\",\"code\":\"b\"}}", "exactly one"},
-        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":\"a\",\"role\":\"boss\"}}", "arguments.role"},
-        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":\"a\",\"instruction\":1}}", "arguments.instruction"},
-        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":\"a\",\"language\":\"c\"}}", "arguments.language"},
-        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":\"a\",\"output\":\"all\"}}", "arguments.output"},
-        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"image_base64\":\"!!!!\"}}", "arguments.image_base64"},
-        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"audio_base64\":\"\"}}", "arguments.audio_base64"},
-        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"image_base64\":\"QUJD\",\"role\":\"query\"}}", "arguments.role"},
-        {"tools/call", "{\"name\":\"embed_batch\",\"arguments\":{\"inputs\":[]}}", "arguments.inputs"},
-        {"tools/call", "{\"name\":\"embed_batch\",\"arguments\":{\"inputs\":\"a\"}}", "arguments.inputs"},
+        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":\"a\",\"code\":\"b\"}}",
+         "exactly one"},
+        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":\"a\",\"role\":\"boss\"}}",
+         "arguments.role"},
+        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":\"a\",\"instruction\":1}}",
+         "arguments.instruction"},
+        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":\"a\",\"language\":\"c\"}}",
+         "arguments.language"},
+        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"text\":\"a\",\"output\":\"all\"}}",
+         "arguments.output"},
+        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"image_base64\":\"!!!!\"}}",
+         "arguments.image_base64"},
+        {"tools/call", "{\"name\":\"embed\",\"arguments\":{\"audio_base64\":\"\"}}",
+         "arguments.audio_base64"},
+        {"tools/call",
+         "{\"name\":\"embed\",\"arguments\":{\"image_base64\":\"QUJD\",\"role\":\"query\"}}",
+         "arguments.role"},
+        {"tools/call", "{\"name\":\"embed_batch\",\"arguments\":{\"inputs\":[]}}",
+         "arguments.inputs"},
+        {"tools/call", "{\"name\":\"embed_batch\",\"arguments\":{\"inputs\":\"a\"}}",
+         "arguments.inputs"},
         {"tools/call", "{\"name\":\"embed_batch\",\"arguments\":{}}", "arguments.inputs"},
-        {"tools/call", "{\"name\":\"embed_batch\",\"arguments\":{\"inputs\":[{\"text\":\"a\"},{\"text\":[]}]}}", "arguments.inputs[1].text"},
-        {"tools/call", "{\"name\":\"embed_batch\",\"arguments\":{\"inputs\":[{\"text\":\"a\"},7]}}", "arguments.inputs[1]"},
-        {"tools/call", "{\"name\":\"similarity\",\"arguments\":{\"a\":{\"text\":\"x\"}}}", "arguments.b"},
-        {"tools/call", "{\"name\":\"similarity\",\"arguments\":{\"a\":{\"text\":\"x\"},\"b\":{\"texts\":\"y\"}}}", "arguments.b.texts"},
+        {"tools/call",
+         "{\"name\":\"embed_batch\",\"arguments\":{\"inputs\":[{\"text\":\"a\"},{\"text\":[]}]}}",
+         "arguments.inputs[1].text"},
+        {"tools/call", "{\"name\":\"embed_batch\",\"arguments\":{\"inputs\":[{\"text\":\"a\"},7]}}",
+         "arguments.inputs[1]"},
+        {"tools/call", "{\"name\":\"similarity\",\"arguments\":{\"a\":{\"text\":\"x\"}}}",
+         "arguments.b"},
+        {"tools/call",
+         "{\"name\":\"similarity\",\"arguments\":{\"a\":{\"text\":\"x\"},\"b\":{\"texts\":\"y\"}}}",
+         "arguments.b.texts"},
         {"tools/call", "{\"name\":\"models\",\"arguments\":{\"x\":1}}", "arguments.x"},
-        {"tools/call", "{\"name\":\"health\",\"arguments\":{\"verbose\":true}}", "arguments.verbose"},
+        {"tools/call", "{\"name\":\"health\",\"arguments\":{\"verbose\":true}}",
+         "arguments.verbose"},
     };
     for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
         r = call(params[i].method, params[i].params);
@@ -409,33 +434,40 @@ static void test_protocol_errors(void) {
     }
     /* Tool failures are results with isError, and say why. */
     r = call_tool("embed", "{\"image_base64\":\"aGVsbG8gd29ybGQ=\"}"); /* "hello world" */
-    CHECK_MSG(is_tool_error(r, "failed"), "bad image bytes: %.300s", r ? cJSON_PrintUnformatted(r) : "");
+    CHECK_MSG(is_tool_error(r, "failed"), "bad image bytes: %.300s",
+              r ? cJSON_PrintUnformatted(r) : "");
     cJSON_Delete(r);
     r = call_tool("embed", "{\"audio_base64\":\"data:audio/wav;base64,UklGRgAAAAA=\"}");
-    CHECK_MSG(is_tool_error(r, "failed"), "bad audio bytes: %.300s", r ? cJSON_PrintUnformatted(r) : "");
+    CHECK_MSG(is_tool_error(r, "failed"), "bad audio bytes: %.300s",
+              r ? cJSON_PrintUnformatted(r) : "");
     cJSON_Delete(r);
     r = call_tool("embed", "{\"image_path\":\"/etc/passwd\"}");
-    CHECK_MSG(is_tool_error(r, "outside"), "path outside: %.300s", r ? cJSON_PrintUnformatted(r) : "");
+    CHECK_MSG(is_tool_error(r, "outside"), "path outside: %.300s",
+              r ? cJSON_PrintUnformatted(r) : "");
     cJSON_Delete(r);
     r = call_tool("embed", "{\"image_path\":\"../../../README.md\"}");
     CHECK_MSG(is_tool_error(r, "outside"), "relative path outside: %.300s",
               r ? cJSON_PrintUnformatted(r) : "");
     cJSON_Delete(r);
     r = call_tool("embed", "{\"audio_path\":\"no_such.wav\"}");
-    CHECK_MSG(is_tool_error(r, "no_such.wav"), "missing file: %.300s", r ? cJSON_PrintUnformatted(r) : "");
+    CHECK_MSG(is_tool_error(r, "no_such.wav"), "missing file: %.300s",
+              r ? cJSON_PrintUnformatted(r) : "");
     cJSON_Delete(r);
     r = call_tool("embed", "{\"image_path\":\"ensemble\"}");
-    CHECK_MSG(is_tool_error(r, "not a regular file"), "folder: %.300s", r ? cJSON_PrintUnformatted(r) : "");
+    CHECK_MSG(is_tool_error(r, "not a regular file"), "folder: %.300s",
+              r ? cJSON_PrintUnformatted(r) : "");
     cJSON_Delete(r);
     r = call_tool("embed", "{\"image_path\":\"inputs.jsonl\"}"); /* inside, but not an image */
-    CHECK_MSG(is_tool_error(r, "failed"), "not an image: %.300s", r ? cJSON_PrintUnformatted(r) : "");
+    CHECK_MSG(is_tool_error(r, "failed"), "not an image: %.300s",
+              r ? cJSON_PrintUnformatted(r) : "");
     cJSON_Delete(r);
     /* embed_batch: a failing input gets an error, the others their vectors. */
-    r = call_tool("embed_batch",
-                  "{\"inputs\":[{\"text\":\"a\"},{\"image_path\":\"/etc/passwd\"},{\"image_base64\":"
-                  "\"aGVsbG8=\"},{\"code\":\"x=1\",\"language\":\"python\"}]}");
-    const cJSON *res = cJSON_GetObjectItem(cJSON_GetObjectItem(result_of(r), "structuredContent"),
-                                           "results");
+    r = call_tool(
+        "embed_batch",
+        "{\"inputs\":[{\"text\":\"a\"},{\"image_path\":\"/etc/passwd\"},{\"image_base64\":"
+        "\"aGVsbG8=\"},{\"code\":\"x=1\",\"language\":\"python\"}]}");
+    const cJSON *res =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(result_of(r), "structuredContent"), "results");
     CHECK(cJSON_GetArraySize(res) == 4);
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 0), "embedding")) == 1536);
     CHECK(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 1), "error")));
@@ -506,8 +538,8 @@ static void test_batches_and_notifications(void) {
           !strcmp(cJSON_GetObjectItem(h, "status")->valuestring, "ok"));
     CHECK(cJSON_IsObject(cJSON_GetObjectItem(h, "cache")));
     CHECK(cJSON_IsObject(result_of(r2)));
-    const cJSON *slots = cJSON_GetObjectItem(cJSON_GetObjectItem(result_of(r3), "structuredContent"),
-                                             "slots");
+    const cJSON *slots =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(result_of(r3), "structuredContent"), "slots");
     CHECK(cJSON_GetArraySize(slots) == 12);
     int ready = 0;
     cJSON_ArrayForEach(it, slots) {
@@ -542,17 +574,19 @@ static void test_large_messages(void) {
         char *eb = pb ? b64((const unsigned char *)pb, len_b) : NULL;
         size_t cap = (ea ? strlen(ea) : 0) * 2 + (eb ? strlen(eb) : 0) * 2 + 400;
         char *msg = malloc(cap);
-        snprintf(msg, cap,
-                 "{\"jsonrpc\":\"2.0\",\"id\":\"big\",\"method\":\"tools/call\",\"params\":{\"name\":"
-                 "\"embed_batch\",\"arguments\":{\"inputs\":[{\"image_base64\":\"%s\"},{\"image_base64\":"
-                 "\"%s\"},{\"image_base64\":\"data:image/png;base64,%s\"},{\"image_base64\":\"%s\"}]}}}",
-                 ea ? ea : "", eb ? eb : "", ea ? ea : "", eb ? eb : "");
+        snprintf(
+            msg, cap,
+            "{\"jsonrpc\":\"2.0\",\"id\":\"big\",\"method\":\"tools/call\",\"params\":{\"name\":"
+            "\"embed_batch\",\"arguments\":{\"inputs\":[{\"image_base64\":\"%s\"},{\"image_"
+            "base64\":"
+            "\"%s\"},{\"image_base64\":\"data:image/png;base64,%s\"},{\"image_base64\":\"%s\"}]}}}",
+            ea ? ea : "", eb ? eb : "", ea ? ea : "", eb ? eb : "");
         size_t len = strlen(msg);
         CHECK_MSG(len > 1000000, "the batch message is %zu bytes", len);
         send_line(msg);
         cJSON *r = wait_reply("\"big\"");
-        const cJSON *res = cJSON_GetObjectItem(cJSON_GetObjectItem(result_of(r), "structuredContent"),
-                                               "results");
+        const cJSON *res =
+            cJSON_GetObjectItem(cJSON_GetObjectItem(result_of(r), "structuredContent"), "results");
         int ok = cJSON_GetArraySize(res) == 4;
         for (int i = 0; ok && i < 4; i++) {
             const cJSON *sel = cJSON_GetObjectItem(cJSON_GetArrayItem(res, i), "selected");
@@ -572,9 +606,11 @@ static void test_large_messages(void) {
     /* A long text (64 KB): answered, the models truncate it. */
     {
         size_t tn = 64 << 10;
-        int k = snprintf(big, 200, "{\"jsonrpc\":\"2.0\",\"id\":\"long\",\"method\":\"tools/call\","
-                                   "\"params\":{\"name\":\"embed\",\"arguments\":{\"text\":\"");
-        for (size_t i = 0; i < tn; i++) big[k + i] = "lorem ipsum dolor "[i % 18];
+        int k = snprintf(big, 200,
+                         "{\"jsonrpc\":\"2.0\",\"id\":\"long\",\"method\":\"tools/call\","
+                         "\"params\":{\"name\":\"embed\",\"arguments\":{\"text\":\"");
+        for (size_t i = 0; i < tn; i++)
+            big[k + i] = "lorem ipsum dolor "[i % 18];
         snprintf(big + k + tn, 200, "\"}}}");
         send_line(big);
         r = wait_reply("\"long\"");
@@ -593,7 +629,8 @@ static void test_large_messages(void) {
     CHECK(r && cJSON_IsObject(result_of(r)));
     cJSON_Delete(r);
     /* 1 MB of garbage: a parse error, and the server goes on. */
-    for (size_t i = 0; i < n; i++) big[i] = (char)('!' + i % 90);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('!' + i % 90);
     big[0] = '{';
     big[n] = 0;
     send_line(big);
@@ -626,7 +663,7 @@ static void test_large_messages(void) {
     check_nothing_pending("after the large messages");
 }
 
-/* ==== the fixture's vectors ======================================================================= */
+/* ==== the fixture's vectors =================================================================== */
 
 static char *b64(const unsigned char *p, size_t n) {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -681,7 +718,8 @@ static double max_abs(const cJSON *got, const cJSON *want, int *n_out) {
     if (*n_out != n) return INFINITY;
     double w = 0;
     for (int i = 0; i < n; i++) {
-        double d = fabs(cJSON_GetArrayItem(got, i)->valuedouble - cJSON_GetArrayItem(want, i)->valuedouble);
+        double d = fabs(cJSON_GetArrayItem(got, i)->valuedouble -
+                        cJSON_GetArrayItem(want, i)->valuedouble);
         if (!(d <= w)) w = d;
     }
     return w;
@@ -692,7 +730,8 @@ static double rel(const cJSON *got, const cJSON *want) {
     if (cJSON_GetArraySize(got) != n) return INFINITY;
     double num = 0, den = 0;
     for (int i = 0; i < n; i++) {
-        double g = cJSON_GetArrayItem(got, i)->valuedouble, w = cJSON_GetArrayItem(want, i)->valuedouble;
+        double g = cJSON_GetArrayItem(got, i)->valuedouble,
+               w = cJSON_GetArrayItem(want, i)->valuedouble;
         num += (g - w) * (g - w);
         den += w * w;
     }
@@ -703,18 +742,22 @@ static double rel(const cJSON *got, const cJSON *want) {
 static void compare(const char *what, const cJSON *got, const cJSON *want, double *worst_abs,
                     double *worst_rel) {
     int n;
-    double e = max_abs(cJSON_GetObjectItem(got, "embedding"), cJSON_GetObjectItem(want, "embedding"), &n);
+    double e =
+        max_abs(cJSON_GetObjectItem(got, "embedding"), cJSON_GetObjectItem(want, "embedding"), &n);
     CHECK_MSG(n == 1536 && e <= 1e-5, "%s: embedding (%d floats) max abs %.3g", what, n, e);
     if (e > *worst_abs) *worst_abs = e;
-    e = max_abs(cJSON_GetObjectItem(got, "expert_weights"), cJSON_GetObjectItem(want, "expert_weights"), &n);
+    e = max_abs(cJSON_GetObjectItem(got, "expert_weights"),
+                cJSON_GetObjectItem(want, "expert_weights"), &n);
     CHECK_MSG(n == 8 && e <= 1e-5, "%s: expert_weights max abs %.3g", what, e);
     if (e > *worst_abs) *worst_abs = e;
-    const cJSON *gs = cJSON_GetObjectItem(got, "selected"), *ws = cJSON_GetObjectItem(want, "selected");
+    const cJSON *gs = cJSON_GetObjectItem(got, "selected"),
+                *ws = cJSON_GetObjectItem(want, "selected");
     CHECK_MSG(cJSON_GetArraySize(gs) == 2 && cJSON_GetArraySize(ws) == 2 &&
                   cJSON_GetArrayItem(gs, 0)->valueint == cJSON_GetArrayItem(ws, 0)->valueint &&
                   cJSON_GetArrayItem(gs, 1)->valueint == cJSON_GetArrayItem(ws, 1)->valueint,
               "%s: selected differ", what);
-    const cJSON *gslots = cJSON_GetObjectItem(got, "slots"), *wslots = cJSON_GetObjectItem(want, "slots");
+    const cJSON *gslots = cJSON_GetObjectItem(got, "slots"),
+                *wslots = cJSON_GetObjectItem(want, "slots");
     CHECK_MSG(cJSON_GetArraySize(gslots) == 12, "%s: %d slots", what, cJSON_GetArraySize(gslots));
     const cJSON *w;
     cJSON_ArrayForEach(w, wslots) {
@@ -773,7 +816,8 @@ static void test_fixture_vectors(void) {
     const cJSON *sc = cJSON_GetObjectItem(result_of(r), "structuredContent");
     int dim;
     CHECK(sc && !cJSON_GetObjectItem(sc, "slots"));
-    CHECK(max_abs(cJSON_GetObjectItem(sc, "embedding"), cJSON_GetObjectItem(want[7], "embedding"), &dim) <= 1e-5);
+    CHECK(max_abs(cJSON_GetObjectItem(sc, "embedding"), cJSON_GetObjectItem(want[7], "embedding"),
+                  &dim) <= 1e-5);
     cJSON_Delete(r);
     /* All at once through embed_batch. */
     cJSON *args = cJSON_CreateObject();
@@ -781,7 +825,8 @@ static void test_fixture_vectors(void) {
     cJSON_AddStringToObject(args, "output", "both");
     char *js = cJSON_PrintUnformatted(args);
     r = call_tool("embed_batch", js);
-    const cJSON *res = cJSON_GetObjectItem(cJSON_GetObjectItem(result_of(r), "structuredContent"), "results");
+    const cJSON *res =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(result_of(r), "structuredContent"), "results");
     CHECK_MSG(cJSON_GetArraySize(res) == n, "embed_batch: %d results", cJSON_GetArraySize(res));
     for (int i = 0; i < n && i < cJSON_GetArraySize(res); i++) {
         char what[64];
@@ -801,12 +846,14 @@ static void test_fixture_vectors(void) {
         r = call_tool("similarity", js);
         const cJSON *s = cJSON_GetObjectItem(result_of(r), "structuredContent");
         double dot = 0;
-        const cJSON *ea = cJSON_GetObjectItem(want[x], "embedding"), *eb = cJSON_GetObjectItem(want[y], "embedding");
+        const cJSON *ea = cJSON_GetObjectItem(want[x], "embedding"),
+                    *eb = cJSON_GetObjectItem(want[y], "embedding");
         for (int k = 0; k < 1536; k++)
             dot += cJSON_GetArrayItem(ea, k)->valuedouble * cJSON_GetArrayItem(eb, k)->valuedouble;
         const cJSON *c = cJSON_GetObjectItem(s, "cosine");
-        CHECK_MSG(cJSON_IsNumber(c) && fabs(c->valuedouble - dot) <= 1e-5, "similarity %d,%d: %g vs %g", x,
-                  y, cJSON_IsNumber(c) ? c->valuedouble : NAN, dot);
+        CHECK_MSG(cJSON_IsNumber(c) && fabs(c->valuedouble - dot) <= 1e-5,
+                  "similarity %d,%d: %g vs %g", x, y, cJSON_IsNumber(c) ? c->valuedouble : NAN,
+                  dot);
         const cJSON *e1 = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "slots"), "E1");
         CHECK(pair ? cJSON_IsNull(e1) : cJSON_IsNumber(e1)); /* text vs image: no shared E1 */
         cJSON_free(js);
@@ -863,8 +910,8 @@ int main(void) {
                th_failed != f0 ? " (failed)" : "");
     }
     int st = finish();
-    CHECK_MSG(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "cge mcp did not exit 0 at EOF (%d)",
-              st);
+    CHECK_MSG(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "cge mcp did not exit 0 at EOF (%d)", st);
     cJSON *extra = next_msg(0);
     CHECK_MSG(!extra, "an unexpected line after the last reply");
     cJSON_Delete(extra);
