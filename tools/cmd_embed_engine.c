@@ -298,6 +298,7 @@ static int stdin_ready(void) {
 int cmd_embed_engine(int argc, char **argv) {
     const char *path = NULL, *out_path = NULL;
     struct cge_engine_params p = cge_engine_default_params();
+    p.max_wait_ms = 0; /* one caller: a batch never waits for another's inputs */
     struct cge_embed_options opt;
     memset(&opt, 0, sizeof opt);
     struct run R;

@@ -13,6 +13,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_embed_engine(int argc, char **argv); /* cmd_embed without --model */
 int cmd_fusion(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 /* cmd_fusion_corpus.c: corpus → slot-vector lines in a temporary file (*data); the ensemble's
  * fusion folder in *fusion_dir. 0 on success (errors printed). */
