@@ -882,7 +882,8 @@ static int mcp_gate(struct cge__http_req *r) {
         return 0;
     }
     if (!local_origin(r)) {
-        cge__http_error(r, 403, "/mcp: Origin %.100s is not allowed", cge__http_header(r, "Origin"));
+        cge__http_error(r, 403, "/mcp: Origin %.100s is not allowed",
+                        cge__http_header(r, "Origin"));
         return 0;
     }
     return 1;
