@@ -26,9 +26,10 @@ try {
   await fullChecks(client, 'stdio');
   await client.close();
 
-  // Each supported version asked for by name; an unknown one gets the newest.
-  for (const [asked, want] of [['2025-06-18', '2025-06-18'], ['2025-03-26', '2025-03-26'],
-    ['2024-11-05', '2024-11-05'], ['2099-01-01', '2025-06-18']]) {
+  // The oldest version asked for by name (each process loads the ensemble, so the full round of
+  // versions runs over HTTP in sdk_http.mjs, on one server, and over raw stdio in
+  // test_server_mcp_stdio.c).
+  for (const [asked, want] of [['2024-11-05', '2024-11-05']]) {
     const t = transport();
     const answered = askVersion(t, asked);
     const c = new Client({ name: 'cge-sdk-test', version: '1.0.0' });
