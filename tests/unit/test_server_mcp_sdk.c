@@ -2,10 +2,10 @@
  * test_server_mcp_sdk.c: runs the official MCP TypeScript SDK client against `cge mcp`
  * (tests/mcp/sdk_stdio.mjs: Client + StdioClientTransport) and `cge serve --mcp`
  * (tests/mcp/sdk_http.mjs: StreamableHTTPClientTransport): every tool on the shared ensemble
- * fixture, errors, and a negotiation per protocol version; sessions and the API key over HTTP.
- * Their checks count as this program's. The SDK comes from npm at the version pinned in tests/mcp/package-lock.json,
- * installed with `npm ci` when tests/mcp/node_modules is missing. No node, no npm or a failed
- * install is a failure, never a silent skip.
+ * fixture and errors on both; a negotiation per protocol version, sessions and the API key over
+ * HTTP. Their checks count as this program's. The SDK comes from npm at the version pinned in
+ * tests/mcp/package-lock.json, installed with `npm ci` when tests/mcp/node_modules is missing.
+ * No node, no npm or a failed install is a failure, never a silent skip.
  */
 #include "testhelp.h"
 
