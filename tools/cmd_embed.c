@@ -11,6 +11,7 @@
  */
 #include "cge.h"
 #include "commands.h"
+#include "net/hub.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_LINE ((size_t)64 << 20)
@@ -35,7 +37,8 @@ static void usage(FILE *f) {
             "A line that fails gives {\"error\": \"...\"}; the other lines still run.\n"
             "DIR is a Hugging Face model folder (config.json, weights, tokenizer, and the\n"
             "sentence-transformers files when the model has them), e.g. a snapshot folder of\n"
-            "$HF_HOME/hub/models--org--name/snapshots/REV or models--org--name itself.\n"
+            "$HF_HOME/hub/models--org--name/snapshots/REV or models--org--name itself, or a\n"
+            "repo id ORG/NAME fetched with `cge pull` (its main in the HF cache).\n"
             "--batch N       lines embedded together (default 32)\n"
             "--no-truncate   an input longer than the model's max length is an error\n"
             "--max-len N     override the max length (tokens)\n");
@@ -243,6 +246,17 @@ int cmd_embed(int argc, char **argv) {
         fprintf(stderr, "cge embed: --model DIR is required\n");
         usage(stderr);
         return 2;
+    }
+    /* ORG/NAME that is no path here: the snapshot of its main in the HF cache (cge pull). */
+    char snap[CGE_HUB_PATH_MAX];
+    struct stat sb;
+    if (stat(dir, &sb) != 0 && cge_hub_repo_folder(dir, snap, sizeof snap) == CGE_OK) {
+        if (cge_hub_cache_lookup(NULL, dir, NULL, snap, sizeof snap, NULL)) {
+            fprintf(stderr, "cge embed: %s is no folder here, and %s (run `cge pull %s`)\n", dir,
+                    cge_errmsg(), dir);
+            return 1;
+        }
+        dir = snap;
     }
     struct cge_model *m = NULL;
     enum cge_status st = cge_model_load(dir, &p, &m);

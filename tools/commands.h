@@ -13,6 +13,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_embed_engine(int argc, char **argv); /* cmd_embed without --model */
 int cmd_fusion(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_ensemble(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 /* cmd_fusion_corpus.c: corpus → slot-vector lines in a temporary file (*data); the ensemble's

@@ -186,9 +186,11 @@ static void *job_thread(void *arg) {
         if (cge_engine_embed(j->e, &in, 1, NULL, &res) != CGE_OK || res.status != CGE_OK) {
             j->failed++;
         } else {
+            pthread_mutex_lock(&ef_lock);
             int before = th_failed;
             ef_check_result(F.rows[row].expected, "under load", row, &res);
             j->failed += th_failed != before;
+            pthread_mutex_unlock(&ef_lock);
             j->checked++;
         }
         cge_result_deinit(&res);
