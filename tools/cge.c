@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"pull", cmd_pull, "download models from the Hugging Face Hub into the HF cache"},
     {"ensemble", cmd_ensemble, "ensemble folders: init (over the models in the HF cache)"},
     {"serve", cmd_serve, "HTTP server: OpenAI-compatible and native embedding routes"},
+    {"mcp", cmd_mcp, "serve the engine as MCP tools over stdio (for AI agents)"},
 };
 
 static void usage(FILE *f) {
