@@ -106,8 +106,9 @@ static void *load_thread(void *arg) {
     return NULL;
 }
 
-static struct cge_engine *open_engine(const char *ens, int batching, int wait_ms) {
+static struct cge_engine *open_engine(const char *ens, int batching, int wait_ms, int workers) {
     struct cge_engine_params p = cge_engine_default_params();
+    p.n_workers = workers;
     p.cache = 0;
     p.batching = batching;
     p.max_wait_ms = wait_ms;
@@ -154,42 +155,58 @@ int main(void) {
         {"short", SHORT, 12, {20, 60, 120, 240}},
         {"long", LONG, 200, {10, 30, 60, 120}},
     };
-    struct { const char *name; int batching, wait; } modes[3] = {
-        {"batching (continuous)", 1, 0}, {"batching (wait 5 ms)", 1, 5}, {"batch of one", 0, 0}};
+#define N_MODES 4
+    struct { const char *name; int batching, wait, workers; } modes[N_MODES] = {
+        {"batching, 1 worker x2", 1, 0, 1}, {"batching, 2 workers x1", 1, 0, 2},
+        {"batching, wait 5 ms", 1, 5, 1}, {"batch of one", 0, 0, 1}};
     static struct load L;
+    /* one engine per mode (loading the fusion takes seconds), every point on it */
+    static char lines[2][4][N_MODES][200];
+    static double jn[2][4][N_MODES][7];
+    for (int m = 0; m < N_MODES; m++) {
+        struct cge_engine *e = open_engine(ens, modes[m].batching, modes[m].wait, modes[m].workers);
+        if (!e) return 1;
+        for (int k = 0; k < 2; k++) {
+            for (int r = 0; r < 4; r++) {
+                struct cge_engine_stats s0, s1;
+                cge_engine_get_stats(e, &s0);
+                L = (struct load){.e = e, .rate = kinds[k].rates[r], .seconds = 3, .text = kinds[k].text};
+                double wall = run_load(&L);
+                cge_engine_get_stats(e, &s1);
+                double ips = L.n / wall;
+                double gflops = ips * (fusion_flop + e1_flop_per_tok * kinds[k].tokens) * 1e-9;
+                uint64_t db = s1.slots[0].batches - s0.slots[0].batches;
+                double items = s1.slots[0].mean_batch * (double)s1.slots[0].batches -
+                               s0.slots[0].mean_batch * (double)s0.slots[0].batches;
+                double mb = modes[m].batching && db ? items / (double)db : 1.0;
+                double v[7] = {ips, pctl(L.lat, L.n, 0.5), pctl(L.lat, L.n, 0.95),
+                               pctl(L.lat, L.n, 0.99), L.failed, mb, gflops / peak};
+                memcpy(jn[k][r][m], v, sizeof v);
+                snprintf(lines[k][r][m], sizeof lines[k][r][m],
+                         "%-22s %8.0f %9.1f %8.1f %8.1f %8.1f %7d %9.2f %6.1f%%", modes[m].name,
+                         kinds[k].rates[r], ips, v[1], v[2], v[3], L.failed, mb, 100 * v[6]);
+            }
+        }
+        cge_engine_close(e);
+    }
     for (int k = 0; k < 2; k++) {
         printf("\n%s texts (~%.0f tokens), open loop, %d submitters, 3 s per point\n", kinds[k].name,
                kinds[k].tokens, N_SUB);
         printf("%-22s %8s %9s %8s %8s %8s %7s %9s %7s\n", "mode", "offered", "items/s", "P50 ms",
                "P95 ms", "P99 ms", "failed", "batch E1", "% peak");
-        for (int r = 0; r < 4; r++) {
-            for (int m = 0; m < 3; m++) {
-                struct cge_engine *e = open_engine(ens, modes[m].batching, modes[m].wait);
-                if (!e) return 1;
-                L = (struct load){.e = e, .rate = kinds[k].rates[r], .seconds = 3, .text = kinds[k].text};
-                double wall = run_load(&L);
-                struct cge_engine_stats st;
-                cge_engine_get_stats(e, &st);
-                double ips = L.n / wall;
-                double gflops = ips * (fusion_flop + e1_flop_per_tok * kinds[k].tokens) * 1e-9;
-                printf("%-22s %8.0f %9.1f %8.1f %8.1f %8.1f %7d %9.2f %6.1f%%\n", modes[m].name,
-                       kinds[k].rates[r], ips, pctl(L.lat, L.n, 0.5), pctl(L.lat, L.n, 0.95),
-                       pctl(L.lat, L.n, 0.99), L.failed, modes[m].batching ? st.slots[0].mean_batch : 1.0,
-                       100 * gflops / peak);
+        for (int r = 0; r < 4; r++)
+            for (int m = 0; m < N_MODES; m++) printf("%s\n", lines[k][r][m]);
+        for (int r = 0; r < 4; r++)
+            for (int m = 0; m < N_MODES; m++)
                 printf("BENCH_JSON {\"bench\": \"runtime_batching\", \"texts\": \"%s\", \"mode\": \"%s\", "
-                       "\"offered\": %.0f, \"items_per_s\": %.2f, \"p50_ms\": %.2f, \"p95_ms\": %.2f, "
-                       "\"p99_ms\": %.2f, \"failed\": %d, \"mean_batch\": %.2f, \"peak_fraction\": %.4f}\n",
-                       kinds[k].name, modes[m].name, kinds[k].rates[r], ips, pctl(L.lat, L.n, 0.5),
-                       pctl(L.lat, L.n, 0.95), pctl(L.lat, L.n, 0.99), L.failed,
-                       modes[m].batching ? st.slots[0].mean_batch : 1.0, gflops / peak);
-                fflush(stdout);
-                cge_engine_close(e);
-            }
-        }
+                       "\"offered\": \"%.0f\", \"items_per_s\": %.2f, \"p50_ms\": %.2f, \"p95_ms\": %.2f, "
+                       "\"p99_ms\": %.2f, \"failed\": %.0f, \"mean_batch\": %.2f, \"peak_fraction\": %.4f}\n",
+                       kinds[k].name, modes[m].name, kinds[k].rates[r], jn[k][r][m][0], jn[k][r][m][1],
+                       jn[k][r][m][2], jn[k][r][m][3], jn[k][r][m][4], jn[k][r][m][5], jn[k][r][m][6]);
     }
 
     /* hot swap under a steady load: E1 swapped for the same folder in the middle */
-    struct cge_engine *e = open_engine(ens, 1, 0);
+    struct cge_engine *e = open_engine(ens, 1, 0, 1);
     if (!e) return 1;
     L = (struct load){.e = e, .rate = 40, .seconds = 1.5, .text = SHORT};
     run_load(&L);
