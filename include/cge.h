@@ -247,7 +247,7 @@ struct cge_config {
 };
 
 /* The defaults listed above. */
-void cge_config_default(struct cge_config *c);
+struct cge_config cge_config_default(void);
 /* Defaults, then the JSON file at `path` over them. Relative paths in the file (models.*.path,
  * fusion.weights, cache.path) are taken relative to the file's folder. On failure *out holds
  * the defaults and cge_errmsg() names the file and the key path. */
