@@ -3,7 +3,7 @@
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 
-.PHONY: all deps build install test test-plain test-asan bench bench-compare fuzz clean
+.PHONY: all deps build install test test-plain test-asan bench bench-compare fuzz clean rust-tokenizers
 PREFIX ?= /usr/local
 
 all: build
@@ -19,17 +19,23 @@ build: deps
 install: build
 	@$(CMAKE) --install build --prefix $(PREFIX)
 
-test: deps
+# The Rust tokenizers reference of test_text_rust* (npm, from the committed lockfile).
+RUST_TOK = tests/rust-tokenizers
+rust-tokenizers:
+	@[ -d $(RUST_TOK)/node_modules/tokenizers ] || (cd $(RUST_TOK) && npm ci --ignore-scripts \
+	    --no-audit --no-fund --loglevel=error) || echo "test: npm ci in $(RUST_TOK) failed"
+
+test: deps rust-tokenizers
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@$(CMAKE) --build build -j $(JOBS)
 	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCGE_SANITIZE=ON >/dev/null
 	@$(CMAKE) --build build-asan -j $(JOBS)
 	@scripts/test-all.sh
 
-test-plain: build
+test-plain: build rust-tokenizers
 	@tests/run.sh build
 
-test-asan: deps
+test-asan: deps rust-tokenizers
 	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCGE_SANITIZE=ON >/dev/null
 	@$(CMAKE) --build build-asan -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh build-asan asan
