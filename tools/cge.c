@@ -21,6 +21,8 @@ static const struct command commands[] = {
     {"inspect", cmd_inspect, "list the tensors of a checkpoint file or model folder"},
     {"embed", cmd_embed, "embed JSON lines from stdin: an ensemble (fused vector), or one --model DIR"},
     {"fusion", cmd_fusion, "FuseMoE: init, run and train the fusion weights"},
+    {"worker", cmd_worker, "embed jobs from a Redis stream (cge submit's), with a consumer group"},
+    {"submit", cmd_submit, "put JSON lines on a Redis stream for workers; print their results in order"},
 };
 
 static void usage(FILE *f) {

@@ -13,6 +13,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_embed_engine(int argc, char **argv); /* cmd_embed without --model */
 int cmd_fusion(int argc, char **argv);
+int cmd_worker(int argc, char **argv); /* cmd_worker.c: Redis Streams worker */
+int cmd_submit(int argc, char **argv); /* cmd_submit.c: jobs to the workers */
 /* cmd_fusion_corpus.c: corpus → slot-vector lines in a temporary file (*data); the ensemble's
  * fusion folder in *fusion_dir. 0 on success (errors printed). */
 int fusion_corpus_to_data(const char *ensemble, const char *corpus, char *data, size_t data_cap,

@@ -32,6 +32,7 @@
 #include "net/redis.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -126,6 +127,12 @@ static int64_t folder_bytes(const char *dir) {
     return total;
 }
 
+/* A folder as its identity holds it: absolute, so processes started from other folders (and
+ * sharing a cache through Redis) key alike. */
+static const char *identity_path(const char *p, char *buf) {
+    return p[0] && realpath(p, buf) ? buf : p;
+}
+
 /* A slot's identity: its folders' config and weight files (size and time), dtype, version. */
 static uint64_t slot_identity(const struct slot *sl, uint64_t version) {
     XXH64_state_t *x = XXH64_createState();
@@ -133,7 +140,9 @@ static uint64_t slot_identity(const struct slot *sl, uint64_t version) {
     XXH64_reset(x, 0);
     const char *dirs[2] = {sl->spec.path, sl->spec.path_query};
     for (int d = 0; d < 2; d++) {
-        XXH64_update(x, dirs[d], strlen(dirs[d]) + 1);
+        char abs[PATH_MAX];
+        const char *id_path = identity_path(dirs[d], abs);
+        XXH64_update(x, id_path, strlen(id_path) + 1);
         static const char *const names[] = {"config.json", "model.safetensors",
                                             "model.safetensors.index.json", "pytorch_model.bin"};
         for (int i = 0; i < 4 && dirs[d][0]; i++) {
@@ -160,7 +169,9 @@ static void update_identity(struct cge_engine *e) {
     XXH64_state_t *x = XXH64_createState();
     if (!x) return;
     XXH64_reset(x, 0x636765);
-    XXH64_update(x, e->spec.fusion, strlen(e->spec.fusion) + 1);
+    char abs[PATH_MAX];
+    const char *fusion = identity_path(e->spec.fusion, abs);
+    XXH64_update(x, fusion, strlen(fusion) + 1);
     if (e->fc) {
         XXH64_update(x, &e->fc->temperature, sizeof e->fc->temperature);
         XXH64_update(x, &e->fc->top_k, sizeof e->fc->top_k);
