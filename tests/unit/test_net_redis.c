@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -339,6 +340,27 @@ static void test_urls(void) {
     CHECK(cge__redis_url_parse("redis://a:%4@h", &u) == CGE_ERR_INVALID_VALUE);
 }
 
+static void test_config(void) {
+    struct cge_config c;
+    const char *ok = "{\"redis\": {\"url\": \"redis://h:1/2\", \"ttl_seconds\": 60, \"timeout_ms\": 50}}";
+    CHECK(cge_config_parse(ok, strlen(ok), "t", &c) == CGE_OK);
+    CHECK(!strcmp(c.redis.url, "redis://h:1/2") && c.redis.ttl_seconds == 60 && c.redis.timeout_ms == 50);
+    cge_config_default(&c);
+    CHECK(!c.redis.url[0] && c.redis.timeout_ms == 200 && c.redis.ttl_seconds == 0);
+    const char *bad[] = {"{\"redis\": {\"url\": \"http://h\"}}", "{\"redis\": {\"host\": \"h\"}}",
+                         "{\"redis\": {\"timeout_ms\": 0}}", "{\"redis\": {\"ttl_seconds\": -1}}",
+                         "{\"redis\": \"redis://h\"}"};
+    for (int i = 0; i < 5; i++) {
+        CHECK_MSG(cge_config_parse(bad[i], strlen(bad[i]), "t", &c) == CGE_ERR_INVALID_VALUE, "%s", bad[i]);
+        CHECK(strstr(cge_errmsg(), "redis"));
+    }
+    /* an engine given a bad URL refuses to open; an unreachable server does not stop it */
+    struct cge_engine_params p = cge_engine_default_params();
+    p.redis_url = "redis://h:notaport";
+    struct cge_engine *e = NULL;
+    CHECK(cge_engine_open(EF_ENSEMBLE, &p, &e) == CGE_ERR_INVALID_VALUE && !e);
+}
+
 static void test_framing(void) {
     unsigned char v[CGE__REDIS_FRAME_HDR + 5];
     cge__redis_frame("hello", 5, v);
@@ -508,9 +530,21 @@ static void test_engine_corrupt_and_swap(void) {
     if (keys) freeReplyObject(keys);
     if (c) redisFree(c);
 
-    /* a fresh engine swaps E1 (same folder, a new version: a new model identity) */
+    /* a fresh engine, Redis named by a config file's "redis" section (with a TTL), swaps E1 (same
+     * folder, a new version: a new model identity) */
+    char cfg[300], abs_ens[PATH_MAX], json[PATH_MAX + 300];
+    tmp(cfg, sizeof cfg, "config.json");
+    CHECK(realpath(EF_ENSEMBLE, abs_ens) != NULL);
+    snprintf(json, sizeof json, "{\"ensemble\": \"%s\", \"redis\": {\"url\": \"%s\", \"ttl_seconds\": 3600}}",
+             abs_ens, url);
+    FILE *cf = fopen(cfg, "w");
+    if (cf) {
+        fputs(json, cf);
+        fclose(cf);
+    }
     e = NULL;
-    CHECK(cge_engine_open(EF_ENSEMBLE, &p, &e) == CGE_OK);
+    p.redis_url = NULL;
+    CHECK(cge_engine_open(cfg, &p, &e) == CGE_OK);
     char e1[1100];
     snprintf(e1, sizeof e1, "%s/E1", EF_ENSEMBLE);
     uint64_t ver = 0;
@@ -525,6 +559,18 @@ static void test_engine_corrupt_and_swap(void) {
               "after the swap E1 ran %llu inputs (expected %d), the other slots %llu (expected 0)",
               (unsigned long long)st.slots[0].requests, n_text, (unsigned long long)others);
     CHECK(st.redis_hits == (uint64_t)F.n); /* the per-slot entries */
+    CHECK(st.redis_puts == (uint64_t)(F.n + n_text)); /* full entries, and per-slot ones with a new E1 */
+    c = client();
+    keys = c ? redisCommand(c, "KEYS cge:*") : NULL;
+    int with_ttl = 0;
+    for (size_t i = 0; keys && keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++) {
+        redisReply *r = redisCommand(c, "TTL %b", keys->element[i]->str, keys->element[i]->len);
+        with_ttl += r && r->type == REDIS_REPLY_INTEGER && r->integer > 3500 && r->integer <= 3600;
+        if (r) freeReplyObject(r);
+    }
+    CHECK_MSG(with_ttl == F.n + n_text, "%d values with the config's TTL, expected %d", with_ttl, F.n + n_text);
+    if (keys) freeReplyObject(keys);
+    if (c) redisFree(c);
     for (int i = 0; i < F.n; i++) {
         ef_check_result(F.rows[i].expected, "engine after a swap", i, &res[i]);
         CHECK(res[i].slots[0].state != CGE_SLOT_OK || (!res[i].slots[0].cached && res[i].slots[0].version == 2));
@@ -708,6 +754,7 @@ int main(void) {
     signal(SIGPIPE, SIG_IGN);
     RUN(test_urls);
     RUN(test_framing);
+    RUN(test_config);
     RUN(test_silent_server);
     CHECK_MSG(find_cge(), "the cge command is not built next to the tests");
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cge-test-redis-XXXXXX");
