@@ -268,6 +268,13 @@ int main(int argc, char **argv) {
         hit_mem[i] = (t1 - t0) * 1e6;
         cge_result_deinit(&res[i]);
     }
+    struct cge_engine_stats es;
+    cge_engine_get_stats(e, &es);
+    uint64_t runs = 0;
+    for (int s = 0; s < CGE_N_SLOTS; s++) runs += es.slots[s].requests;
+    printf("fresh engine: %llu inputs, %llu cache hits, %llu from Redis, %llu slot runs\n",
+           (unsigned long long)es.inputs, (unsigned long long)es.cache_hits,
+           (unsigned long long)es.redis_hits, (unsigned long long)runs);
     cge_engine_close(e);
 
     /* 2. in-process, cache off */
