@@ -3,7 +3,7 @@
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 
-.PHONY: all deps build install test test-plain test-asan bench fuzz clean
+.PHONY: all deps build install test test-plain test-asan bench bench-compare fuzz clean
 PREFIX ?= /usr/local
 
 all: build
@@ -42,6 +42,11 @@ bench: build
 	    npm ci --no-audit --no-fund --loglevel=error) || echo "bench: npm peers unavailable"
 	@$(CMAKE) --build build -j $(JOBS) --target benchmarks
 	@bench/run.sh build
+
+# Each figure of the newest `make bench` run against bench/results/baseline.json (or the oldest
+# run), normalized by the GEMM peaks measured in each run; flags regressions over 10 %.
+bench-compare:
+	@bench/compare.py
 
 fuzz: deps
 	@CC=clang CXX=clang++ $(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \

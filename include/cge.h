@@ -55,6 +55,7 @@ enum cge_status {
     CGE_ERR_UNSUPPORTED_MODALITY = 16,/* the model cannot take this kind of input */
     CGE_ERR_NOMEM = 17,               /* allocation failed */
     CGE_ERR_UNSUPPORTED = 18,         /* valid but not supported here (a dtype, an op, a format) */
+    CGE_ERR_QUEUE_FULL = 19,          /* the engine's queue is full: try again later (HTTP 429) */
 };
 
 /* A constant English name for a status ("input too long"). Never NULL. */
@@ -256,7 +257,7 @@ struct cge_config {
 };
 
 /* The defaults listed above. */
-void cge_config_default(struct cge_config *c);
+struct cge_config cge_config_default(void);
 /* Defaults, then the JSON file at `path` over them. Relative paths in the file (models.*.path,
  * fusion.weights, cache.path) are taken relative to the file's folder. On failure *out holds
  * the defaults and cge_errmsg() names the file and the key path. */
@@ -377,6 +378,21 @@ struct cge_engine_params {
     int no_truncate;       /* 1: inputs longer than a slot's max length fail in that slot */
     int64_t slot_timeout_ms; /* per-slot deadline for one call (0 = none) */
     int preload;           /* 1 (default): load every slot at open; 0: on first use */
+    /* Dynamic batching: inputs of concurrent calls share per-slot queues; a slot's batch goes
+     * at max_batch_size inputs, at max_batch_tokens (padded), or when its oldest input has
+     * waited max_wait_ms with min_batch_size waiting (the config's batch section). */
+    int batching;             /* 1 (default); 0: each call runs its own batches, no queues */
+    int max_batch_size;       /* 0: the config's batch.max_batch_size (32) */
+    int64_t max_batch_tokens; /* 0: 16384 */
+    int max_wait_ms;          /* -1 (default): the config's batch.max_wait_ms (50) */
+    int64_t max_queue;        /* inputs waiting per slot before CGE_ERR_QUEUE_FULL (0: 4096) */
+    int n_workers;            /* batch workers; each gets n_threads / n_workers cores (0: 1) */
+    /* Registry. */
+    int64_t memory_budget_bytes; /* 0: none; else idle models are unloaded (least recently
+                                    used first) to load another, and a model that cannot fit
+                                    is an error */
+    int max_concurrent_loads;    /* 0: 2 */
+    int64_t swap_timeout_ms;     /* a swap taking longer is refused (0: 60000) */
     /* ---- addition (issue 16, Redis) ---- */
     const char *redis_url; /* NULL: none (or the config's "redis" section): a second cache level
                               shared by processes, behind the in-process cache (which it needs) */
@@ -491,6 +507,10 @@ struct cge_slot_stats {
     double p95_latency_ms;   /* per input, over the last 1024 batches */
     int64_t queue_depth;     /* inputs waiting for this slot */
     char errmsg[200];        /* the last load failure */
+    uint64_t batches;        /* batches run through the queue */
+    double mean_batch;       /* inputs per batch */
+    double padding;          /* padded fraction of the batches' tokens (padded to the longest) */
+    int64_t max_batch;       /* largest batch */
 };
 
 struct cge_engine_stats {

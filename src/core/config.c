@@ -13,7 +13,8 @@
 #include <math.h>
 #include <string.h>
 
-void cge_config_default(struct cge_config *c) {
+/* Fills c with the defaults (the public function returns them by value). */
+static void config_default(struct cge_config *c) {
     memset(c, 0, sizeof *c);
     for (int i = 0; i < CGE_N_SLOTS; i++) {
         const struct cge_slot_info *s = cge_slot_get(i);
@@ -34,6 +35,12 @@ void cge_config_default(struct cge_config *c) {
     c->gpu.device = 0;
     c->gpu.memory_limit_bytes = (int64_t)16 << 30;
     c->redis.timeout_ms = 200;
+}
+
+struct cge_config cge_config_default(void) {
+    struct cge_config c;
+    config_default(&c);
+    return c;
 }
 
 /* ==== typed fields =========================================================================== */
@@ -319,7 +326,7 @@ static enum cge_status parse_root(const char *label, const cJSON *root, struct c
 enum cge_status cge_config_parse(const char *json, size_t len, const char *label,
                                  struct cge_config *out) {
     if (!out) return cge__err(CGE_ERR_INVALID_VALUE, "cge_config_parse: out is NULL");
-    cge_config_default(out);
+    config_default(out);
     if (!label) label = "(config)";
     if (!json && len) return cge__err(CGE_ERR_INVALID_VALUE, "%s: NULL text", label);
     const char *end = NULL;
@@ -336,7 +343,7 @@ enum cge_status cge_config_parse(const char *json, size_t len, const char *label
         }
     }
     struct cge_config tmp;
-    cge_config_default(&tmp);
+    config_default(&tmp);
     enum cge_status st = parse_root(label, root, &tmp);
     cJSON_Delete(root);
     if (st) return st;
@@ -359,7 +366,7 @@ static enum cge_status resolve(const char *dir, char *p, const char *key, const 
 
 enum cge_status cge_config_load(const char *path, struct cge_config *out) {
     if (!out) return cge__err(CGE_ERR_INVALID_VALUE, "cge_config_load: out is NULL");
-    cge_config_default(out);
+    config_default(out);
     if (!path) return cge__err(CGE_ERR_INVALID_VALUE, "cge_config_load: path is NULL");
     char *text = NULL;
     size_t len = 0;

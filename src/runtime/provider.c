@@ -21,7 +21,11 @@ enum cge_status cge_provider_open(const char *ensemble_or_config, struct cge_pro
     *out = NULL;
     struct cge_provider *p = cge__calloc(1, sizeof *p);
     if (!p) return cge__err(CGE_ERR_NOMEM, "provider");
-    enum cge_status st = cge_engine_open(ensemble_or_config, NULL, &p->e);
+    /* Continuous batching: a lone caller's text runs at once, and texts of concurrent callers
+     * that arrive while a batch runs go together in the next one. */
+    struct cge_engine_params ep = cge_engine_default_params();
+    ep.max_wait_ms = 0;
+    enum cge_status st = cge_engine_open(ensemble_or_config, &ep, &p->e);
     if (st) {
         cge__free(p);
         return st;

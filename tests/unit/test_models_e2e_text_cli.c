@@ -120,7 +120,9 @@ int main(void) {
     run_case("t5_mean_dense_l2", 24);
     /* Usage errors. */
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "%s embed </dev/null >/dev/null 2>&1", cge_bin);
+    snprintf(cmd, sizeof cmd, "%s embed --model </dev/null >/dev/null 2>&1", cge_bin);
+    CHECK(system(cmd) != 0); /* (without --model, cge embed runs the demo ensemble) */
+    snprintf(cmd, sizeof cmd, "%s embed --model tests/fixtures/e2e/bert_mean_l2/model --pooling sum </dev/null >/dev/null 2>&1", cge_bin);
     CHECK(system(cmd) != 0);
     snprintf(cmd, sizeof cmd, "%s embed --model tests/fixtures/no_such </dev/null >/dev/null 2>&1", cge_bin);
     CHECK(system(cmd) != 0);

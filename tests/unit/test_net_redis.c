@@ -345,7 +345,7 @@ static void test_config(void) {
     const char *ok = "{\"redis\": {\"url\": \"redis://h:1/2\", \"ttl_seconds\": 60, \"timeout_ms\": 50}}";
     CHECK(cge_config_parse(ok, strlen(ok), "t", &c) == CGE_OK);
     CHECK(!strcmp(c.redis.url, "redis://h:1/2") && c.redis.ttl_seconds == 60 && c.redis.timeout_ms == 50);
-    cge_config_default(&c);
+    c = cge_config_default();
     CHECK(!c.redis.url[0] && c.redis.timeout_ms == 200 && c.redis.ttl_seconds == 0);
     const char *bad[] = {"{\"redis\": {\"url\": \"http://h\"}}", "{\"redis\": {\"host\": \"h\"}}",
                          "{\"redis\": {\"timeout_ms\": 0}}", "{\"redis\": {\"ttl_seconds\": -1}}",
