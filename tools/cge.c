@@ -25,6 +25,8 @@ static const struct command commands[] = {
     {"ensemble", cmd_ensemble, "ensemble folders: init (over the models in the HF cache)"},
     {"serve", cmd_serve, "HTTP server: OpenAI-compatible and native embedding routes"},
     {"mcp", cmd_mcp, "serve the engine as MCP tools over stdio (for AI agents)"},
+    {"worker", cmd_worker, "embed jobs from a Redis stream (cge submit's), with a consumer group"},
+    {"submit", cmd_submit, "put JSON lines on a Redis stream for workers; print their results in order"},
 };
 
 static void usage(FILE *f) {

@@ -17,6 +17,7 @@
  */
 #include "cge.h"
 #include "commands.h"
+#include "redis_jobs.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -55,6 +56,7 @@ static void usage(FILE *f) {
             "usage: cge embed [--ensemble DIR | --config FILE] [--output fused|slots|both]\n"
             "                 [--format jsonl|npy --out FILE] [--batch N] [--threads N]\n"
             "                 [--no-cache] [--no-truncate] [--timeout-ms N]\n"
+            "                 [--redis URL] [--stats]\n"
             "       cge embed --model DIR ...   (one model folder; see cge embed --model --help)\n"
             "\n"
             "Reads JSON lines on stdin and writes one JSON line per input:\n"
@@ -66,7 +68,9 @@ static void usage(FILE *f) {
             "--output slots   {\"slots\": {\"E1\": [...] | null, ...}}: the per-slot vectors\n"
             "--output both    {\"embedding\", \"expert_weights\", \"selected\", \"slots\"}\n"
             "Without --ensemble or --config: $CGE_CONFIG or ~/.config/cge/config.json, else the\n"
-            "built-in demo ensemble (tiny random weights: well-formed vectors that mean nothing).\n");
+            "built-in demo ensemble (tiny random weights: well-formed vectors that mean nothing).\n"
+            "--redis URL      redis://[user:pass@]host[:port][/db]: a cache shared by processes\n"
+            "--stats          the engine's counters as one JSON line on stderr at exit\n");
 }
 
 static double now_s(void) {
@@ -323,7 +327,7 @@ int cmd_embed_engine(int argc, char **argv) {
     memset(&opt, 0, sizeof opt);
     struct run R;
     memset(&R, 0, sizeof R);
-    int batch = 32, npy = 0;
+    int batch = 32, npy = 0, stats = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -334,11 +338,16 @@ int cmd_embed_engine(int argc, char **argv) {
             p.no_truncate = 1;
         } else if (!strcmp(a, "--no-cache")) {
             p.cache = 0;
+        } else if (!strcmp(a, "--stats")) {
+            stats = 1;
         } else if (!v) {
             fprintf(stderr, "cge embed: %s needs a value\n", a);
             return 2;
         } else if (!strcmp(a, "--ensemble") || !strcmp(a, "--config")) {
             path = v;
+            i++;
+        } else if (!strcmp(a, "--redis")) {
+            p.redis_url = v;
             i++;
         } else if (!strcmp(a, "--out")) {
             out_path = v;
@@ -431,6 +440,7 @@ int cmd_embed_engine(int argc, char **argv) {
     }
     R.npy = NULL;
 done:
+    if (stats) tool_print_engine_stats(stderr, R.e, NULL);
     if (R.npy) fclose(R.npy);
     free(lines);
     free(ins);

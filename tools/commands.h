@@ -16,6 +16,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_embed_engine(int argc, char **argv); /* cmd_embed without --model */
 int cmd_fusion(int argc, char **argv);
+int cmd_worker(int argc, char **argv); /* cmd_worker.c: Redis Streams worker */
+int cmd_submit(int argc, char **argv); /* cmd_submit.c: jobs to the workers */
 int cmd_pull(int argc, char **argv);
 int cmd_ensemble(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
