@@ -51,6 +51,8 @@ static void usage(FILE *f) {
             "                             data: URLs)\n"
             "--no-truncate    inputs longer than a slot's max length fail (422) instead of being cut\n"
             "--lazy           load each slot on first use instead of before listening\n"
+            "--redis URL      redis://[user:pass@]host[:port][/db]: a second cache level shared\n"
+            "                 by every server and worker on it\n"
             "--mcp            also serve MCP (streamable HTTP) at /mcp: POST JSON-RPC messages,\n"
             "                 Mcp-Session-Id sessions, DELETE ends one; the same API key\n");
 }
@@ -121,6 +123,8 @@ int cmd_serve(int argc, char **argv) {
             fprintf(stderr, "cge serve: --model (one model folder) is not supported yet; give "
                             "an ensemble (--ensemble DIR) whose ensemble.json lists it\n");
             return 2;
+        } else if (!strcmp(a, "--redis")) {
+            ep.redis_url = v;
         } else if (!strcmp(a, "--host")) {
             hp.host = v;
         } else if (!strcmp(a, "--port")) {
