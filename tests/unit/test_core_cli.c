@@ -4,8 +4,9 @@
  * 2 usage), `version`, `models` against the slot table written out here, `inspect` against the
  * fixture's own safetensors header (read here with cJSON), `tokenize` against the ids of
  * tests/fixtures/e2e/bert_mean_l2/case.json (made by @huggingface/tokenizers) and its JSON string
- * decoding and error lines, and `cache bench | stats | verify` on a temporary file. `embed` and
- * `fusion` have their own programs (test_models_e2e_text_cli, test_fusion_cli).
+ * decoding and error lines, `cache bench | stats | verify` on a temporary file, and the options
+ * and bad lines of `embed` (its values are checked by test_models_e2e_text_cli; `fusion` has
+ * test_fusion_cli).
  */
 #include "cge.h"
 #include "testhelp.h"
@@ -300,6 +301,133 @@ static void test_tokenize(void) {
     cJSON_Delete(c);
 }
 
+/* ---- embed: options and line errors ------------------------------------------------------- */
+
+/* Splits out into lines; returns the count (at most cap). */
+static int split_lines(char *s, char **rows, int cap) {
+    int n = 0;
+    while (*s && n < cap) {
+        rows[n++] = s;
+        char *nl = strchr(s, '\n');
+        if (!nl) break;
+        *nl = 0;
+        s = nl + 1;
+    }
+    return n;
+}
+
+static int is_vector(const char *row, int dim) {
+    cJSON *a = cJSON_Parse(row);
+    int ok = cJSON_IsArray(a) && cJSON_GetArraySize(a) == dim;
+    cJSON_Delete(a);
+    return ok;
+}
+
+static void test_embed(void) {
+    const char *model = "--model tests/fixtures/e2e/bert_mean_l2/model";
+    char args[600];
+    /* One output line per input line, in order: good lines a 32-d vector, bad lines an error. */
+    const char *in = "{\"text\": \"Hello world\"}\n"
+                     "{\"text\": \"Hello world\", \"instruction\": null}\n"
+                     "not json\n"
+                     "42\n"
+                     "{}\n"
+                     "{\"text\": \"a\", \"input_ids\": [1]}\n"
+                     "{\"text\": 5}\n"
+                     "{\"text\": \"a\", \"instruction\": 7}\n"
+                     "{\"input_ids\": []}\n"
+                     "{\"input_ids\": [101, 1.5, 102]}\n"
+                     "{\"input_ids\": [101, 7592, 2088, 102]}\n"
+                     "{\"image\": 3}\n"
+                     "{\"audio\": false}\n"
+                     "{\"image\": \"tests/fixtures/e2e/clip_image/camera.png\"}\n"
+                     "{\"audio\": \"tests/fixtures/e2e/whisper_audio/jfk_16k.wav\"}\n"
+                     "\"Hello world\"\n";
+    static const int good[] = {1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+    enum { N = sizeof good / sizeof good[0] };
+    snprintf(args, sizeof args, "embed %s --batch 3", model);
+    CHECK_MSG(run(in, args) == 0, "%s", err);
+    char *rows[N + 4];
+    int n = split_lines(out, rows, N + 4);
+    CHECK_MSG(n == N, "%d output lines for %d inputs", n, N);
+    for (int i = 0; i < n && i < N; i++) {
+        if (good[i]) CHECK_MSG(is_vector(rows[i], 32), "line %d: %.80s", i, rows[i]);
+        else CHECK_MSG(!strncmp(rows[i], "{\"error\":", 9), "line %d: %.80s", i, rows[i]);
+    }
+    /* "Hello world" as transformers embedded it (bert_mean_l2 expected.f32, row 0); text,
+     * bare string and the same ids give it. */
+    float *exp = th_read_f32("tests/fixtures/e2e/bert_mean_l2/expected.f32", NULL);
+    CHECK(exp != NULL);
+    for (int r = 0; exp && r < n && r < N; r++) {
+        if (r != 0 && r != 10 && r != 15) continue;
+        cJSON *a = cJSON_Parse(rows[r]);
+        float v[32] = {0};
+        for (int j = 0; j < 32 && cJSON_GetArraySize(a) == 32; j++) v[j] = (float)cJSON_GetArrayItem(a, j)->valuedouble;
+        CHECK_MSG(th_rel_err(v, exp, 32) < 1e-5, "line %d: rel err %.3g", r, th_rel_err(v, exp, 32));
+        cJSON_Delete(a);
+    }
+    free(exp);
+    /* Options that change the model: each still gives a vector per line. */
+    static const char *const opts[] = {"--pooling cls", "--pooling mean", "--pooling max", "--pooling last",
+                                       "--dtype bf16", "--dtype int8", "--dtype f32", "--threads 1",
+                                       "--max-len 4"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        snprintf(args, sizeof args, "embed %s %s", model, opts[i]);
+        CHECK_MSG(run("\"Hello world, and more words\"\n", args) == 0 && is_vector(out, 32), "%s: %.80s %s", opts[i],
+                  out, err);
+    }
+    /* --no-truncate: an input past --max-len is an error line, the short one still embeds. */
+    snprintf(args, sizeof args, "embed %s --no-truncate --max-len 4", model);
+    CHECK(run("\"Hello world, and more words\"\n\"Hi\"\n", args) == 0);
+    n = split_lines(out, rows, 4);
+    CHECK(n == 2 && !strncmp(rows[0], "{\"error\":", 9) && is_vector(rows[1], 32));
+    /* Usage errors exit 2 with a message on stderr; a model that does not load exits 1. */
+    static const char *const usage_errs[] = {"--pooling median", "--dtype f64", "--batch 0", "--batch 5000",
+                                             "--max-len x", "--threads", "--frobnicate 1"};
+    for (size_t i = 0; i < sizeof usage_errs / sizeof usage_errs[0]; i++) {
+        snprintf(args, sizeof args, "embed %s %s", model, usage_errs[i]);
+        CHECK_MSG(run(NULL, args) == 2 && !strncmp(err, "cge embed: ", 11), "%s: %s", usage_errs[i], err);
+    }
+    CHECK(run(NULL, "embed --help") == 0 && strstr(out, "--model"));
+    CHECK(run(NULL, "embed --model /nonexistent/cge/model") == 1 && err[0]);
+}
+
+/* ---- fusion: usage and option errors (values: test_fusion_cli) ------------------------------ */
+
+static void test_fusion_args(void) {
+    const char *w = "--weights tests/fixtures/fusion/laplace/weights";
+    char args[600];
+    CHECK(run(NULL, "fusion") == 2 && strstr(err, "usage: cge fusion"));
+    CHECK(run(NULL, "fusion --help") == 0 && strstr(out, "usage: cge fusion"));
+    CHECK(run(NULL, "fusion frob") == 2 && strstr(err, "unknown subcommand 'frob'"));
+    static const char *const subs[] = {"init", "run", "train"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "fusion %s --help", subs[i]);
+        CHECK_MSG(run(NULL, args) == 0 && strstr(out, "usage: cge fusion"), "%s --help", subs[i]);
+        snprintf(args, sizeof args, "fusion %s --bogus", subs[i]);
+        CHECK_MSG(run(NULL, args) == 2 && strstr(err, "usage: cge fusion"), "%s --bogus", subs[i]);
+    }
+    /* Each out-of-range value is refused with a message naming the option, exit 1. */
+    static const char *const bad_train[] = {"--epochs 0", "--batch 1", "--lr 0", "--weight-decay 11", "--clip -1",
+                                            "--noise 101", "--dropout 1", "--nce -1", "--nce-temp 0",
+                                            "--seed x"};
+    for (size_t i = 0; i < sizeof bad_train / sizeof bad_train[0]; i++) {
+        snprintf(args, sizeof args, "fusion train %s --data /dev/null %s", w, bad_train[i]);
+        char opt[32];
+        snprintf(opt, sizeof opt, "%.*s", (int)strcspn(bad_train[i], " "), bad_train[i]);
+        CHECK_MSG(run(NULL, args) == 1 && strstr(err, "cge fusion train: ") && strstr(err, opt), "%s: %s",
+                  bad_train[i], err);
+    }
+    CHECK(run(NULL, "fusion train --data /dev/null") == 2);
+    snprintf(args, sizeof args, "fusion run %s --dtype f64", w);
+    CHECK(run(NULL, args) == 1 && strstr(err, "--dtype"));
+    snprintf(args, sizeof args, "fusion run %s --batch 0", w);
+    CHECK(run(NULL, args) == 1 && strstr(err, "--batch"));
+    snprintf(args, sizeof args, "fusion run %s --input /nonexistent/cge/in.jsonl", w);
+    CHECK(run(NULL, args) == 1 && strstr(err, "cannot open"));
+    CHECK(run(NULL, "fusion run") == 2);
+}
+
 /* ---- cache ---------------------------------------------------------------------------------- */
 
 static void test_cache_cmd(void) {
@@ -349,6 +477,8 @@ int main(void) {
     RUN(test_inspect);
     RUN(test_tokenize);
     RUN(test_cache_cmd);
+    RUN(test_embed);
+    RUN(test_fusion_args);
     free(out);
     free(err);
     char cmd[300];
