@@ -6,7 +6,8 @@ JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 ASAN_CONFIG = -DCMAKE_BUILD_TYPE=Debug -DCGE_SANITIZE=ON -DCGE_COVERAGE=ON
 
-.PHONY: all deps build test test-plain test-asan test-tsan coverage bench fuzz clean
+.PHONY: all deps build install test test-plain test-asan test-tsan coverage bench fuzz clean
+PREFIX ?= /usr/local
 
 all: build
 
@@ -16,6 +17,10 @@ deps:
 build: deps
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@$(CMAKE) --build build -j $(JOBS)
+
+# make install PREFIX=DIR: libcge.so/.a, cge.h, cge.pc, the cge command, the demo ensemble.
+install: build
+	@$(CMAKE) --install build --prefix $(PREFIX)
 
 test: deps
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -25,6 +25,12 @@
 extern "C" {
 #endif
 
+/* libcge.so is built with -fvisibility=hidden: what this header declares is exported, nothing
+ * else (the library's internal cge__ symbols cannot collide with a host program's). */
+#if defined(__GNUC__) && !defined(CGE_NO_VISIBILITY)
+#    pragma GCC visibility push(default)
+#endif
+
 #define CGE_VERSION_STRING "0.1.0"
 
 /* ==== Status codes =========================================================================
@@ -49,6 +55,7 @@ enum cge_status {
     CGE_ERR_UNSUPPORTED_MODALITY = 16,/* the model cannot take this kind of input */
     CGE_ERR_NOMEM = 17,               /* allocation failed */
     CGE_ERR_UNSUPPORTED = 18,         /* valid but not supported here (a dtype, an op, a format) */
+    CGE_ERR_QUEUE_FULL = 19,          /* the engine's queue is full: try again later (HTTP 429) */
 };
 
 /* A constant English name for a status ("input too long"). Never NULL. */
@@ -361,6 +368,21 @@ struct cge_engine_params {
     int no_truncate;       /* 1: inputs longer than a slot's max length fail in that slot */
     int64_t slot_timeout_ms; /* per-slot deadline for one call (0 = none) */
     int preload;           /* 1 (default): load every slot at open; 0: on first use */
+    /* Dynamic batching: inputs of concurrent calls share per-slot queues; a slot's batch goes
+     * at max_batch_size inputs, at max_batch_tokens (padded), or when its oldest input has
+     * waited max_wait_ms with min_batch_size waiting (the config's batch section). */
+    int batching;             /* 1 (default); 0: each call runs its own batches, no queues */
+    int max_batch_size;       /* 0: the config's batch.max_batch_size (32) */
+    int64_t max_batch_tokens; /* 0: 16384 */
+    int max_wait_ms;          /* -1 (default): the config's batch.max_wait_ms (50) */
+    int64_t max_queue;        /* inputs waiting per slot before CGE_ERR_QUEUE_FULL (0: 4096) */
+    int n_workers;            /* batch workers; each gets n_threads / n_workers cores (0: 1) */
+    /* Registry. */
+    int64_t memory_budget_bytes; /* 0: none; else idle models are unloaded (least recently
+                                    used first) to load another, and a model that cannot fit
+                                    is an error */
+    int max_concurrent_loads;    /* 0: 2 */
+    int64_t swap_timeout_ms;     /* a swap taking longer is refused (0: 60000) */
 };
 struct cge_engine_params cge_engine_default_params(void);
 
@@ -472,6 +494,10 @@ struct cge_slot_stats {
     double p95_latency_ms;   /* per input, over the last 1024 batches */
     int64_t queue_depth;     /* inputs waiting for this slot */
     char errmsg[200];        /* the last load failure */
+    uint64_t batches;        /* batches run through the queue */
+    double mean_batch;       /* inputs per batch */
+    double padding;          /* padded fraction of the batches' tokens (padded to the longest) */
+    int64_t max_batch;       /* largest batch */
 };
 
 struct cge_engine_stats {
@@ -510,6 +536,10 @@ size_t cge_provider_dimension(const struct cge_provider *p);     /* 1536 */
 const char *cge_provider_model_name(const struct cge_provider *p);
 size_t cge_provider_max_tokens(const struct cge_provider *p);
 void cge_provider_close(struct cge_provider *p);
+
+#if defined(__GNUC__) && !defined(CGE_NO_VISIBILITY)
+#    pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

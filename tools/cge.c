@@ -19,8 +19,9 @@ static const struct command commands[] = {
     {"cache", cmd_cache, "embedding cache files: stats, verify, bench"},
     {"tokenize", cmd_tokenize, "tokenize JSON strings from stdin (one per line) into ids"},
     {"inspect", cmd_inspect, "list the tensors of a checkpoint file or model folder"},
-    {"embed", cmd_embed, "embed JSON lines from stdin with one model folder (--model DIR)"},
+    {"embed", cmd_embed, "embed JSON lines from stdin: an ensemble (fused vector), or one --model DIR"},
     {"fusion", cmd_fusion, "FuseMoE: init, run and train the fusion weights"},
+    {"serve", cmd_serve, "HTTP server: OpenAI-compatible and native embedding routes"},
 };
 
 static void usage(FILE *f) {

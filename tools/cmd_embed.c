@@ -11,9 +11,6 @@
  */
 #include "cge.h"
 #include "commands.h"
-#include "core/core.h"
-#include "models/model.h"
-#include "tensor/ops.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -185,6 +182,10 @@ static int stdin_ready(void) {
 }
 
 int cmd_embed(int argc, char **argv) {
+    /* Without --model: the engine (an ensemble, a config, or the demo). */
+    int has_model = 0;
+    for (int i = 1; i < argc; i++) has_model |= !strcmp(argv[i], "--model");
+    if (!has_model) return cmd_embed_engine(argc, argv);
     const char *dir = NULL;
     struct cge_model_params p = cge_model_default_params();
     int batch = 32;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_LINE ((size_t)64 << 20)
 
@@ -55,6 +56,9 @@ static void usage_run(FILE *f) {
 static void usage_train(FILE *f) {
     fprintf(
         f, "usage: cge fusion train --weights DIR --data FILE [options]\n"
+           "       cge fusion train --ensemble DIR --corpus FILE [options]\n"
+           "  (embeds the corpus, `cge embed` lines with an optional \"pair\", through the\n"
+           "   ensemble's slots and trains the fusion folder it names, or --weights DIR)\n"
            "Trains FuseMoE on {\"slots\": [...], \"pair\": id} lines (pair optional: items with\n"
            "the same id are positives for the InfoNCE term). Loss: similarity preservation +\n"
            "load_balance_coef x load balance (+ InfoNCE). Progress (loss, expert load) on stderr.\n"
@@ -323,7 +327,8 @@ static void progress(int epoch, int epochs, int64_t step, int64_t steps,
 }
 
 static int fusion_train(int argc, char **argv) {
-    const char *weights = NULL, *data = NULL, *out = NULL;
+    const char *weights = NULL, *data = NULL, *out = NULL, *ensemble = NULL, *corpus = NULL;
+    char corpus_data[256] = "", fusion_dir[1024];
     double epochs = 1, batch = 32, v;
     struct cge_fusion_train_params tp;
     cge_fusion_train_default_params(&tp);
@@ -335,6 +340,10 @@ static int fusion_train(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--weights") && has) {
             weights = argv[++i];
+        } else if (!strcmp(a, "--ensemble") && has) {
+            ensemble = argv[++i];
+        } else if (!strcmp(a, "--corpus") && has) {
+            corpus = argv[++i];
         } else if (!strcmp(a, "--data") && has) {
             data = argv[++i];
         } else if (!strcmp(a, "--out") && has) {
@@ -377,6 +386,19 @@ static int fusion_train(int argc, char **argv) {
             return 2;
         }
     }
+    if (!ensemble != !corpus || (ensemble && data)) {
+        fprintf(stderr, "cge fusion train: give --ensemble DIR --corpus FILE, or --data FILE\n");
+        return 2;
+    }
+    if (ensemble) {
+        /* embed the corpus through the slots, then train on it as --data does; the fusion
+         * folder the ensemble names is the one trained (unless --weights says otherwise) */
+        if (fusion_corpus_to_data(ensemble, corpus, corpus_data, sizeof corpus_data, fusion_dir,
+                                  sizeof fusion_dir))
+            return 1;
+        data = corpus_data;
+        if (!weights) weights = fusion_dir;
+    }
     if (!weights || !data) {
         usage_train(stderr);
         return 2;
@@ -384,7 +406,10 @@ static int fusion_train(int argc, char **argv) {
     if (!out) out = weights;
     struct cge_fusion *f = NULL;
     enum cge_status st = cge_fusion_load(weights, CGE_DTYPE_F32, &f);
-    if (st) return fail_st("train", st);
+    if (st) {
+        if (corpus_data[0]) unlink(corpus_data);
+        return fail_st("train", st);
+    }
     const struct cge_fusemoe_config *c = cge_fusion_get_config(f);
     struct items it = {0, 0, NULL, NULL, NULL, 0};
     struct cge_fusion_trainer *t = NULL;
@@ -508,6 +533,7 @@ done:
     free(bp);
     free(bq);
     free(order);
+    if (corpus_data[0]) unlink(corpus_data);
     return rc;
 }
 

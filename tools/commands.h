@@ -11,6 +11,26 @@ int cmd_cache(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_embed_engine(int argc, char **argv); /* cmd_embed without --model */
 int cmd_fusion(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+/* cmd_fusion_corpus.c: corpus → slot-vector lines in a temporary file (*data); the ensemble's
+ * fusion folder in *fusion_dir. 0 on success (errors printed). */
+int fusion_corpus_to_data(const char *ensemble, const char *corpus, char *data, size_t data_cap,
+                          char *fusion_dir, size_t fusion_cap);
+
+/* One JSON input line of `cge embed` (and of a training corpus): a JSON string, or
+ * {"text"|"code"|"image"|"audio", "role", "instruction", "language"} (+ "pair" when allowed:
+ * an integer or a string naming items that belong together). On failure err is set. */
+#include "cge.h"
+struct cJSON;
+struct tool_line {
+    struct cJSON *doc;    /* owns the strings the input points into */
+    struct cge_input in;
+    int64_t pair;         /* -1: none */
+    char err[300];        /* parse error, "" if none */
+};
+void tool_parse_input(const char *s, size_t n, struct tool_line *l, int allow_pair);
+void tool_line_free(struct tool_line *l);
 
 #endif

@@ -33,6 +33,7 @@ const char *cge_status_str(int status) {
     case CGE_ERR_UNSUPPORTED_MODALITY: return "unsupported modality";
     case CGE_ERR_NOMEM: return "out of memory";
     case CGE_ERR_UNSUPPORTED: return "unsupported";
+    case CGE_ERR_QUEUE_FULL: return "queue full";
     }
     return "unknown status";
 }

@@ -878,3 +878,16 @@ enum cge_status cge_fusion_fuse(const struct cge_fusion *f, struct cge_fusion_ct
     return cge_fusion_forward(f, ctx, 1, in->vector, present, out->vector, out->expert_weights,
                               out->selected);
 }
+
+enum cge_status cge_fusion_set_routing(struct cge_fusion *f, double temperature, int top_k) {
+    if (!f) return cge__err(CGE_ERR_INVALID_VALUE, "cge_fusion_set_routing: no model");
+    if (!(temperature > 0) || !isfinite(temperature))
+        return cge__err(CGE_ERR_INVALID_VALUE, "fusion temperature %g, expected a number > 0",
+                        temperature);
+    if (top_k < 1 || top_k > f->c.n_experts)
+        return cge__err(CGE_ERR_INVALID_VALUE, "fusion top_k %d, expected 1..%d (num_experts)",
+                        top_k, f->c.n_experts);
+    f->c.temperature = (float)temperature;
+    f->c.top_k = top_k;
+    return CGE_OK;
+}

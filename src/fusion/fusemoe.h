@@ -104,6 +104,9 @@ enum cge_status cge_fusion_load(const char *dir, enum cge_dtype dtype, struct cg
 enum cge_status cge_fusion_save(const struct cge_fusion *f, const char *dir);
 void cge_fusion_free(struct cge_fusion *f);
 const struct cge_fusemoe_config *cge_fusion_get_config(const struct cge_fusion *f);
+/* Sets the gate's temperature and top_k (the configuration's fusion section overrides the
+ * folder's values). Call before the model is shared. */
+enum cge_status cge_fusion_set_routing(struct cge_fusion *f, double temperature, int top_k);
 /* Re-packs a fp32 model's large matrices into `dtype` cge_linear storage (F32/BF16/I8) for
  * faster inference, keeping the fp32 master (so memory grows). Used by the benchmark. */
 enum cge_status cge_fusion_pack(struct cge_fusion *f, enum cge_dtype dtype);

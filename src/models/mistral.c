@@ -196,7 +196,9 @@ static enum cge_status mistral_load(struct cge_family_load *lc, void **impl) {
     lc->max_positions = hp->max_pos;
     lc->modalities = CGE_MOD_TEXT | CGE_MOD_CODE;
     lc->default_pooling = CGE_POOL_LAST;
-    lc->default_normalize = 1;
+    /* A bare folder (no sentence-transformers modules) gives the last token's hidden state as
+     * transformers does; e5-mistral-7b-instruct's own modules.json asks for Normalize. */
+    lc->default_normalize = 0;
     lc->vocab_size = hp->n_vocab;
     lc->vocab_tensor = "embed_tokens.weight";
     int64_t pad, eos;

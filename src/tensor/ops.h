@@ -48,6 +48,8 @@ void cge_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
  * calls made after it from any thread. */
 void cge_set_threads(int n);
 int cge_get_threads(void);
+/* This thread's own compute budget (0: the process-wide count again). */
+void cge__set_thread_budget(int n);
 
 /* ---- element-wise and row-wise --------------------------------------------------------------- */
 /* In place, per row of d: (x - mean) / sqrt(var + eps) * w + b (biased variance). */

@@ -14,6 +14,14 @@
 #include <unistd.h>
 
 static atomic_int g_threads; /* 0 = not set: all cores */
+/* A worker's own budget (the engine's batcher gives each worker cores / workers), which wins
+ * over the process-wide count on that thread; 0 = none. */
+static _Thread_local int tl_threads;
+
+void cge__set_thread_budget(int n) {
+    tl_threads = n > 0 ? n : 0;
+    cge__sync_threads();
+}
 
 static int default_threads(void) {
 #ifdef _OPENMP
@@ -30,6 +38,7 @@ void cge_set_threads(int n) {
 }
 
 int cge_get_threads(void) {
+    if (tl_threads > 0) return tl_threads;
     int n = atomic_load(&g_threads);
     return n > 0 ? n : default_threads();
 }

@@ -102,6 +102,31 @@ static void test_fixture(void) {
     unload(&ld);
 }
 
+/* The folder through cge_model_load: with no sentence-transformers files it gives the last
+ * token's hidden state as transformers does, not normalized. */
+static void test_bare_folder(void) {
+    struct cge_model *m = NULL;
+    CHECK_MSG(cge_model_load(DIR, NULL, &m) == CGE_OK, "%s", cge_errmsg());
+    if (!m) return;
+    float *last = th_read_f32(DIR "/last_token.bin", NULL);
+    struct cge_input in[2];
+    memset(in, 0, sizeof in);
+    for (int b = 0; b < 2; b++) {
+        in[b].ids = ids_ref[b];
+        in[b].n_ids = 11;
+    }
+    float out[2 * 64];
+    CHECK(cge_model_dim(m) == 64 && cge_model_embed(m, in, 2, out, NULL) == CGE_OK);
+    for (int b = 0; b < 2 && last; b++) {
+        double e = th_rel_err(out + b * 64, last + b * 64, 64), norm = 0;
+        for (int d = 0; d < 64; d++) norm += (double)out[b * 64 + d] * out[b * 64 + d];
+        CHECK_MSG(e < 1e-5, "bare folder row %d: rel err %g", b, e);
+        CHECK_MSG(fabs(sqrt(norm) - 1) > 0.1, "bare folder row %d was normalized", b);
+    }
+    free(last);
+    cge_model_free(m);
+}
+
 /* bf16 and int8 storage against fp32, on the last-token embedding. */
 static void test_quantized(void) {
     struct loaded f32, q;
@@ -154,6 +179,7 @@ static void test_bad_configs(void) {
 
 int main(void) {
     RUN(test_fixture);
+    RUN(test_bare_folder);
     RUN(test_quantized);
     RUN(test_bad_configs);
     return test_report("models_mistral");

@@ -1,0 +1,205 @@
+/*
+ * cmd_serve.c: `cge serve`: the HTTP server (src/server) over one engine.
+ *
+ * Design: SIGINT and SIGTERM are blocked before any thread starts (the engine's and the
+ * server's threads inherit the mask), and the main thread waits for them with sigwait(): the
+ * shutdown runs in ordinary code, not in a signal handler. Shutdown: stop accepting, answer
+ * what is running (bounded by the request timeout), stop, close the engine, exit 0. Keys may
+ * come from the environment (CGE_API_KEY, CGE_ADMIN_KEY) so they stay out of `ps`.
+ */
+#include "cge.h"
+#include "commands.h"
+#include "server/http.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: cge serve [--ensemble DIR | --config FILE] [--host H] [--port N]\n"
+            "                 [--api-key KEY] [--admin-key KEY] [--max-concurrent-requests N]\n"
+            "                 [--max-client-batch-size N] [--payload-limit BYTES]\n"
+            "                 [--request-timeout SECONDS] [--allow-files DIR]\n"
+            "                 [--log-format text|json] [--threads N] [--no-truncate] [--no-cache]\n"
+            "                 [--lazy] [--conn-timeout SECONDS] [--quiet]\n"
+            "\n"
+            "Serves the ensemble over HTTP: POST /v1/embeddings (OpenAI), /embed, /similarity,\n"
+            "/tokenize; GET /health, /info, /v1/models, /metrics, /openapi.json, / (a page);\n"
+            "POST /admin/swap, /admin/unload with --admin-key. Prints `listening on\n"
+            "http://HOST:PORT` on stderr when ready, then one line per request.\n"
+            "\n"
+            "--ensemble DIR   an ensemble folder (ensemble.json); --config FILE: a cge config.\n"
+            "                 Neither: the configured ensemble, else the demo ensemble.\n"
+            "--host H         address to listen on (default 127.0.0.1)\n"
+            "--port N         port (default 8080; 0 picks a free one)\n"
+            "--api-key KEY    every route but /health and the page needs \"Authorization:\n"
+            "                 Bearer KEY\" (or set CGE_API_KEY)\n"
+            "--admin-key KEY  enables /admin/swap and /admin/unload with this token (or set\n"
+            "                 CGE_ADMIN_KEY)\n"
+            "--max-concurrent-requests N  embedding requests at once; more get 429 (default 64)\n"
+            "--max-client-batch-size N    inputs in one request (default 256)\n"
+            "--payload-limit BYTES        request body limit, answered 413 (default 2097152)\n"
+            "--request-timeout SECONDS    deadline of a request, answered 504 (default 30)\n"
+            "--conn-timeout SECONDS       idle connections are closed after this (default 10)\n"
+            "--allow-files DIR            media inputs may name files inside DIR (else only\n"
+            "                             data: URLs)\n"
+            "--no-truncate    inputs longer than a slot's max length fail (422) instead of being cut\n"
+            "--lazy           load each slot on first use instead of before listening\n");
+}
+
+static int parse_long(const char *opt, const char *v, long lo, long hi, long *out) {
+    char *end = NULL;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "cge serve: %s %s: expected an integer in %ld..%ld\n", opt, v, lo, hi);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+static int parse_seconds(const char *opt, const char *v, double *out) {
+    char *end = NULL;
+    double x = strtod(v, &end);
+    if (!*v || *end || !(x > 0) || x > 86400) {
+        fprintf(stderr, "cge serve: %s %s: expected seconds (> 0)\n", opt, v);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+int cmd_serve(int argc, char **argv) {
+    const char *ensemble = NULL;
+    struct cge__http_params hp;
+    cge__http_default_params(&hp);
+    hp.api_key = getenv("CGE_API_KEY");
+    hp.admin_key = getenv("CGE_ADMIN_KEY");
+    struct cge_engine_params ep = cge_engine_default_params();
+    char allow[PATH_MAX];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long x = 0;
+        double secs = 0;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--no-truncate")) {
+            ep.no_truncate = 1;
+            continue;
+        } else if (!strcmp(a, "--no-cache")) {
+            ep.cache = 0;
+            continue;
+        } else if (!strcmp(a, "--lazy")) {
+            ep.preload = 0;
+            continue;
+        } else if (!strcmp(a, "--quiet")) {
+            hp.quiet = 1;
+            continue;
+        } else if (!v) {
+            fprintf(stderr, "cge serve: %s needs a value (see --help)\n", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--ensemble") || !strcmp(a, "--config")) {
+            ensemble = v;
+        } else if (!strcmp(a, "--model")) {
+            fprintf(stderr, "cge serve: --model (one model folder) is not supported yet; give "
+                            "an ensemble (--ensemble DIR) whose ensemble.json lists it\n");
+            return 2;
+        } else if (!strcmp(a, "--host")) {
+            hp.host = v;
+        } else if (!strcmp(a, "--port")) {
+            if (!parse_long(a, v, 0, 65535, &x)) return 2;
+            hp.port = (int)x;
+        } else if (!strcmp(a, "--api-key")) {
+            hp.api_key = v;
+        } else if (!strcmp(a, "--admin-key")) {
+            hp.admin_key = v;
+        } else if (!strcmp(a, "--max-concurrent-requests")) {
+            if (!parse_long(a, v, 1, 4096, &x)) return 2;
+            hp.max_concurrent = (int)x;
+        } else if (!strcmp(a, "--max-client-batch-size")) {
+            if (!parse_long(a, v, 1, 1 << 20, &x)) return 2;
+            hp.max_client_batch = (int)x;
+        } else if (!strcmp(a, "--payload-limit")) {
+            if (!parse_long(a, v, 1, LONG_MAX, &x)) return 2;
+            hp.payload_limit = (size_t)x;
+        } else if (!strcmp(a, "--request-timeout")) {
+            if (!parse_seconds(a, v, &secs)) return 2;
+            hp.request_timeout_ms = (int64_t)(secs * 1000.0 + 0.5);
+            if (hp.request_timeout_ms < 1) hp.request_timeout_ms = 1;
+        } else if (!strcmp(a, "--conn-timeout")) {
+            if (!parse_long(a, v, 1, 3600, &x)) return 2;
+            hp.conn_timeout_s = (int)x;
+        } else if (!strcmp(a, "--io-threads")) {
+            if (!parse_long(a, v, 1, 64, &x)) return 2;
+            hp.io_threads = (int)x;
+        } else if (!strcmp(a, "--threads")) {
+            if (!parse_long(a, v, 0, 4096, &x)) return 2;
+            ep.n_threads = (int)x;
+        } else if (!strcmp(a, "--allow-files")) {
+            if (!realpath(v, allow)) {
+                fprintf(stderr, "cge serve: --allow-files %s: %s\n", v, strerror(errno));
+                return 2;
+            }
+            hp.allow_files = allow;
+        } else if (!strcmp(a, "--log-format")) {
+            if (strcmp(v, "text") && strcmp(v, "json")) {
+                fprintf(stderr, "cge serve: --log-format %s: expected text or json\n", v);
+                return 2;
+            }
+            hp.log_json = !strcmp(v, "json");
+        } else {
+            fprintf(stderr, "cge serve: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    /* Before any thread exists: every thread inherits this mask, so only sigwait sees them. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct cge_engine *e = NULL;
+    enum cge_status st = cge_engine_open(ensemble, &ep, &e);
+    if (st) {
+        fprintf(stderr, "cge serve: %s: %s\n", cge_status_str(st), cge_errmsg());
+        return 1;
+    }
+    if (cge_engine_is_demo(e))
+        fprintf(stderr, "cge serve: serving the demo ensemble (tiny random weights: its vectors "
+                        "are well-formed but mean nothing)\n");
+    struct cge__http_server *srv = NULL;
+    st = cge__http_start(e, &hp, &srv);
+    if (st) {
+        fprintf(stderr, "cge serve: %s\n", cge_errmsg());
+        cge_engine_close(e);
+        return 1;
+    }
+    int v6 = strchr(hp.host, ':') != NULL;
+    fprintf(stderr, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", hp.host, v6 ? "]" : "",
+            cge__http_port(srv));
+    fflush(stderr);
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0) {
+    }
+    fprintf(stderr, "cge serve: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    cge__http_drain(srv, hp.request_timeout_ms + 5000);
+    cge__http_stop(srv);
+    cge_engine_close(e);
+    fprintf(stderr, "cge serve: stopped\n");
+    return 0;
+}
