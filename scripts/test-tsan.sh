@@ -10,7 +10,7 @@ BUILD=${1:-build-tsan}
 cd "$(dirname "$0")/.." || exit 1
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 list="test_cache_threads test_cache_disk test_models_e2e_text test_tensor_ops test_text_robust
-      test_media_audio test_models_clip test_models_whisper"
+      test_media_audio test_models_clip test_models_whisper test_runtime_engine test_runtime_batch"
 for f in $(grep -l ThreadSanitizer tests/unit/test_*.c 2>/dev/null); do
     list="$list $(basename "$f" .c)"
 done
