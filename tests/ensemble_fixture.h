@@ -121,7 +121,8 @@ static inline int ef_floats(const cJSON *a, float *v, int cap) {
 static inline void ef_check(const cJSON *e, const char *what, int row, const float *emb, int dim,
                             const float *gate, int n_gate, const int *sel, int n_sel,
                             const float *const *slots, const int *slot_dims) {
-    static float ref[1 << 14];
+    /* Per thread: the engine tests call this from several threads at once. */
+    static _Thread_local float ref[1 << 14];
     const cJSON *es = cJSON_GetObjectItemCaseSensitive(e, "slots");
     for (int s = 0; s < CGE_N_SLOTS; s++) {
         char name[8];

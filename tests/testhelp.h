@@ -11,12 +11,14 @@
 #define CGE_TESTHELP_H
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int th_passed, th_failed, th_skipped;
+/* Atomic: threaded tests CHECK from several threads at once (and TSan runs them). */
+static atomic_int th_passed, th_failed, th_skipped;
 
 #define CHECK(cond)                                                                   \
     do {                                                                              \
@@ -62,8 +64,9 @@ static int th_passed, th_failed, th_skipped;
     } while (0)
 
 static inline int test_report(const char *suite) {
-    printf("%s: %d passed, %d failed, %d skipped\n", suite, th_passed, th_failed, th_skipped);
-    return th_failed ? 1 : 0;
+    int p = th_passed, f = th_failed, s = th_skipped;
+    printf("%s: %d passed, %d failed, %d skipped\n", suite, p, f, s);
+    return f ? 1 : 0;
 }
 
 /* Reads a whole file; returns malloc'd bytes (NUL-terminated) or NULL. */
