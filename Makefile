@@ -6,7 +6,7 @@ JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 ASAN_CONFIG = -DCMAKE_BUILD_TYPE=Debug -DCGE_SANITIZE=ON -DCGE_COVERAGE=ON
 
-.PHONY: all deps build install test test-plain test-asan test-tsan coverage bench fuzz clean
+.PHONY: all deps build install test test-plain test-asan test-tsan coverage bench bench-compare fuzz clean rust-tokenizers
 PREFIX ?= /usr/local
 
 all: build
@@ -22,17 +22,23 @@ build: deps
 install: build
 	@$(CMAKE) --install build --prefix $(PREFIX)
 
-test: deps
+# The Rust tokenizers reference of test_text_rust* (npm, from the committed lockfile).
+RUST_TOK = tests/rust-tokenizers
+rust-tokenizers:
+	@[ -d $(RUST_TOK)/node_modules/tokenizers ] || (cd $(RUST_TOK) && npm ci --ignore-scripts \
+	    --no-audit --no-fund --loglevel=error) || echo "test: npm ci in $(RUST_TOK) failed"
+
+test: deps rust-tokenizers
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@$(CMAKE) --build build -j $(JOBS)
 	@$(CMAKE) -S . -B build-asan $(ASAN_CONFIG) >/dev/null
 	@$(CMAKE) --build build-asan -j $(JOBS)
 	@JOBS=$(JOBS) scripts/test-all.sh
 
-test-plain: build
+test-plain: build rust-tokenizers
 	@tests/run.sh build
 
-test-asan: deps
+test-asan: deps rust-tokenizers
 	@$(CMAKE) -S . -B build-asan $(ASAN_CONFIG) >/dev/null
 	@$(CMAKE) --build build-asan -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh build-asan asan
@@ -54,6 +60,11 @@ bench: build
 	    npm ci --no-audit --no-fund --loglevel=error) || echo "bench: npm peers unavailable"
 	@$(CMAKE) --build build -j $(JOBS) --target benchmarks
 	@bench/run.sh build
+
+# Each figure of the newest `make bench` run against bench/results/baseline.json (or the oldest
+# run), normalized by the GEMM peaks measured in each run; flags regressions over 10 %.
+bench-compare:
+	@bench/compare.py
 
 fuzz: deps
 	@CC=clang CXX=clang++ $(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \

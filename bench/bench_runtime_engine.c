@@ -46,6 +46,7 @@ int main(int argc, char **argv) {
     snprintf(media_dir, sizeof media_dir, "%s/..", ens ? ens : ".");
     struct cge_engine_params p = cge_engine_default_params();
     p.cache = 0;
+    p.max_wait_ms = 0; /* one caller: nothing to wait for (see bench_runtime_batching) */
     struct cge_engine *e = NULL;
     if (!ens || cge_engine_open(ens, &p, &e)) {
         fprintf(stderr, "bench_runtime_engine: %s\n", cge_errmsg());

@@ -237,6 +237,15 @@ struct cge_gpu_config {
     int64_t memory_limit_bytes; /* 16 GiB; 0 = no limit */
 };
 
+/* ---- addition (issue 16, Redis): the shared cache tier behind the in-process cache ----------
+ *    "redis":  {"url": "redis://host:6379/0", "ttl_seconds": 0, "timeout_ms": 200} */
+struct cge_redis_config {
+    char url[CGE_CONFIG_PATH_MAX]; /* redis://[user:pass@]host[:port][/db]; "" (default): none */
+    int64_t ttl_seconds;           /* 0 (default): entries never expire */
+    int64_t timeout_ms;            /* 200: per Redis call; past it the call is a miss */
+};
+/* ---- end of addition ---------------------------------------------------------------------- */
+
 struct cge_config {
     char ensemble[CGE_CONFIG_PATH_MAX];          /* "ensemble": an ensemble folder or file ("") */
     struct cge_model_config models[CGE_N_SLOTS]; /* index = slot - 1 ("E1" is models[0]) */
@@ -244,10 +253,11 @@ struct cge_config {
     struct cge_fusion_config fusion;
     struct cge_cache_config cache;
     struct cge_gpu_config gpu;
+    struct cge_redis_config redis;               /* addition (issue 16): "redis" */
 };
 
 /* The defaults listed above. */
-void cge_config_default(struct cge_config *c);
+struct cge_config cge_config_default(void);
 /* Defaults, then the JSON file at `path` over them. Relative paths in the file (models.*.path,
  * fusion.weights, cache.path) are taken relative to the file's folder. On failure *out holds
  * the defaults and cge_errmsg() names the file and the key path. */
@@ -383,6 +393,9 @@ struct cge_engine_params {
                                     is an error */
     int max_concurrent_loads;    /* 0: 2 */
     int64_t swap_timeout_ms;     /* a swap taking longer is refused (0: 60000) */
+    /* ---- addition (issue 16, Redis) ---- */
+    const char *redis_url; /* NULL: none (or the config's "redis" section): a second cache level
+                              shared by processes, behind the in-process cache (which it needs) */
 };
 struct cge_engine_params cge_engine_default_params(void);
 
@@ -510,6 +523,13 @@ struct cge_engine_stats {
     double cache_hit_rate; /* hits / (hits + misses) */
     int64_t in_flight;     /* calls running now */
     struct cge_slot_stats slots[CGE_N_SLOTS];
+    /* ---- addition (issue 16, Redis): the shared tier (all 0 without one) ---- */
+    uint64_t redis_hits;    /* entries found in Redis after an in-process miss (full or per-slot;
+                               full hits are also in cache_hits) */
+    uint64_t redis_misses;  /* lookups Redis did not answer (absent, corrupt, unreachable) */
+    uint64_t redis_corrupt; /* values ignored for a bad header or checksum (then overwritten) */
+    uint64_t redis_errors;  /* calls that failed or were skipped (unreachable, timeout) */
+    uint64_t redis_puts;    /* entries stored */
 };
 enum cge_status cge_engine_get_stats(struct cge_engine *e, struct cge_engine_stats *out);
 

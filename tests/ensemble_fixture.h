@@ -3,7 +3,8 @@
  * expected.jsonl; made by Hugging Face transformers, see its README) and compares a result with
  * an expected row at the fixture's tolerances: slot vectors relative error <= 1e-5 (null where the
  * reference is null), fused vector and gate max abs <= 1e-5, selected experts equal in order.
- * Header-only, for every test that checks the ensemble through some surface.
+ * Header-only, for every test that checks the ensemble through some surface. The CHECK counters
+ * are plain ints: threads that check results take ef_lock first.
  */
 #ifndef CGE_TESTS_ENSEMBLE_FIXTURE_H
 #define CGE_TESTS_ENSEMBLE_FIXTURE_H
@@ -16,6 +17,9 @@
 #define EF_DIR      "tests/fixtures/ensemble"
 #define EF_ENSEMBLE EF_DIR "/ensemble"
 #define EF_MAX      64
+
+#include <pthread.h>
+static pthread_mutex_t ef_lock __attribute__((unused)) = PTHREAD_MUTEX_INITIALIZER;
 
 struct ef_row {
     cJSON *input;    /* the inputs.jsonl line */
@@ -121,8 +125,11 @@ static inline int ef_floats(const cJSON *a, float *v, int cap) {
 static inline void ef_check(const cJSON *e, const char *what, int row, const float *emb, int dim,
                             const float *gate, int n_gate, const int *sel, int n_sel,
                             const float *const *slots, const int *slot_dims) {
-    /* Per thread: the engine tests call this from several threads at once. */
-    static _Thread_local float ref[1 << 14];
+    float *ref = malloc(sizeof(float) << 14); /* not static: tests call this from threads */
+    if (!ref) {
+        CHECK_MSG(0, "%s #%d: out of memory", what, row);
+        return;
+    }
     const cJSON *es = cJSON_GetObjectItemCaseSensitive(e, "slots");
     for (int s = 0; s < CGE_N_SLOTS; s++) {
         char name[8];
@@ -160,6 +167,7 @@ static inline void ef_check(const cJSON *e, const char *what, int row, const flo
         for (int i = 0; i < n && same; i++) same = (int)ref[i] == sel[i];
         CHECK_MSG(same, "%s #%d: selected experts differ", what, row);
     }
+    free(ref);
 }
 
 /* ef_check for an engine result. */

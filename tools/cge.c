@@ -21,7 +21,12 @@ static const struct command commands[] = {
     {"inspect", cmd_inspect, "list the tensors of a checkpoint file or model folder"},
     {"embed", cmd_embed, "embed JSON lines from stdin: an ensemble (fused vector), or one --model DIR"},
     {"fusion", cmd_fusion, "FuseMoE: init, run and train the fusion weights"},
+    {"pull", cmd_pull, "download models from the Hugging Face Hub into the HF cache"},
+    {"ensemble", cmd_ensemble, "ensemble folders: init (over the models in the HF cache)"},
     {"serve", cmd_serve, "HTTP server: OpenAI-compatible and native embedding routes"},
+    {"mcp", cmd_mcp, "serve the engine as MCP tools over stdio (for AI agents)"},
+    {"worker", cmd_worker, "embed jobs from a Redis stream (cge submit's), with a consumer group"},
+    {"submit", cmd_submit, "put JSON lines on a Redis stream for workers; print their results in order"},
 };
 
 static void usage(FILE *f) {

@@ -11,16 +11,15 @@
  */
 #include "cge.h"
 #include "commands.h"
+#include "net/hub.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
-
-#define MAX_LINE ((size_t)64 << 20)
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -35,7 +34,8 @@ static void usage(FILE *f) {
             "A line that fails gives {\"error\": \"...\"}; the other lines still run.\n"
             "DIR is a Hugging Face model folder (config.json, weights, tokenizer, and the\n"
             "sentence-transformers files when the model has them), e.g. a snapshot folder of\n"
-            "$HF_HOME/hub/models--org--name/snapshots/REV or models--org--name itself.\n"
+            "$HF_HOME/hub/models--org--name/snapshots/REV or models--org--name itself, or a\n"
+            "repo id ORG/NAME fetched with `cge pull` (its main in the HF cache).\n"
             "--batch N       lines embedded together (default 32)\n"
             "--no-truncate   an input longer than the model's max length is an error\n"
             "--max-len N     override the max length (tokens)\n");
@@ -176,9 +176,32 @@ static void flush(const struct cge_model *m, struct line *lines, int n, float *o
     fflush(stdout);
 }
 
-static int stdin_ready(void) {
-    struct pollfd p = {.fd = 0, .events = POLLIN};
-    return poll(&p, 1, 0) > 0;
+/* The batch being read (tool_read_lines callbacks). */
+struct batch {
+    const struct cge_model *m;
+    struct line *lines;
+    struct cge_input *ins;
+    struct cge_embed_info *info;
+    float *out;
+    int n;
+};
+
+static void on_line(void *u, const char *s, size_t n, size_t used) {
+    struct batch *B = u;
+    struct line *l = &B->lines[B->n++];
+    (void)used;
+    if (s) {
+        parse_line(s, n, l);
+    } else {
+        memset(l, 0, sizeof *l);
+        snprintf(l->err, sizeof l->err, "input line longer than 64 MiB");
+    }
+}
+
+static void on_flush(void *u) {
+    struct batch *B = u;
+    flush(B->m, B->lines, B->n, B->out, B->info, B->ins);
+    B->n = 0;
 }
 
 int cmd_embed(int argc, char **argv) {
@@ -244,6 +267,17 @@ int cmd_embed(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    /* ORG/NAME that is no path here: the snapshot of its main in the HF cache (cge pull). */
+    char snap[CGE_HUB_PATH_MAX];
+    struct stat sb;
+    if (stat(dir, &sb) != 0 && cge_hub_repo_folder(dir, snap, sizeof snap) == CGE_OK) {
+        if (cge_hub_cache_lookup(NULL, dir, NULL, snap, sizeof snap, NULL)) {
+            fprintf(stderr, "cge embed: %s is no folder here, and %s (run `cge pull %s`)\n", dir,
+                    cge_errmsg(), dir);
+            return 1;
+        }
+        dir = snap;
+    }
     struct cge_model *m = NULL;
     enum cge_status st = cge_model_load(dir, &p, &m);
     if (st) {
@@ -255,77 +289,14 @@ int cmd_embed(int argc, char **argv) {
     struct cge_input *ins = calloc((size_t)batch, sizeof *ins);
     struct cge_embed_info *info = calloc((size_t)batch, sizeof *info);
     float *out = calloc((size_t)batch * (size_t)dim, sizeof *out);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    if (!lines || !ins || !info || !out || !buf) {
+    if (!lines || !ins || !info || !out) {
         fprintf(stderr, "cge embed: out of memory\n");
         cge_model_free(m);
         return 1;
     }
-    int n = 0, eof = 0, rc = 0, skipping = 0;
-    while (!eof || len > 0) {
-        /* Take every complete line in the buffer. */
-        size_t start = 0;
-        for (;;) {
-            char *nl = memchr(buf + start, '\n', len - start);
-            if (!nl && !(eof && start < len)) break;
-            size_t end = nl ? (size_t)(nl - buf) : len;
-            size_t s = start, e = end;
-            while (s < e && (buf[s] == ' ' || buf[s] == '\t' || buf[s] == '\r')) s++;
-            while (e > s && (buf[e - 1] == ' ' || buf[e - 1] == '\t' || buf[e - 1] == '\r')) e--;
-            if (e > s) {
-                parse_line(buf + s, e - s, &lines[n++]);
-                if (n == batch) {
-                    flush(m, lines, n, out, info, ins);
-                    n = 0;
-                }
-            }
-            start = nl ? end + 1 : len;
-        }
-        memmove(buf, buf + start, len - start);
-        len -= start;
-        if (eof) break;
-        if (n > 0 && !stdin_ready()) {
-            flush(m, lines, n, out, info, ins);
-            n = 0;
-        }
-        if (len + 4096 > cap) {
-            if (cap >= MAX_LINE) {
-                /* An over-long line: report it and drop bytes up to its end. */
-                print_error("input line longer than 64 MiB");
-                fflush(stdout);
-                len = 0;
-                skipping = 1;
-            } else {
-                char *nb = realloc(buf, cap * 2);
-                if (!nb) {
-                    fprintf(stderr, "cge embed: out of memory\n");
-                    rc = 1;
-                    break;
-                }
-                buf = nb;
-                cap *= 2;
-            }
-        }
-        ssize_t r = read(0, buf + len, cap - len);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            if (r < 0) fprintf(stderr, "cge embed: reading stdin: %s\n", strerror(errno));
-            eof = 1;
-        } else if (skipping) {
-            char *nl = memchr(buf + len, '\n', (size_t)r);
-            if (nl) {
-                size_t rest = (size_t)r - (size_t)(nl + 1 - (buf + len));
-                memmove(buf, nl + 1, rest);
-                len = rest;
-                skipping = 0;
-            }
-        } else {
-            len += (size_t)r;
-        }
-    }
-    if (n > 0) flush(m, lines, n, out, info, ins);
-    free(buf);
+    struct batch B = {m, lines, ins, info, out, 0};
+    static const struct tool_lines_ops ops = {on_line, on_flush, NULL};
+    int rc = tool_read_lines("cge embed", batch, &ops, &B);
     free(lines);
     free(ins);
     free(info);

@@ -17,19 +17,17 @@
  */
 #include "cge.h"
 #include "commands.h"
+#include "redis_jobs.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define MAX_LINE ((size_t)64 << 20)
 
 enum output { OUT_FUSED, OUT_SLOTS, OUT_BOTH };
 
@@ -45,6 +43,12 @@ struct run {
     off_t total_bytes;
     off_t done_bytes;
     double t0, last;
+    /* the batch being read */
+    struct tool_line *lines;
+    struct cge_input *ins;
+    struct cge_result *res;
+    struct cge_embed_options opt;
+    int n;
 };
 
 static void usage(FILE *f) {
@@ -52,6 +56,7 @@ static void usage(FILE *f) {
             "usage: cge embed [--ensemble DIR | --config FILE] [--output fused|slots|both]\n"
             "                 [--format jsonl|npy --out FILE] [--batch N] [--threads N]\n"
             "                 [--no-cache] [--no-truncate] [--timeout-ms N]\n"
+            "                 [--redis URL] [--stats]\n"
             "       cge embed --model DIR ...   (one model folder; see cge embed --model --help)\n"
             "\n"
             "Reads JSON lines on stdin and writes one JSON line per input:\n"
@@ -63,7 +68,9 @@ static void usage(FILE *f) {
             "--output slots   {\"slots\": {\"E1\": [...] | null, ...}}: the per-slot vectors\n"
             "--output both    {\"embedding\", \"expert_weights\", \"selected\", \"slots\"}\n"
             "Without --ensemble or --config: $CGE_CONFIG or ~/.config/cge/config.json, else the\n"
-            "built-in demo ensemble (tiny random weights: well-formed vectors that mean nothing).\n");
+            "built-in demo ensemble (tiny random weights: well-formed vectors that mean nothing).\n"
+            "--redis URL      redis://[user:pass@]host[:port][/db]: a cache shared by processes\n"
+            "--stats          the engine's counters as one JSON line on stderr at exit\n");
 }
 
 static double now_s(void) {
@@ -290,9 +297,26 @@ static void flush(struct run *R, struct tool_line *lines, int n, struct cge_inpu
     progress(R, 0);
 }
 
-static int stdin_ready(void) {
-    struct pollfd p = {.fd = 0, .events = POLLIN};
-    return poll(&p, 1, 0) > 0;
+static void on_line(void *u, const char *s, size_t n, size_t used) {
+    struct run *R = u;
+    struct tool_line *l = &R->lines[R->n++];
+    if (s) {
+        tool_parse_input(s, n, l, 0);
+    } else {
+        memset(l, 0, sizeof *l);
+        snprintf(l->err, sizeof l->err, "input line longer than 64 MiB");
+    }
+    R->done_bytes += (off_t)used;
+}
+
+static void on_flush(void *u) {
+    struct run *R = u;
+    flush(R, R->lines, R->n, R->ins, R->res, &R->opt);
+    R->n = 0;
+}
+
+static void on_consumed(void *u, size_t used) {
+    ((struct run *)u)->done_bytes += (off_t)used;
 }
 
 int cmd_embed_engine(int argc, char **argv) {
@@ -303,7 +327,7 @@ int cmd_embed_engine(int argc, char **argv) {
     memset(&opt, 0, sizeof opt);
     struct run R;
     memset(&R, 0, sizeof R);
-    int batch = 32, npy = 0;
+    int batch = 32, npy = 0, stats = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -314,11 +338,16 @@ int cmd_embed_engine(int argc, char **argv) {
             p.no_truncate = 1;
         } else if (!strcmp(a, "--no-cache")) {
             p.cache = 0;
+        } else if (!strcmp(a, "--stats")) {
+            stats = 1;
         } else if (!v) {
             fprintf(stderr, "cge embed: %s needs a value\n", a);
             return 2;
         } else if (!strcmp(a, "--ensemble") || !strcmp(a, "--config")) {
             path = v;
+            i++;
+        } else if (!strcmp(a, "--redis")) {
+            p.redis_url = v;
             i++;
         } else if (!strcmp(a, "--out")) {
             out_path = v;
@@ -390,76 +419,18 @@ int cmd_embed_engine(int argc, char **argv) {
     struct tool_line *lines = calloc((size_t)batch, sizeof *lines);
     struct cge_input *ins = calloc((size_t)batch, sizeof *ins);
     struct cge_result *res = calloc((size_t)batch, sizeof *res);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
     int rc = 0;
-    if (!lines || !ins || !res || !buf) {
+    R.lines = lines;
+    R.ins = ins;
+    R.res = res;
+    R.opt = opt;
+    if (!lines || !ins || !res) {
         fprintf(stderr, "cge embed: out of memory\n");
         rc = 1;
         goto done;
     }
-    int n = 0, eof = 0, skipping = 0;
-    while (!eof || len > 0) {
-        size_t start = 0;
-        for (;;) {
-            char *nl = memchr(buf + start, '\n', len - start);
-            if (!nl && !(eof && start < len)) break;
-            size_t end = nl ? (size_t)(nl - buf) : len;
-            size_t s = start, e = end;
-            while (s < e && (buf[s] == ' ' || buf[s] == '\t' || buf[s] == '\r')) s++;
-            while (e > s && (buf[e - 1] == ' ' || buf[e - 1] == '\t' || buf[e - 1] == '\r')) e--;
-            if (e > s) {
-                tool_parse_input(buf + s, e - s, &lines[n++], 0);
-                if (n == batch) {
-                    flush(&R, lines, n, ins, res, &opt);
-                    n = 0;
-                }
-            }
-            R.done_bytes += (off_t)((nl ? end + 1 : len) - start);
-            start = nl ? end + 1 : len;
-        }
-        memmove(buf, buf + start, len - start);
-        len -= start;
-        if (eof) break;
-        if (n > 0 && !stdin_ready()) {
-            flush(&R, lines, n, ins, res, &opt);
-            n = 0;
-        }
-        if (len + 4096 > cap) {
-            if (cap >= MAX_LINE) {
-                print_error("input line longer than 64 MiB");
-                fflush(stdout);
-                len = 0;
-                skipping = 1;
-            } else {
-                char *nb = realloc(buf, cap * 2);
-                if (!nb) {
-                    fprintf(stderr, "cge embed: out of memory\n");
-                    rc = 1;
-                    break;
-                }
-                buf = nb;
-                cap *= 2;
-            }
-        }
-        ssize_t r = read(0, buf + len, cap - len);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            if (r < 0) fprintf(stderr, "cge embed: reading stdin: %s\n", strerror(errno));
-            eof = 1;
-        } else if (skipping) {
-            char *nl = memchr(buf + len, '\n', (size_t)r);
-            if (nl) {
-                size_t rest = (size_t)r - (size_t)(nl + 1 - (buf + len));
-                memmove(buf, nl + 1, rest);
-                len = rest;
-                skipping = 0;
-            }
-        } else {
-            len += (size_t)r;
-        }
-    }
-    if (n > 0) flush(&R, lines, n, ins, res, &opt);
+    static const struct tool_lines_ops ops = {on_line, on_flush, on_consumed};
+    rc = tool_read_lines("cge embed", batch, &ops, &R);
     progress(&R, 1);
     if (R.npy && (npy_header(R.npy, R.rows, cge_engine_dim(R.e)) || fclose(R.npy))) {
         fprintf(stderr, "cge embed: %s: %s\n", out_path, strerror(errno));
@@ -469,8 +440,8 @@ int cmd_embed_engine(int argc, char **argv) {
     }
     R.npy = NULL;
 done:
+    if (stats) tool_print_engine_stats(stderr, R.e, NULL);
     if (R.npy) fclose(R.npy);
-    free(buf);
     free(lines);
     free(ins);
     free(res);

@@ -10,6 +10,7 @@
 #include "cge.h"
 #include "commands.h"
 #include "server/http.h"
+#include "server/mcp_http.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -26,7 +27,7 @@ static void usage(FILE *f) {
             "                 [--max-client-batch-size N] [--payload-limit BYTES]\n"
             "                 [--request-timeout SECONDS] [--allow-files DIR]\n"
             "                 [--log-format text|json] [--threads N] [--no-truncate] [--no-cache]\n"
-            "                 [--lazy] [--conn-timeout SECONDS] [--quiet]\n"
+            "                 [--lazy] [--conn-timeout SECONDS] [--quiet] [--mcp]\n"
             "\n"
             "Serves the ensemble over HTTP: POST /v1/embeddings (OpenAI), /embed, /similarity,\n"
             "/tokenize; GET /health, /info, /v1/models, /metrics, /openapi.json, / (a page);\n"
@@ -49,7 +50,11 @@ static void usage(FILE *f) {
             "--allow-files DIR            media inputs may name files inside DIR (else only\n"
             "                             data: URLs)\n"
             "--no-truncate    inputs longer than a slot's max length fail (422) instead of being cut\n"
-            "--lazy           load each slot on first use instead of before listening\n");
+            "--lazy           load each slot on first use instead of before listening\n"
+            "--redis URL      redis://[user:pass@]host[:port][/db]: a second cache level shared\n"
+            "                 by every server and worker on it\n"
+            "--mcp            also serve MCP (streamable HTTP) at /mcp: POST JSON-RPC messages,\n"
+            "                 Mcp-Session-Id sessions, DELETE ends one; the same API key\n");
 }
 
 static int parse_long(const char *opt, const char *v, long lo, long hi, long *out) {
@@ -83,6 +88,7 @@ int cmd_serve(int argc, char **argv) {
     hp.admin_key = getenv("CGE_ADMIN_KEY");
     struct cge_engine_params ep = cge_engine_default_params();
     char allow[PATH_MAX];
+    int mcp = 0; /* --mcp: the MCP streamable HTTP transport at /mcp */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -96,6 +102,9 @@ int cmd_serve(int argc, char **argv) {
             continue;
         } else if (!strcmp(a, "--no-cache")) {
             ep.cache = 0;
+            continue;
+        } else if (!strcmp(a, "--mcp")) {
+            mcp = 1;
             continue;
         } else if (!strcmp(a, "--lazy")) {
             ep.preload = 0;
@@ -114,6 +123,8 @@ int cmd_serve(int argc, char **argv) {
             fprintf(stderr, "cge serve: --model (one model folder) is not supported yet; give "
                             "an ensemble (--ensemble DIR) whose ensemble.json lists it\n");
             return 2;
+        } else if (!strcmp(a, "--redis")) {
+            ep.redis_url = v;
         } else if (!strcmp(a, "--host")) {
             hp.host = v;
         } else if (!strcmp(a, "--port")) {
@@ -181,10 +192,18 @@ int cmd_serve(int argc, char **argv) {
     if (cge_engine_is_demo(e))
         fprintf(stderr, "cge serve: serving the demo ensemble (tiny random weights: its vectors "
                         "are well-formed but mean nothing)\n");
+    struct cge__mcp_sessions *sessions = NULL;
+    if (mcp && cge__mcp_sessions_new(e, hp.allow_files, 0, &sessions) != CGE_OK) {
+        fprintf(stderr, "cge serve: --mcp: %s\n", cge_errmsg());
+        cge_engine_close(e);
+        return 1;
+    }
+    hp.mcp = sessions;
     struct cge__http_server *srv = NULL;
     st = cge__http_start(e, &hp, &srv);
     if (st) {
         fprintf(stderr, "cge serve: %s\n", cge_errmsg());
+        cge__mcp_sessions_free(sessions);
         cge_engine_close(e);
         return 1;
     }
@@ -199,6 +218,7 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "cge serve: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     cge__http_drain(srv, hp.request_timeout_ms + 5000);
     cge__http_stop(srv);
+    cge__mcp_sessions_free(sessions);
     cge_engine_close(e);
     fprintf(stderr, "cge serve: stopped\n");
     return 0;

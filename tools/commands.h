@@ -6,6 +6,9 @@
 #ifndef CGE_COMMANDS_H
 #define CGE_COMMANDS_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 int cmd_models(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
@@ -13,7 +16,12 @@ int cmd_inspect(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_embed_engine(int argc, char **argv); /* cmd_embed without --model */
 int cmd_fusion(int argc, char **argv);
+int cmd_worker(int argc, char **argv); /* cmd_worker.c: Redis Streams worker */
+int cmd_submit(int argc, char **argv); /* cmd_submit.c: jobs to the workers */
+int cmd_pull(int argc, char **argv);
+int cmd_ensemble(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_mcp(int argc, char **argv);
 /* cmd_fusion_corpus.c: corpus → slot-vector lines in a temporary file (*data); the ensemble's
  * fusion folder in *fusion_dir. 0 on success (errors printed). */
 int fusion_corpus_to_data(const char *ensemble, const char *corpus, char *data, size_t data_cap,
@@ -32,5 +40,16 @@ struct tool_line {
 };
 void tool_parse_input(const char *s, size_t n, struct tool_line *l, int allow_pair);
 void tool_line_free(struct tool_line *l);
+
+/* stdin_lines.c: reads stdin as JSON lines in batches. line(s, n, used) gets each non-blank line
+ * (s NULL: a line over 64 MiB, skipped), flush() ends a batch (at `batch` lines or when stdin has
+ * nothing more ready), consumed(used) (may be NULL) counts blank lines' bytes for progress.
+ * Returns 0, or 1 when out of memory. */
+struct tool_lines_ops {
+    void (*line)(void *user, const char *s, size_t n, size_t used);
+    void (*flush)(void *user);
+    void (*consumed)(void *user, size_t used);
+};
+int tool_read_lines(const char *cmd, int batch, const struct tool_lines_ops *ops, void *user);
 
 #endif

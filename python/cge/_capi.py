@@ -75,7 +75,8 @@ class cge_engine_params(Structure):
                 ("batching", c_int), ("max_batch_size", c_int), ("max_batch_tokens", c_int64),
                 ("max_wait_ms", c_int), ("max_queue", c_int64), ("n_workers", c_int),
                 ("memory_budget_bytes", c_int64), ("max_concurrent_loads", c_int),
-                ("swap_timeout_ms", c_int64)]
+                ("swap_timeout_ms", c_int64),
+                ("redis_url", c_char_p)]  # the shared cache tier (Redis); NULL: none
 
 
 class cge_slot_result(Structure):
@@ -113,7 +114,9 @@ class cge_engine_stats(Structure):
     _fields_ = [("requests", c_uint64), ("inputs", c_uint64), ("failures", c_uint64),
                 ("cache_hits", c_uint64), ("cache_misses", c_uint64),
                 ("cache_entries", c_uint64), ("cache_hit_rate", c_double),
-                ("in_flight", c_int64), ("slots", cge_slot_stats * CGE_N_SLOTS)]
+                ("in_flight", c_int64), ("slots", cge_slot_stats * CGE_N_SLOTS),
+                ("redis_hits", c_uint64), ("redis_misses", c_uint64), ("redis_corrupt", c_uint64),
+                ("redis_errors", c_uint64), ("redis_puts", c_uint64)]
 
 
 # The structs the layout test checks against the C compiler.

@@ -13,7 +13,8 @@
 #include <math.h>
 #include <string.h>
 
-void cge_config_default(struct cge_config *c) {
+/* Fills c with the defaults (the public function returns them by value). */
+static void config_default(struct cge_config *c) {
     memset(c, 0, sizeof *c);
     for (int i = 0; i < CGE_N_SLOTS; i++) {
         const struct cge_slot_info *s = cge_slot_get(i);
@@ -33,6 +34,13 @@ void cge_config_default(struct cge_config *c) {
     c->gpu.enabled = 0;
     c->gpu.device = 0;
     c->gpu.memory_limit_bytes = (int64_t)16 << 30;
+    c->redis.timeout_ms = 200;
+}
+
+struct cge_config cge_config_default(void) {
+    struct cge_config c;
+    config_default(&c);
+    return c;
 }
 
 /* ==== typed fields =========================================================================== */
@@ -187,6 +195,12 @@ enum cge_status cge_config_validate(const struct cge_config *c) {
                         "cache.ttl_seconds: policy ttl_lru needs ttl_seconds > 0");
     if ((st = range("gpu.device", c->gpu.device, 0, 1023))) return st;
     if ((st = range("gpu.memory_limit_bytes", c->gpu.memory_limit_bytes, 0, big))) return st;
+    if (!memchr(c->redis.url, 0, CGE_CONFIG_PATH_MAX))
+        return cge__err(CGE_ERR_INVALID_VALUE, "redis.url: not terminated");
+    if (c->redis.url[0] && strncmp(c->redis.url, "redis://", 8) && strncmp(c->redis.url, "rediss://", 9))
+        return cge__err(CGE_ERR_INVALID_VALUE, "redis.url: expected redis://[user:pass@]host[:port][/db]");
+    if ((st = range("redis.ttl_seconds", c->redis.ttl_seconds, 0, big))) return st;
+    if ((st = range("redis.timeout_ms", c->redis.timeout_ms, 1, 3600000))) return st;
     return CGE_OK;
 }
 
@@ -243,7 +257,12 @@ static enum cge_status parse_root(const char *label, const cJSON *root, struct c
         {"device", F_INT, &c->gpu.device},
         {"memory_limit_bytes", F_I64, &c->gpu.memory_limit_bytes},
     };
-    static const char *const sections[] = {"models", "batch", "fusion", "cache", "gpu"};
+    const struct field redis[] = {
+        {"url", F_PATH, c->redis.url},
+        {"ttl_seconds", F_I64, &c->redis.ttl_seconds},
+        {"timeout_ms", F_I64, &c->redis.timeout_ms},
+    };
+    static const char *const sections[] = {"models", "batch", "fusion", "cache", "gpu", "redis"};
     unsigned seen = 0;
     for (const cJSON *e = root->child; e; e = e->next) {
         if (!strcmp(e->string, "ensemble")) {
@@ -258,13 +277,14 @@ static enum cge_status parse_root(const char *label, const cJSON *root, struct c
             continue;
         }
         int k = 0;
-        while (k < 5 && strcmp(e->string, sections[k]) != 0)
+        while (k < 6 && strcmp(e->string, sections[k]) != 0)
             k++;
-        if (k == 5) {
+        if (k == 6) {
             char key[96];
             snprintf(key, sizeof key, "%.80s", e->string);
             return cge__err(CGE_ERR_INVALID_VALUE,
-                            "%s: %s: unknown key (expected ensemble, models, batch, fusion, cache, gpu)",
+                            "%s: %s: unknown key (expected ensemble, models, batch, fusion, cache, "
+                            "gpu, redis)",
                             label, key);
         }
         if (seen & (1u << k))
@@ -284,8 +304,11 @@ static enum cge_status parse_root(const char *label, const cJSON *root, struct c
         case 3:
             st = apply(label, "cache", e, cache, 6);
             break;
-        default:
+        case 4:
             st = apply(label, "gpu", e, gpu, 3);
+            break;
+        default:
+            st = apply(label, "redis", e, redis, 3);
             break;
         }
         if (st) return st;
@@ -303,7 +326,7 @@ static enum cge_status parse_root(const char *label, const cJSON *root, struct c
 enum cge_status cge_config_parse(const char *json, size_t len, const char *label,
                                  struct cge_config *out) {
     if (!out) return cge__err(CGE_ERR_INVALID_VALUE, "cge_config_parse: out is NULL");
-    cge_config_default(out);
+    config_default(out);
     if (!label) label = "(config)";
     if (!json && len) return cge__err(CGE_ERR_INVALID_VALUE, "%s: NULL text", label);
     const char *end = NULL;
@@ -320,7 +343,7 @@ enum cge_status cge_config_parse(const char *json, size_t len, const char *label
         }
     }
     struct cge_config tmp;
-    cge_config_default(&tmp);
+    config_default(&tmp);
     enum cge_status st = parse_root(label, root, &tmp);
     cJSON_Delete(root);
     if (st) return st;
@@ -343,7 +366,7 @@ static enum cge_status resolve(const char *dir, char *p, const char *key, const 
 
 enum cge_status cge_config_load(const char *path, struct cge_config *out) {
     if (!out) return cge__err(CGE_ERR_INVALID_VALUE, "cge_config_load: out is NULL");
-    cge_config_default(out);
+    config_default(out);
     if (!path) return cge__err(CGE_ERR_INVALID_VALUE, "cge_config_load: path is NULL");
     char *text = NULL;
     size_t len = 0;

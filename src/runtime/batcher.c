@@ -68,12 +68,17 @@ static int64_t now_us(const struct cge__batcher *b) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int64_t wait_us(const struct cge__batcher *b, const struct queue *q) {
+    return q - b->q == b->p.nowait_queue ? 0 : (int64_t)b->p.max_wait_ms * 1000;
+}
+
 /* Why queue q's batch may go now (0: not yet). 1 size, 2 tokens, 3 wait, 4 draining. */
 static int ready(const struct cge__batcher *b, const struct queue *q, int64_t now) {
     if (!q->n) return 0;
     if (q->n >= b->p.max_batch_size) return 1;
     if (q->n * q->max_tokens >= b->p.max_batch_tokens) return 2;
-    if (q->n >= b->p.min_batch_size && now - q->head->enq_us >= (int64_t)b->p.max_wait_ms * 1000)
+    if ((q->n >= b->p.min_batch_size || q - b->q == b->p.nowait_queue) &&
+        now - q->head->enq_us >= wait_us(b, q))
         return 3;
     if (b->stop) return 4;
     return 0;
@@ -122,7 +127,7 @@ static void *worker(void *arg) {
                 best = i;
                 why = r;
             } else if (!r && q->n >= b->p.min_batch_size) {
-                int64_t t = q->head->enq_us + (int64_t)b->p.max_wait_ms * 1000;
+                int64_t t = q->head->enq_us + wait_us(b, q);
                 if (t < wake) wake = t;
             }
         }

@@ -50,6 +50,8 @@ struct cge__batcher_params {
     int64_t max_batch_tokens;  /* >= 1 */
     int min_batch_size;        /* >= 1 */
     int max_wait_ms;           /* >= 0 */
+    int nowait_queue;          /* a queue whose batches never wait (its items come in waves from
+                                  earlier queues, the fusion's); -1: none */
     int64_t max_queue;         /* items per queue */
     int n_workers;             /* >= 1 */
     int threads_per_worker;    /* each worker's compute budget (cge__set_thread_budget) */

@@ -31,8 +31,10 @@
 #include "core/core.h"
 #include "fusion/fusemoe.h"
 #include "io/weights.h"
+#include "net/redis.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,6 +46,10 @@
 #include <xxhash.h>
 
 #define LAT_RING 1024 /* per-slot latencies kept for the P95 */
+/* The fusion's queue, after the slots' queues, so that the fusion batches across calls too (at
+ * production size one fused input costs 8 ms alone and about 1 ms in a batch of 32). It never
+ * waits for company: its inputs arrive in waves, as slot batches finish. */
+#define FUSION_Q CGE_N_SLOTS
 
 /* ==== slot handles ============================================================================== */
 
@@ -101,6 +107,9 @@ struct cge_engine {
     char slots_identity[300];       /* the key part of per-slot entries: the ensemble's name */
     uint64_t requests, inputs, failures, hits, misses;
     atomic_long in_flight;
+    /* the shared tier (Redis), behind `cache`: see "the shared tier" below */
+    struct cge__redis_cache *redis; /* NULL: none */
+    atomic_ullong redis_hits, redis_misses, redis_bad;
 };
 
 static void handle_free(struct handle *h) {
@@ -131,6 +140,12 @@ static int64_t folder_bytes(const char *dir) {
     return total;
 }
 
+/* A folder as its identity holds it: absolute, so processes started from other folders (and
+ * sharing a cache through Redis) key alike. */
+static const char *identity_path(const char *p, char *buf) {
+    return p[0] && realpath(p, buf) ? buf : p;
+}
+
 /* A slot's identity: its folders' config and weight files (size and time), dtype, version. */
 static uint64_t slot_identity(const struct slot *sl, uint64_t version) {
     XXH64_state_t *x = XXH64_createState();
@@ -138,7 +153,9 @@ static uint64_t slot_identity(const struct slot *sl, uint64_t version) {
     XXH64_reset(x, 0);
     const char *dirs[2] = {sl->spec.path, sl->spec.path_query};
     for (int d = 0; d < 2; d++) {
-        XXH64_update(x, dirs[d], strlen(dirs[d]) + 1);
+        char abs[PATH_MAX];
+        const char *id_path = identity_path(dirs[d], abs);
+        XXH64_update(x, id_path, strlen(id_path) + 1);
         static const char *const names[] = {"config.json", "model.safetensors",
                                             "model.safetensors.index.json", "pytorch_model.bin"};
         for (int i = 0; i < 4 && dirs[d][0]; i++) {
@@ -165,7 +182,9 @@ static void update_identity(struct cge_engine *e) {
     XXH64_state_t *x = XXH64_createState();
     if (!x) return;
     XXH64_reset(x, 0x636765);
-    XXH64_update(x, e->spec.fusion, strlen(e->spec.fusion) + 1);
+    char abs[PATH_MAX];
+    const char *fusion = identity_path(e->spec.fusion, abs);
+    XXH64_update(x, fusion, strlen(fusion) + 1);
     if (e->fc) {
         XXH64_update(x, &e->fc->temperature, sizeof e->fc->temperature);
         XXH64_update(x, &e->fc->top_k, sizeof e->fc->top_k);
@@ -476,6 +495,8 @@ static enum cge_status open_cache(struct cge_engine *e) {
     return st;
 }
 
+static enum cge_status open_redis(struct cge_engine *e); /* the shared tier (Redis): below */
+
 enum cge_status cge_engine_open(const char *path, const struct cge_engine_params *p,
                                 struct cge_engine **out) {
     if (!out) return cge__err(CGE_ERR_INVALID_VALUE, "cge_engine_open: out is NULL");
@@ -553,19 +574,21 @@ enum cge_status cge_engine_open(const char *path, const struct cge_engine_params
     if (e->p.batching) {
         const struct cge_batch_config *bc = &e->spec.cfg.batch;
         struct cge__batcher_params bp = {
-            .n_queues = CGE_N_SLOTS,
+            .n_queues = CGE_N_SLOTS + 1, /* the slots, and the fusion */
             .max_batch_size = e->p.max_batch_size > 0 ? e->p.max_batch_size : bc->max_batch_size,
             .max_batch_tokens = e->p.max_batch_tokens > 0 ? e->p.max_batch_tokens : 16384,
             .min_batch_size = bc->min_batch_size,
             .max_wait_ms = e->p.max_wait_ms >= 0 ? e->p.max_wait_ms : bc->max_wait_ms,
             .max_queue = e->p.max_queue > 0 ? e->p.max_queue : 4096,
             .n_workers = e->p.n_workers > 0 ? e->p.n_workers : 1,
+            .nowait_queue = FUSION_Q,
         };
         if (bp.min_batch_size > bp.max_batch_size) bp.min_batch_size = bp.max_batch_size;
         int cores = e->p.n_threads > 0 ? e->p.n_threads : cge_get_threads();
         bp.threads_per_worker = cores / bp.n_workers > 0 ? cores / bp.n_workers : 1;
         if ((st = cge__batcher_new(&bp, run_batch, e, &e->batcher))) goto fail;
     }
+    if ((st = open_redis(e))) goto fail;
     *out = e;
     return CGE_OK;
 fail: {
@@ -579,6 +602,7 @@ fail: {
 void cge_engine_close(struct cge_engine *e) {
     if (!e) return;
     cge__batcher_free(e->batcher); /* runs what is queued (nothing: close is the last call) */
+    cge__redis_cache_close(e->redis);
     cge_cache_close(e->cache);
     for (int s = 0; s < CGE_N_SLOTS; s++) {
         struct slot *sl = &e->slots[s];
@@ -670,6 +694,12 @@ struct req_key {
     struct cge_cache_key key;
 };
 
+/* The shared tier (Redis) behind the in-process cache; defined below the in-process functions. */
+static int redis_get(struct cge_engine *e, char kind, const struct req_key *k,
+                     struct cge_fused_embedding *f, float *slots, uint32_t *present);
+static void redis_put(struct cge_engine *e, char kind, const struct req_key *k,
+                      const struct cge_fused_embedding *f, const float *slots, uint32_t present);
+
 static void make_key(const struct cge_engine *e, const char *identity, const struct cge_input *in,
                      const void *content, size_t len, struct req_key *k) {
     (void)e;
@@ -758,6 +788,7 @@ static void to_cache(struct cge_engine *e, const struct req_key *k, const struct
             memcpy(slots + cge_slot_offset(s), sr->vector, sizeof(float) * (size_t)sr->dim);
     }
     if (cge_cache_put(e->cache, &k->key, &f, slots, r->present) != CGE_OK) cge__err_clear();
+    redis_put(e, 'f', k, &f, slots, r->present);
 }
 
 /* Per-slot entries. The cache holds fused records; a per-slot entry keeps the slot vectors in the
@@ -776,7 +807,9 @@ static int slots_get(struct cge_engine *e, const struct req_key *k, float *slots
                      uint64_t *idents) {
     struct cge_fused_embedding f;
     *present = 0;
-    if (!cge_cache_get(e->cache, &k->key, &f, slots, present) || !*present) return 0;
+    if ((!cge_cache_get(e->cache, &k->key, &f, slots, present) || !*present) &&
+        !redis_get(e, 's', k, &f, slots, present))
+        return 0;
     for (int s = 0; s < CGE_N_SLOTS; s++) {
         uint64_t id = 0;
         for (int q = 0; q < IDENT_PIECES; q++)
@@ -797,6 +830,138 @@ static void slots_put(struct cge_engine *e, const struct req_key *k, const float
     f.selected[0] = 0;
     f.selected[1] = 1;
     if (cge_cache_put(e->cache, &k->key, &f, slots, present) != CGE_OK) cge__err_clear();
+    redis_put(e, 's', k, &f, slots, present);
+}
+
+/* ==== the shared tier (Redis) ======================================================================
+ * A second cache level behind the in-process one, shared by every process that names the same
+ * Redis: on an in-process miss the entry is asked of Redis (and kept in-process when found); what
+ * is stored in-process is stored in Redis too. Both kinds of entry go there: full results ('f',
+ * keyed by the ensemble's identity, which holds every slot's version) and per-slot entries ('s',
+ * keyed by the ensemble's name, each slot's vector with the identity of the model that made it),
+ * so a process that swapped a slot recomputes only that slot from another process's entries.
+ *
+ * The value (inside net/redis.c's checksummed frame) is compact: a format tag, the present mask,
+ * the record's content hash, selected experts, gate weights and fused vector, then only the
+ * present slots' vectors at the fusion's dimensions (float32, host order: little-endian hosts).
+ * A value of the wrong size or an invalid record is a miss, and the next store overwrites it.
+ * Redis being slow or gone is a miss too (net/redis.c bounds each call by its timeout). */
+
+#define REDIS_FMT 0x31454743u /* "CGE1" */
+
+static void redis_key(char kind, const struct req_key *k, char *buf, size_t cap) {
+    snprintf(buf, cap, "cge:%c:%016llx%016llx:%llu", kind, (unsigned long long)k->key.h1,
+             (unsigned long long)k->key.h2, (unsigned long long)k->key.content_len);
+}
+
+static size_t redis_value_len(const struct cge_engine *e, uint32_t present) {
+    size_t n = 4 + 4 + 8 + 4 * CGE_TOP_K + 4 * CGE_N_EXPERTS + 4 * CGE_FUSED_DIM;
+    for (int s = 0; s < CGE_N_SLOTS; s++)
+        if (present & (1u << s)) n += sizeof(float) * (size_t)e->slots[s].fusion_dim;
+    return n;
+}
+
+static int redis_get(struct cge_engine *e, char kind, const struct req_key *k,
+                     struct cge_fused_embedding *f, float *slots, uint32_t *present) {
+    if (!e->redis) return 0;
+    char key[80];
+    redis_key(kind, k, key, sizeof key);
+    unsigned char *v = NULL;
+    size_t len = 0;
+    if (!cge__redis_cache_get(e->redis, key, strlen(key), (void **)&v, &len)) {
+        atomic_fetch_add(&e->redis_misses, 1);
+        return 0;
+    }
+    uint32_t fmt = 0, pr = 0;
+    int ok = len >= 16;
+    if (ok) {
+        memcpy(&fmt, v, 4);
+        memcpy(&pr, v + 4, 4);
+        ok = fmt == REDIS_FMT && !(pr & ~((1u << CGE_N_SLOTS) - 1)) && len == redis_value_len(e, pr);
+    }
+    for (int s = 0; ok && s < CGE_N_SLOTS; s++)
+        ok = !(pr & (1u << s)) || e->slots[s].configured;
+    if (ok) {
+        memset(f, 0, sizeof *f);
+        const unsigned char *p = v + 8;
+        memcpy(&f->content_hash, p, 8);
+        p += 8;
+        memcpy(f->selected, p, 4 * CGE_TOP_K);
+        p += 4 * CGE_TOP_K;
+        memcpy(f->expert_weights, p, 4 * CGE_N_EXPERTS);
+        p += 4 * CGE_N_EXPERTS;
+        memcpy(f->vector, p, 4 * CGE_FUSED_DIM);
+        p += 4 * CGE_FUSED_DIM;
+        memset(slots, 0, sizeof(float) * (size_t)cge_total_dim());
+        for (int s = 0; s < CGE_N_SLOTS; s++) {
+            if (!(pr & (1u << s))) continue;
+            size_t n = sizeof(float) * (size_t)e->slots[s].fusion_dim;
+            memcpy(slots + cge_slot_offset(s), p, n);
+            p += n;
+        }
+        /* a full record must be one the in-process cache takes (finite, unit length, valid gate) */
+        ok = pr && (kind != 'f' || cge_fused_validate(f) == CGE_OK);
+    }
+    cge__free(v);
+    if (!ok) {
+        cge__err_clear();
+        atomic_fetch_add(&e->redis_bad, 1);
+        atomic_fetch_add(&e->redis_misses, 1);
+        return 0;
+    }
+    *present = pr;
+    atomic_fetch_add(&e->redis_hits, 1);
+    if (cge_cache_put(e->cache, &k->key, f, slots, pr) != CGE_OK) cge__err_clear();
+    return 1;
+}
+
+static void redis_put(struct cge_engine *e, char kind, const struct req_key *k,
+                      const struct cge_fused_embedding *f, const float *slots, uint32_t present) {
+    if (!e->redis) return;
+    size_t len = redis_value_len(e, present);
+    unsigned char *v = cge__malloc(len);
+    if (!v) return;
+    uint32_t fmt = REDIS_FMT;
+    unsigned char *p = v;
+    memcpy(p, &fmt, 4);
+    memcpy(p + 4, &present, 4);
+    memcpy(p + 8, &f->content_hash, 8);
+    p += 16;
+    memcpy(p, f->selected, 4 * CGE_TOP_K);
+    p += 4 * CGE_TOP_K;
+    memcpy(p, f->expert_weights, 4 * CGE_N_EXPERTS);
+    p += 4 * CGE_N_EXPERTS;
+    memcpy(p, f->vector, 4 * CGE_FUSED_DIM);
+    p += 4 * CGE_FUSED_DIM;
+    for (int s = 0; s < CGE_N_SLOTS; s++) {
+        if (!(present & (1u << s))) continue;
+        size_t n = sizeof(float) * (size_t)e->slots[s].fusion_dim;
+        memcpy(p, slots + cge_slot_offset(s), n);
+        p += n;
+    }
+    char key[80];
+    redis_key(kind, k, key, sizeof key);
+    if (cge__redis_cache_put(e->redis, key, strlen(key), v, len) != CGE_OK) cge__err_clear();
+    cge__free(v);
+}
+
+/* Opens the shared tier named by the params or the config's "redis" section. It sits behind the
+ * in-process cache, so without that (cache off, or a fusion the cache cannot hold) it is off too.
+ * A bad URL fails the open; an unreachable server does not (the tier retries by itself). */
+static enum cge_status open_redis(struct cge_engine *e) {
+    const char *url = e->p.redis_url;
+    if (!url && e->spec.has_config) url = e->spec.cfg.redis.url;
+    if (!url || !url[0]) return CGE_OK;
+    if (!e->cache) {
+        cge__log(CGE_LOG_WARN, "redis %s: not used: the in-process cache is off", url);
+        return CGE_OK;
+    }
+    struct cge__redis_cache_params rp = cge__redis_cache_default_params();
+    if (e->spec.has_config) {
+        rp.timeout_ms = e->spec.cfg.redis.timeout_ms;
+        rp.ttl_seconds = e->spec.cfg.redis.ttl_seconds;
+    }
+    return cge__redis_cache_open(url, &rp, &e->redis);
 }
 
 /* ==== embed ====================================================================================== */
@@ -928,9 +1093,27 @@ static void run_items(struct cge_engine *e, int s, struct cge__bitem **all, int6
     handle_release(sl, h);
 }
 
-/* The batcher's callback: queue q is slot q. */
+/* (FUSION_Q, the fusion's queue, is defined at the top.) */
+
+static enum cge_status fuse(struct cge_engine *e, struct cge_result *const *rs, int64_t k);
+
+static void fuse_items(struct cge_engine *e, struct cge__bitem **items, int64_t n) {
+    struct cge_result **rs = cge__malloc(sizeof *rs * (size_t)n);
+    enum cge_status st = rs ? CGE_OK : cge__err(CGE_ERR_NOMEM, "fusion of %lld inputs", (long long)n);
+    for (int64_t j = 0; j < n && rs; j++) rs[j] = items[j]->res;
+    if (!st) st = fuse(e, rs, n);
+    if (st) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "fusion: %.240s", cge_errmsg());
+        for (int64_t j = 0; j < n; j++) fail_input(items[j]->res, st, msg);
+    }
+    cge__free(rs);
+}
+
+/* The batcher's callback: queue q < 12 is slot q; FUSION_Q is the fusion. */
 static void run_batch(void *user, int q, struct cge__bitem **items, int64_t n) {
-    run_items(user, q, items, n);
+    if (q == FUSION_Q) fuse_items(user, items, n);
+    else run_items(user, q, items, n);
 }
 
 /* A cheap length estimate for the token budget (the tokenizer runs in the worker): about four
@@ -940,8 +1123,7 @@ static int64_t est_tokens(const struct cge_input *in) {
 }
 
 /* Fuses the inputs idx[0..k) whose slots are filled. */
-static enum cge_status fuse(struct cge_engine *e, const int64_t *idx, int64_t k,
-                            struct cge_result *out) {
+static enum cge_status fuse(struct cge_engine *e, struct cge_result *const *rs, int64_t k) {
     const struct cge_fusemoe_config *c = e->fc;
     const int64_t D = c->total_dim, S = c->n_slots, O = c->out_dim, E = c->n_experts;
     const int K = c->top_k;
@@ -959,7 +1141,7 @@ static enum cge_status fuse(struct cge_engine *e, const int64_t *idx, int64_t k,
                                                               : cge_fusion_ctx_new(&ctx);
     if (!st) {
         for (int64_t j = 0; j < k; j++) {
-            const struct cge_result *r = &out[idx[j]];
+            const struct cge_result *r = rs[j];
             int64_t off = 0;
             for (int s = 0; s < S; s++) {
                 if (r->slots[s].state == CGE_SLOT_OK) {
@@ -972,7 +1154,7 @@ static enum cge_status fuse(struct cge_engine *e, const int64_t *idx, int64_t k,
         st = cge_fusion_forward(e->fusion, ctx, k, x, present, emb, gate, sel);
     }
     for (int64_t j = 0; j < k && !st; j++) {
-        struct cge_result *r = &out[idx[j]];
+        struct cge_result *r = rs[j];
         r->dim = (int)O;
         r->n_experts = (int)E;
         r->top_k = K;
@@ -1076,7 +1258,10 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
         cge__free(owned);
         struct cge_fused_embedding f;
         uint32_t present = 0;
-        if (use_cache && cge_cache_get(e->cache, &keys[i].key, &f, slots_buf, &present) && present) {
+        if (use_cache &&
+            (cge_cache_get(e->cache, &keys[i].key, &f, slots_buf, &present) ||
+             redis_get(e, 'f', &keys[i], &f, slots_buf, &present)) &&
+            present) {
             if (from_cache(e, &f, slots_buf, present, r) != CGE_OK) {
                 cge_result_deinit(r);
                 fail_input(r, CGE_ERR_NOMEM, "out of memory");
@@ -1180,16 +1365,34 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
     }
     enum cge_status st = CGE_OK;
     if (k && !o.no_fusion) {
-        st = fuse(e, idx, k, out);
-        if (st) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "fusion: %s", cge_errmsg());
-            for (int64_t j = 0; j < k; j++) fail_input(&out[idx[j]], st, msg);
-            st = CGE_OK;
-        } else if (use_cache) {
-            for (int64_t j = 0; j < k; j++)
-                if (keys[idx[j]].cacheable) to_cache(e, &keys[idx[j]], &out[idx[j]], slots_buf);
+        struct cge__bitem *fi = cge__calloc((size_t)k, sizeof *fi);
+        struct cge__bitem **fp = cge__calloc((size_t)k, sizeof *fp);
+        cge__bcall_init(&call);
+        if (!fi || !fp) {
+            for (int64_t j = 0; j < k; j++) fail_input(&out[idx[j]], CGE_ERR_NOMEM, "out of memory");
+        } else {
+            for (int64_t j = 0; j < k; j++) {
+                fi[j].in = &in[idx[j]];
+                fi[j].res = &out[idx[j]];
+                fi[j].n_tokens = 1;
+                fi[j].call = &call;
+                fp[j] = &fi[j];
+            }
+            if (!e->batcher) {
+                fuse_items(e, fp, k);
+            } else if (cge__batcher_submit(e->batcher, FUSION_Q, fp, k) != CGE_OK) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "fusion: %.240s", cge_errmsg());
+                for (int64_t j = 0; j < k; j++) fail_input(&out[idx[j]], CGE_ERR_QUEUE_FULL, msg);
+            }
+            cge__bcall_wait(&call);
         }
+        cge__bcall_deinit(&call);
+        cge__free(fi);
+        cge__free(fp);
+        for (int64_t j = 0; use_cache && j < k; j++)
+            if (keys[idx[j]].cacheable && out[idx[j]].status == CGE_OK && out[idx[j]].embedding)
+                to_cache(e, &keys[idx[j]], &out[idx[j]], slots_buf);
     }
 
     /* per-slot entries for what was computed now (a slot swapped meanwhile is left out) */
@@ -1292,6 +1495,15 @@ enum cge_status cge_engine_get_stats(struct cge_engine *e, struct cge_engine_sta
         out->cache_entries = cs.entries;
     }
     out->in_flight = atomic_load(&e->in_flight);
+    if (e->redis) {
+        struct cge__redis_cache_stats rs;
+        cge__redis_cache_get_stats(e->redis, &rs);
+        out->redis_hits = atomic_load(&e->redis_hits);
+        out->redis_misses = atomic_load(&e->redis_misses);
+        out->redis_corrupt = rs.corrupt + atomic_load(&e->redis_bad);
+        out->redis_errors = rs.errors;
+        out->redis_puts = rs.puts;
+    }
     for (int s = 0; s < CGE_N_SLOTS; s++) {
         struct slot *sl = &e->slots[s];
         struct cge_slot_stats *ss = &out->slots[s];

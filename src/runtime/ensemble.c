@@ -233,7 +233,7 @@ static enum cge_status apply_config(const char *file, const cJSON *root, struct 
 
 enum cge_status cge__ensemble_spec_load(const char *path, struct cge__ensemble_spec *out) {
     memset(out, 0, sizeof *out);
-    cge_config_default(&out->cfg);
+    out->cfg = cge_config_default();
     if (!path || !path[0]) return cge__err(CGE_ERR_INVALID_VALUE, "no ensemble or configuration given");
     char file[CGE_CONFIG_PATH_MAX];
     enum cge_status st = ensemble_file_of(path, file);

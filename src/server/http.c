@@ -351,7 +351,7 @@ enum cge_status cge__http_metrics_text(struct cge__http_server *s, struct cge_bu
                              "cge_http_workers_busy %d\n"
                              "# TYPE cge_http_workers gauge\n"
                              "cge_http_workers %d\n",
-                             open, busy, s->n_workers);
+                             open, busy, s->n_workers - 1);
     cge__free(copy);
     return st;
 }
@@ -518,7 +518,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return send_answer(r);
     }
     pthread_mutex_lock(&s->mu);
-    int verdict = atomic_load(&s->draining) ? 503 : s->n_busy >= s->n_workers ? 429 : 0;
+    const int limit = r->route->flags & CGE__ROUTE_ADMIN ? s->n_workers : s->n_workers - 1;
+    int verdict = atomic_load(&s->draining) ? 503 : s->n_busy >= limit ? 429 : 0;
     if (!verdict) s->n_busy++;
     pthread_mutex_unlock(&s->mu);
     if (verdict == 503) {
@@ -528,7 +529,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (verdict == 429) {
         cge__http_add_header(r, "Retry-After", "1");
         cge__http_error(r, 429, "all %d workers are busy (--max-concurrent-requests); retry",
-                        s->n_workers);
+                        limit);
         return send_answer(r);
     }
     MHD_suspend_connection(conn);
@@ -636,7 +637,9 @@ enum cge_status cge__http_start(struct cge_engine *e, const struct cge__http_par
     s->admin_key = dup_or_null(p->admin_key);
     s->allow_files = dup_or_null(p->allow_files);
     s->rm = cge__calloc(cge__http_n_routes + 1, sizeof *s->rm);
-    s->workers = cge__calloc((size_t)p->max_concurrent, sizeof *s->workers);
+    /* one worker more than --max-concurrent-requests, kept for the admin routes, so that a swap
+     * or an unload goes through while the embedding requests fill every other worker */
+    s->workers = cge__calloc((size_t)p->max_concurrent + 1, sizeof *s->workers);
     if (!s->host || !s->rm || !s->workers || (p->api_key && *p->api_key && !s->api_key) ||
         (p->admin_key && *p->admin_key && !s->admin_key) ||
         (p->allow_files && *p->allow_files && !s->allow_files)) {
@@ -661,7 +664,7 @@ enum cge_status cge__http_start(struct cge_engine *e, const struct cge__http_par
                         gai_strerror(gai));
     }
 
-    for (int i = 0; i < p->max_concurrent; i++) {
+    for (int i = 0; i < p->max_concurrent + 1; i++) {
         if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) {
             stop_workers(s);
             freeaddrinfo(ai);

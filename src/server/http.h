@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cge__mcp_sessions;
+
 struct cge__http_params {
     const char *host;          /* "127.0.0.1" */
     int port;                  /* 8080; 0 picks a free port (cge__http_port says which) */
@@ -35,6 +37,8 @@ struct cge__http_params {
     int log_json;              /* 1: one JSON object per request log line */
     int quiet;                 /* 1: no request log lines */
     int io_threads;            /* epoll threads; 0 = 2 */
+    struct cge__mcp_sessions *mcp; /* POST/DELETE /mcp: MCP's streamable HTTP transport
+                                      (mcp_http.h; not owned); NULL: /mcp answers 404 */
 };
 void cge__http_default_params(struct cge__http_params *p);
 

@@ -8,6 +8,7 @@
  * engine's; the server adds only HTTP's own (body size, batch size, keys, concurrency).
  */
 #include "server/http.h"
+#include "server/mcp_http.h"
 #include "server/page.h"
 #include "server/wire.h"
 
@@ -856,11 +857,64 @@ static void route_openapi(struct cge__http_req *r) {
     cge__http_reply_static(r, 200, "application/json", cge__openapi_json);
 }
 
+/* ==== /mcp: the MCP streamable HTTP transport (cge serve --mcp) =================================
+ * The protocol and its sessions are mcp_http.c's; here only HTTP: headers in, headers out, and
+ * the Origin check the MCP specification asks of servers against DNS rebinding (a browser page
+ * from elsewhere must not reach a server on 127.0.0.1). Answers are JSON; GET (an SSE stream
+ * for server-initiated messages, which cge never sends) is 405 by the route table. */
+
+/* 1 when an Origin header is absent or names this machine. */
+static int local_origin(struct cge__http_req *r) {
+    const char *o = cge__http_header(r, "Origin");
+    if (!o) return 1;
+    static const char *const ok[] = {"http://localhost", "https://localhost", "http://127.0.0.1",
+                                     "https://127.0.0.1", "http://[::1]", "https://[::1]"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        size_t n = strlen(ok[i]);
+        if (!strncmp(o, ok[i], n) && (o[n] == '\0' || o[n] == ':')) return 1;
+    }
+    return 0;
+}
+
+static int mcp_gate(struct cge__http_req *r) {
+    if (!cge__http_params(r)->mcp) {
+        cge__http_error(r, 404, "/mcp: not enabled (start cge serve with --mcp)");
+        return 0;
+    }
+    if (!local_origin(r)) {
+        cge__http_error(r, 403, "/mcp: Origin %.100s is not allowed",
+                        cge__http_header(r, "Origin"));
+        return 0;
+    }
+    return 1;
+}
+
+static void route_mcp_post(struct cge__http_req *r) {
+    if (!mcp_gate(r)) return;
+    size_t len = 0;
+    const char *body = cge__http_body(r, &len);
+    struct cge__mcp_http_answer a;
+    cge__mcp_sessions_post(cge__http_params(r)->mcp, cge__http_header(r, "Mcp-Session-Id"),
+                           cge__http_header(r, "MCP-Protocol-Version"), body, len, &a);
+    if (a.session_id[0]) cge__http_add_header(r, "Mcp-Session-Id", a.session_id);
+    if (!a.body) {
+        cge__http_reply(r, a.status ? a.status : 500, NULL, NULL, 0);
+        return;
+    }
+    cge__http_reply(r, a.status, "application/json", a.body, strlen(a.body));
+}
+
+static void route_mcp_delete(struct cge__http_req *r) {
+    if (!mcp_gate(r)) return;
+    int st = cge__mcp_sessions_delete(cge__http_params(r)->mcp,
+                                      cge__http_header(r, "Mcp-Session-Id"));
+    if (st == 200) cge__http_reply(r, 200, NULL, NULL, 0);
+    else cge__http_error(r, st, "%s", st == 400 ? "no Mcp-Session-Id header" : "no such session");
+}
+
 /* ==== the table ===============================================================================
- * One line per method and path. A new route (e.g. the MCP transport: {"POST", "/mcp", route_mcp,
- * CGE__ROUTE_WORKER, "mcp"}, whose handler reads cge__http_body / cge__http_header
- * ("Mcp-Session-Id"), answers with cge__http_reply and cge__http_add_header) is one line here and
- * one in openapi.json (test_server_http checks that they agree). */
+ * One line per method and path, and one entry in openapi.json (test_server_http checks that they
+ * agree). */
 const struct cge__http_route cge__http_routes[] = {
     {"POST", "/v1/embeddings", route_embeddings, CGE__ROUTE_WORKER, "embeddings"},
     {"POST", "/embed", route_embed, CGE__ROUTE_WORKER, "embed"},
@@ -875,5 +929,7 @@ const struct cge__http_route cge__http_routes[] = {
     {"GET", "/docs", route_page, CGE__ROUTE_OPEN, "page"},
     {"POST", "/admin/swap", route_swap, CGE__ROUTE_ADMIN | CGE__ROUTE_WORKER, "admin_swap"},
     {"POST", "/admin/unload", route_unload, CGE__ROUTE_ADMIN | CGE__ROUTE_WORKER, "admin_unload"},
+    {"POST", "/mcp", route_mcp_post, CGE__ROUTE_WORKER, "mcp"},
+    {"DELETE", "/mcp", route_mcp_delete, 0, "mcp"},
 };
 const size_t cge__http_n_routes = sizeof cge__http_routes / sizeof cge__http_routes[0];

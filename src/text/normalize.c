@@ -98,7 +98,10 @@ static enum cge_status precompiled_hf(const struct charsmap *c, const char *s, s
             int32_t c2;
             int k2 = utf8_decode(s + j, n - j, &c2);
             if (k2 < 0) return cge__err(CGE_ERR_TOKENIZE, "normalizer: invalid UTF-8");
-            if (utf8proc_grapheme_break_stateful(c1, c2, &state)) break;
+            /* A mark newer than utf8proc's tables extends the cluster as U+0300 would (so not
+             * after a control, CR or LF). */
+            if (utf8proc_grapheme_break_stateful(c1, uni_grapheme_extend_extra(c2) ? 0x300 : c2, &state))
+                break;
             c1 = c2;
             j += (size_t)k2;
         }
@@ -232,7 +235,7 @@ static enum cge_status normalize_bert(const struct normalizer *nm, const char *s
             int k = utf8_decode(nfd.p + i, nfd.n - i, &c);
             if (k < 0) break;
             i += (size_t)k;
-            if (uni_is_mn(c)) continue;
+            if (uni_is_bert_mn(c)) continue;
             st = nm->lowercase ? uni_lower(out, c) : sb_put_cp(out, c);
         }
         sb_free(&nfd);

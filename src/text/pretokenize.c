@@ -21,96 +21,75 @@
 /* Hugging Face compiles these patterns with Oniguruma, whose \s is the Unicode White_Space
  * property. PCRE2's \s also matches U+180E (a space before Unicode 6.3), so \s and \S are
  * rewritten to the White_Space set spelled out: inside a class the bare list, outside a class
- * a bracketed one. Escapes are copied untouched; \S inside a class is left as it is. */
+ * a bracketed one. Oniguruma's Unicode tables are also newer than PCRE2's, so \p{L} and \p{N}
+ * get the letters and numbers PCRE2 lacks (unicode_rust.c). Other escapes are copied untouched;
+ * \S inside a class is left as it is. Returns the pattern NUL-terminated in *o. */
 #define WS_LIST "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\p{Zs}\\x{2028}\\x{2029}"
-static char *rewrite_space(const char *p, size_t len, size_t *out_len) {
-    size_t cap = len * 8 + 64, k = 0;
-    char *o = cge__malloc(cap);
-    if (!o) return NULL;
+static enum cge_status rewrite_pattern(const char *p, size_t len, struct sbuf *o) {
+    enum cge_status st = CGE_OK;
     int in_class = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len && !st; i++) {
         char c = p[i];
-        if (k + 64 >= cap) {
-            cap *= 2;
-            char *no = cge__realloc(o, cap);
-            if (!no) {
-                cge__free(o);
-                return NULL;
-            }
-            o = no;
-        }
         if (c == '\\' && i + 1 < len) {
             char d = p[i + 1];
             if (d == 's' || (d == 'S' && !in_class)) {
                 const char *rep = d == 's' ? (in_class ? WS_LIST : "[" WS_LIST "]") : "[^" WS_LIST "]";
-                size_t rl = strlen(rep);
-                if (k + rl + 1 >= cap) {
-                    cap = cap * 2 + rl;
-                    char *no = cge__realloc(o, cap);
-                    if (!no) {
-                        cge__free(o);
-                        return NULL;
-                    }
-                    o = no;
-                }
-                memcpy(o + k, rep, rl);
-                k += rl;
+                st = sb_put(o, rep, strlen(rep));
+            } else if (d == 'p' && i + 4 < len && (p[i + 3] == 'L' || p[i + 3] == 'N') &&
+                       p[i + 2] == '{' && p[i + 4] == '}') {
+                if (!in_class) st = sb_putc(o, '[');
+                if (!st) st = sb_put(o, p + i, 5);
+                if (!st) st = uni_regex_extra(o, p[i + 3]);
+                if (!st && !in_class) st = sb_putc(o, ']');
+                i += 3;
             } else {
-                o[k++] = c;
-                o[k++] = d;
+                st = sb_put(o, p + i, 2);
             }
             i++;
             continue;
         }
         if (c == '[' && !in_class) {
             in_class = 1;
-            o[k++] = c;
+            st = sb_putc(o, c);
             /* A ']' or '^]' right after the opening bracket is literal. */
-            if (i + 1 < len && p[i + 1] == '^') o[k++] = p[++i];
-            if (i + 1 < len && p[i + 1] == ']') o[k++] = p[++i];
+            if (!st && i + 1 < len && p[i + 1] == '^') st = sb_putc(o, p[++i]);
+            if (!st && i + 1 < len && p[i + 1] == ']') st = sb_putc(o, p[++i]);
             continue;
         }
         if (c == '[' && in_class && i + 1 < len && p[i + 1] == ':') {
             /* A POSIX class [:name:] inside a class: copy it whole. */
             const char *e = memchr(p + i + 2, ']', len - i - 2);
             size_t n = e ? (size_t)(e - (p + i)) + 1 : 1;
-            if (k + n + 1 >= cap) {
-                cap = cap * 2 + n;
-                char *no = cge__realloc(o, cap);
-                if (!no) {
-                    cge__free(o);
-                    return NULL;
-                }
-                o = no;
-            }
-            memcpy(o + k, p + i, n);
-            k += n;
+            st = sb_put(o, p + i, n);
             i += n - 1;
             continue;
         }
         if (c == ']' && in_class) in_class = 0;
-        o[k++] = c;
+        st = sb_putc(o, c);
     }
-    o[k] = '\0';
-    *out_len = k;
-    return o;
+    if (!st) st = sb_putc(o, 0);
+    return st;
 }
 
 enum cge_status regex_compile(struct regex *r, const char *pattern, size_t len, int literal) {
     int err;
     PCRE2_SIZE off;
-    char *rewritten = NULL;
+    struct sbuf rewritten = {0};
     const char *orig = pattern;
     size_t orig_len = len;
     if (!literal) {
-        rewritten = rewrite_space(pattern, len, &len);
-        if (!rewritten) return cge__err(CGE_ERR_NOMEM, "tokenizer regex: out of memory");
-        pattern = rewritten;
+        enum cge_status st = rewrite_pattern(pattern, len, &rewritten);
+        if (st) {
+            sb_free(&rewritten);
+            return cge__err(CGE_ERR_NOMEM, "tokenizer regex: out of memory");
+        }
+        pattern = rewritten.p;
+        len = rewritten.n - 1;
     }
     /* PCRE2_LITERAL refuses PCRE2_UCP (which a literal does not need anyway). */
     uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     r->code = pcre2_compile((PCRE2_SPTR)pattern, len, opts, &err, &off, NULL);
-    cge__free(rewritten);
+    sb_free(&rewritten);
     if (!r->code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);

@@ -109,8 +109,16 @@ static inline int utf8_len(unsigned char c) {
 enum cge_status utf8_validate(const char *s, size_t n);
 int uni_is_whitespace(int32_t c);  /* Rust char::is_whitespace (the White_Space property) */
 int uni_is_punctuation(int32_t c); /* categories P* */
+/* The Rust library's own Unicode reading, where it differs from utf8proc/PCRE2 (unicode_rust.c). */
 int uni_is_bert_punct(int32_t c);  /* ASCII punctuation or P* (HF BertPreTokenizer) */
-int uni_is_control_other(int32_t c); /* C* other than \t \n \r (HF BertNormalizer is_control) */
+int uni_is_control_other(int32_t c); /* Cc Cf Co other than \t \n \r; not Cn (BertNormalizer) */
+int uni_is_bert_mn(int32_t c);     /* nonspacing mark (BertNormalizer strip_accents) */
+int32_t uni_lower_extra(int32_t c); /* lowercase pairs newer than utf8proc's; -1: none */
+int uni_grapheme_extend_extra(int32_t c); /* extends a grapheme cluster only for the Rust library */
+int uni_nf_barrier(int32_t c);      /* no mapping, class 0 in the Rust library's NFC/NFD data */
+/* Appends the extra ranges of \p{L} (kind 'L') or \p{N} ('N') as PCRE2 class items. */
+struct sbuf;
+enum cge_status uni_regex_extra(struct sbuf *out, char kind);
 int uni_is_chinese(int32_t c);     /* HF BertNormalizer's CJK blocks */
 int uni_is_mn(int32_t c);          /* nonspacing mark */
 int uni_is_alnum(int32_t c);       /* letter or number */

@@ -5,7 +5,8 @@
  * Key decision: every Unicode property comes from utf8proc (categories, simple case mapping,
  * normalization forms); the only constants here are the ones Hugging Face itself hard-codes
  * (its CJK blocks) and the one multi-character lowercase mapping of Rust's char::to_lowercase
- * (U+0130), which utf8proc's simple mapping cannot express.
+ * (U+0130), which utf8proc's simple mapping cannot express. Where the Rust tokenizers library's
+ * Unicode tables differ from utf8proc's, unicode_rust.c holds the difference.
  */
 #include "text/text_internal.h"
 
@@ -344,21 +345,6 @@ int uni_is_punctuation(int32_t c) {
     return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
 }
 
-int uni_is_bert_punct(int32_t c) {
-    if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
-        (c >= 123 && c <= 126))
-        return 1;
-    if (c < 0x80) return 0;
-    return uni_is_punctuation(c);
-}
-
-int uni_is_control_other(int32_t c) {
-    if (c == '\t' || c == '\n' || c == '\r') return 0;
-    utf8proc_category_t k = cat(c);
-    return k == UTF8PROC_CATEGORY_CC || k == UTF8PROC_CATEGORY_CF || k == UTF8PROC_CATEGORY_CS ||
-           k == UTF8PROC_CATEGORY_CO || k == UTF8PROC_CATEGORY_CN;
-}
-
 int uni_is_chinese(int32_t c) {
     /* The blocks of Hugging Face's BertNormalizer::is_chinese_char. */
     return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
@@ -380,15 +366,12 @@ int uni_is_alnum(int32_t c) {
 enum cge_status uni_lower(struct sbuf *out, int32_t c) {
     if (c < 0x80) return sb_putc(out, (char)(c >= 'A' && c <= 'Z' ? c + 32 : c));
     if (c == 0x130) return sb_put(out, "i\xcc\x87", 3); /* SpecialCasing: İ → i + U+0307 */
-    return sb_put_cp(out, utf8proc_tolower(c));
+    int32_t l = c >= 0x1C89 ? uni_lower_extra(c) : -1; /* pairs newer than utf8proc's */
+    return sb_put_cp(out, l >= 0 ? l : utf8proc_tolower(c));
 }
 
-enum cge_status uni_normalize(const char *s, size_t n, int form, struct sbuf *out) {
+static enum cge_status normalize_run(const char *s, size_t n, int form, struct sbuf *out) {
     if (!n) return CGE_OK;
-    /* ASCII is unchanged by every normalization form: skip utf8proc for it (the common case). */
-    size_t ascii = 0;
-    while (ascii < n && (unsigned char)s[ascii] < 0x80) ascii++;
-    if (ascii == n) return sb_put(out, s, n);
     int opts = UTF8PROC_STABLE;
     if (form == 'C' || form == 'c') opts |= UTF8PROC_COMPOSE;
     else opts |= UTF8PROC_DECOMPOSE;
@@ -406,4 +389,34 @@ enum cge_status uni_normalize(const char *s, size_t n, int form, struct sbuf *ou
     for (utf8proc_ssize_t i = 0; !st && i < k; i++) st = sb_put_cp(out, buf[i]);
     cge__free(buf);
     return st;
+}
+
+/* The Rust library's normalization data is older than utf8proc's: some combining marks and
+ * U+11930/U+11938 have no mapping and class 0 there (uni_nf_barrier, unicode_rust.c). The text
+ * is normalized in runs cut at each of them, and they are copied as they are. */
+enum cge_status uni_normalize(const char *s, size_t n, int form, struct sbuf *out) {
+    if (!n) return CGE_OK;
+    /* ASCII is unchanged by every normalization form: skip utf8proc for it (the common case). */
+    size_t ascii = 0;
+    while (ascii < n && (unsigned char)s[ascii] < 0x80) ascii++;
+    if (ascii == n) return sb_put(out, s, n);
+    size_t start = 0;
+    for (size_t i = ascii; i < n;) {
+        unsigned char b = (unsigned char)s[i];
+        if (b < 0xDF) { /* below U+07C0: no barrier there */
+            i += (size_t)utf8_len(b);
+            continue;
+        }
+        int32_t c;
+        int k = utf8_decode(s + i, n - i, &c);
+        if (k < 0) return cge__err(CGE_ERR_TOKENIZE, "normalizer: invalid UTF-8");
+        if (uni_nf_barrier(c)) {
+            enum cge_status st = normalize_run(s + start, i - start, form, out);
+            if (!st) st = sb_put(out, s + i, (size_t)k);
+            if (st) return st;
+            start = i + (size_t)k;
+        }
+        i += (size_t)k;
+    }
+    return normalize_run(s + start, n - start, form, out);
 }

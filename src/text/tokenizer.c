@@ -425,6 +425,9 @@ enum cge_status cge_tokenizer_encode(const struct cge_tokenizer *t, const char *
     int use_tmpl = add_special && t->tmpl;
     size_t n_special = use_tmpl ? (size_t)t->n_special : 0;
     if (max_len > 0) {
+        /* Below the special-token count no content is kept. (The Rust tokenizers library then
+         * keeps the first max_len pre-tokenized words, however many ids they make; cge stays
+         * bounded instead. No model's max_len is that small.) */
         size_t avail = (size_t)max_len > n_special ? (size_t)max_len - n_special : 0;
         if (content.n > avail) {
             content.n = avail;

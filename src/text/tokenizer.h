@@ -13,6 +13,9 @@
  * always recognised in the text (HF's default), with or without add_special. The "truncation"
  * and "padding" sections of a tokenizer.json are ignored: callers pass max_len / pad_to.
  * Not supported (a clear CGE_ERR_UNSUPPORTED at load): WordLevel, BPE dropout, ignore_merges.
+ * The reference for tokenizer.json is Hugging Face's Rust tokenizers library (what transformers'
+ * fast tokenizers run), Unicode tables included (unicode_rust.c); test_text_rust and
+ * test_text_rust_unicode compare with it id for id. For .model files it is SentencePiece.
  */
 #ifndef CGE_TEXT_TOKENIZER_H
 #define CGE_TEXT_TOKENIZER_H

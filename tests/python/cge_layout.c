@@ -46,7 +46,7 @@ static void cge_layout_print(FILE *out) {
       F(cge_engine_params, max_batch_size); F(cge_engine_params, max_batch_tokens);
       F(cge_engine_params, max_wait_ms); F(cge_engine_params, max_queue); F(cge_engine_params, n_workers);
       F(cge_engine_params, memory_budget_bytes); F(cge_engine_params, max_concurrent_loads);
-      F(cge_engine_params, swap_timeout_ms));
+      F(cge_engine_params, swap_timeout_ms); F(cge_engine_params, redis_url));
     S(cge_slot_result, F(cge_slot_result, state); F(cge_slot_result, status);
       F(cge_slot_result, dim); F(cge_slot_result, vector); F(cge_slot_result, latency_us);
       F(cge_slot_result, n_tokens); F(cge_slot_result, truncated); F(cge_slot_result, cached);
@@ -68,7 +68,9 @@ static void cge_layout_print(FILE *out) {
       F(cge_engine_stats, failures); F(cge_engine_stats, cache_hits);
       F(cge_engine_stats, cache_misses); F(cge_engine_stats, cache_entries);
       F(cge_engine_stats, cache_hit_rate); F(cge_engine_stats, in_flight);
-      F(cge_engine_stats, slots));
+      F(cge_engine_stats, slots); F(cge_engine_stats, redis_hits);
+      F(cge_engine_stats, redis_misses); F(cge_engine_stats, redis_corrupt);
+      F(cge_engine_stats, redis_errors); F(cge_engine_stats, redis_puts));
     /* The enums the binding passes as C int. */
     fprintf(out, ",\n \"enum\": {\"size\": %zu, \"fields\": {}}", sizeof(enum cge_status));
     fprintf(out, "}\n");

@@ -486,7 +486,7 @@ static void test_metadata_and_args(void) {
     CHECK(cge_cache_open(&p, &c) == CGE_ERR_INVALID_VALUE);
     /* From the configuration's cache section. */
     struct cge_config cfg;
-    cge_config_default(&cfg);
+    cfg = cge_config_default();
     cfg.cache.policy = CGE_CACHE_ARC;
     cfg.cache.max_entries = 123;
     cfg.cache.ttl_seconds = 0;

@@ -15,7 +15,7 @@ static enum cge_status parse(const char *json, struct cge_config *c) {
 
 static void test_defaults(void) {
     struct cge_config c;
-    cge_config_default(&c);
+    c = cge_config_default();
     CHECK(c.batch.max_batch_size == 32);
     CHECK(c.batch.min_batch_size == 1);
     CHECK(c.batch.max_wait_ms == 50);
@@ -97,7 +97,7 @@ static void test_full_file(void) {
                   strstr(cge_errmsg(), "cache.max_entries: expected integer"),
               "%s", cge_errmsg());
     struct cge_config d;
-    cge_config_default(&d);
+    d = cge_config_default();
     CHECK(memcmp(&l, &d, sizeof d) == 0);
     unlink(path);
     rmdir(dir);
@@ -165,7 +165,7 @@ static void test_errors(void) {
                       strstr(cge_errmsg(), "cfg.json"),
                   "case %zu: %d '%s' (want '%s')", i, st, cge_errmsg(), cases[i].expect);
         struct cge_config d;
-        cge_config_default(&d);
+        d = cge_config_default();
         CHECK(memcmp(&c, &d, sizeof d) == 0);
     }
     /* a path that does not fit */
@@ -179,7 +179,7 @@ static void test_errors(void) {
     CHECK(strstr(cge_errmsg(), "cache.path") != NULL);
     free(big);
     /* validate catches programmatic mistakes */
-    cge_config_default(&c);
+    c = cge_config_default();
     c.fusion.top_k = 0;
     CHECK(cge_config_validate(&c) == CGE_ERR_INVALID_VALUE);
     CHECK(strstr(cge_errmsg(), "fusion.top_k") != NULL);

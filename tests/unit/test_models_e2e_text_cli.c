@@ -118,10 +118,11 @@ int main(void) {
     if (!cge_bin[0] || access(cge_bin, X_OK) != 0) return test_report("models_e2e_text_cli");
     run_case("bert_mean_l2", 32);
     run_case("t5_mean_dense_l2", 24);
-    /* Usage errors. (`cge embed` with no model now embeds with the demo ensemble, so it is
-     * not one.) */
+    /* Usage errors. */
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "%s embed --model tests/fixtures/e2e/bert_mean_l2/model --batch 0 </dev/null >/dev/null 2>&1", cge_bin);
+    snprintf(cmd, sizeof cmd, "%s embed --model </dev/null >/dev/null 2>&1", cge_bin);
+    CHECK(system(cmd) != 0); /* (without --model, cge embed runs the demo ensemble) */
+    snprintf(cmd, sizeof cmd, "%s embed --model tests/fixtures/e2e/bert_mean_l2/model --pooling sum </dev/null >/dev/null 2>&1", cge_bin);
     CHECK(system(cmd) != 0);
     snprintf(cmd, sizeof cmd, "%s embed --model tests/fixtures/no_such </dev/null >/dev/null 2>&1", cge_bin);
     CHECK(system(cmd) != 0);

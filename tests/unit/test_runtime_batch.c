@@ -61,7 +61,7 @@ static struct cge__batcher *new_batcher(int max_batch, int64_t max_tokens, int m
     struct cge__batcher_params p = {.n_queues = 3, .max_batch_size = max_batch,
                                     .max_batch_tokens = max_tokens, .min_batch_size = min_batch,
                                     .max_wait_ms = wait_ms, .max_queue = max_queue, .n_workers = 1,
-                                    .threads_per_worker = 1, .clock = fake_clock};
+                                    .threads_per_worker = 1, .clock = fake_clock, .nowait_queue = -1};
     struct cge__batcher *b = NULL;
     CHECK(cge__batcher_new(&p, rec_batch, NULL, &b) == CGE_OK);
     return b;
@@ -141,6 +141,23 @@ static void test_batcher(void) {
     CHECK(batches() == 2);
     cge__bcall_wait(&call);
 
+    /* a queue that never waits: a lone item goes at once despite min 2 and a long wait */
+    reset();
+    {
+        struct cge__batcher_params p = {.n_queues = 3, .max_batch_size = 32, .max_batch_tokens = 1 << 20,
+                                        .min_batch_size = 2, .max_wait_ms = 100000, .max_queue = 100,
+                                        .n_workers = 1, .threads_per_worker = 1, .clock = fake_clock,
+                                        .nowait_queue = 2};
+        CHECK(cge__batcher_new(&p, rec_batch, NULL, &b) == CGE_OK);
+        submit(b, 2, it, ptrs, 1, 5, &call, CGE_OK);
+        cge__bcall_wait(&call);
+        CHECK(batches() == 1 && R.queues[0] == 2);
+        submit(b, 1, it + 1, ptrs + 1, 1, 5, &call, CGE_OK); /* another queue still waits */
+        expect_still(1);
+        cge__batcher_free(b);
+        cge__bcall_wait(&call);
+    }
+
     /* queue full: all or nothing */
     reset();
     b = new_batcher(32, 1 << 20, 1, 1000, 3);
@@ -186,9 +203,11 @@ static void *job_thread(void *arg) {
         if (cge_engine_embed(j->e, &in, 1, NULL, &res) != CGE_OK || res.status != CGE_OK) {
             j->failed++;
         } else {
+            pthread_mutex_lock(&ef_lock);
             int before = th_failed;
             ef_check_result(F.rows[row].expected, "under load", row, &res);
             j->failed += th_failed != before;
+            pthread_mutex_unlock(&ef_lock);
             j->checked++;
         }
         cge_result_deinit(&res);

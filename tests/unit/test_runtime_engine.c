@@ -206,9 +206,11 @@ static void *eng_thread(void *arg) {
     struct cge_result r;
     j->ok = cge_engine_embed(j->e, &in, 1, NULL, &r) == CGE_OK && r.status == CGE_OK;
     if (j->ok) {
+        pthread_mutex_lock(&ef_lock);
         int before = th_failed;
         ef_check_result(F.rows[j->row].expected, "threads", j->row, &r);
         j->ok = th_failed == before;
+        pthread_mutex_unlock(&ef_lock);
     }
     cge_result_deinit(&r);
     return NULL;
