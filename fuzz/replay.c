@@ -1,7 +1,9 @@
 /*
  * replay.c: runs every file of a fuzz target's corpus folder through LLVMFuzzerTestOneInput,
  * so the corpus found by libFuzzer is replayed by the ordinary test suite (SQLite's fuzzcheck).
- * A crash or sanitizer report fails the test; otherwise it prints "N passed, 0 failed".
+ * A crash or sanitizer report fails the test. The replay is one check, not one per file (the
+ * suite's total counts checks): "1 passed, 0 failed" when every file ran, a failure when the
+ * corpus is missing, empty or has a file that cannot be read.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -14,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : CGE_FUZZ_CORPUS;
     DIR *d = opendir(dir);
-    int n = 0;
+    int n = 0, unreadable = 0;
     if (!d) {
         printf("replay %s: no corpus\n0 passed, 1 failed\n", dir);
         return 1;
@@ -25,7 +27,11 @@ int main(int argc, char **argv) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         FILE *f = fopen(path, "rb");
-        if (!f) continue;
+        if (!f) {
+            printf("replay %s: cannot read %s\n", dir, e->d_name);
+            unreadable++;
+            continue;
+        }
         fseek(f, 0, SEEK_END);
         long len = ftell(f);
         fseek(f, 0, SEEK_SET);
@@ -37,6 +43,7 @@ int main(int argc, char **argv) {
         n++;
     }
     closedir(d);
-    printf("replay %s: %d passed, 0 failed\n", dir, n);
-    return 0;
+    int ok = n > 0 && unreadable == 0;
+    printf("replay %s: %d files; %d passed, %d failed\n", dir, n, ok, !ok);
+    return ok ? 0 : 1;
 }

@@ -5,7 +5,7 @@ set -eu
 PKGS="cmake make gcc clang libclang-rt-14-dev pkg-config
 libdnnl-dev libcjson-dev libutf8proc-dev libpcre2-dev
 libpng-dev libjpeg-dev libwebp-dev libsndfile1-dev libsamplerate0-dev libfftw3-dev
-libxxhash-dev liblmdb-dev libzip-dev zlib1g-dev python3 python3-numpy
+libxxhash-dev liblmdb-dev libzip-dev zlib1g-dev lcov python3 python3-numpy
 libmicrohttpd-dev libcurl4-openssl-dev libssl-dev curl wrk
 libhiredis-dev redis-server $*"
 missing=""

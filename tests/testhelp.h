@@ -1,20 +1,24 @@
 /*
  * testhelp.h: the in-house test harness (redis testhelp.h in spirit).
  *
- * Each CHECK counts one passed or failed check; test_report() prints the summary line
- * "<suite>: N passed, N failed" that tests/run.sh sums, and returns the exit status.
+ * Each CHECK counts one passed or failed check; SKIP counts a check that could not run (a
+ * missing optional dependency), and says why. test_report() prints the summary line
+ * "<suite>: N passed, N failed, N skipped" that tests/run.sh sums, and returns the exit status.
+ * A skip is never silent: it is printed, counted and summed into the suite's total.
  * Helpers for fixtures: read a file, read float32 arrays, relative error.
  */
 #ifndef CGE_TESTHELP_H
 #define CGE_TESTHELP_H
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int th_passed, th_failed;
+/* Atomic: threaded tests CHECK from several threads at once (and TSan runs them). */
+static atomic_int th_passed, th_failed, th_skipped;
 
 #define CHECK(cond)                                                                   \
     do {                                                                              \
@@ -38,6 +42,15 @@ static int th_passed, th_failed;
         }                                                                             \
     } while (0)
 
+/* A check that cannot run here: counted as skipped, with its reason, never as passed. */
+#define SKIP(...)                                                                     \
+    do {                                                                              \
+        th_skipped++;                                                                 \
+        printf("  SKIP %s:%d: ", __FILE__, __LINE__);                                 \
+        printf(__VA_ARGS__);                                                          \
+        printf("\n");                                                                 \
+    } while (0)
+
 /* |a - b| <= tol */
 #define CHECK_NEAR(a, b, tol)                                                         \
     CHECK_MSG(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g (tol %g)",      \
@@ -51,8 +64,9 @@ static int th_passed, th_failed;
     } while (0)
 
 static inline int test_report(const char *suite) {
-    printf("%s: %d passed, %d failed\n", suite, th_passed, th_failed);
-    return th_failed ? 1 : 0;
+    int p = th_passed, f = th_failed, s = th_skipped;
+    printf("%s: %d passed, %d failed, %d skipped\n", suite, p, f, s);
+    return f ? 1 : 0;
 }
 
 /* Reads a whole file; returns malloc'd bytes (NUL-terminated) or NULL. */

@@ -18,6 +18,7 @@ static void write_file(const char *name, const void *p, size_t n) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
     FILE *f = fopen(path, "wb");
+    CHECK_MSG(f != NULL, "cannot write %s", path);
     if (!f) return;
     fwrite(p, 1, n, f);
     fclose(f);

@@ -338,6 +338,7 @@ static void test_errors(void) {
         x = NULL;
         char tmp[] = "/tmp/cge_test_audio_XXXXXX";
         int fd = mkstemp(tmp);
+        CHECK(fd >= 0);
         if (fd >= 0) {
             CHECK(write(fd, tagged, fl + 310) == (ssize_t)(fl + 310));
             close(fd);

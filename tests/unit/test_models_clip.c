@@ -313,6 +313,7 @@ static void test_eos_rule(void) {
 
 static void write_bytes(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
+    CHECK_MSG(f != NULL, "cannot write %s", path);
     if (!f) return;
     fwrite(p, 1, n, f);
     fclose(f);

@@ -159,6 +159,7 @@ static void test_model_api(void) {
     CHECK(cge_model_modalities(m) & CGE_MOD_AUDIO);
     size_t ne;
     float *ref = th_read_f32("tests/fixtures/e2e/whisper_audio/expected.f32", &ne);
+    CHECK(ref != NULL && ne == 2 * 32);
     struct cge_input in[3];
     memset(in, 0, sizeof in);
     in[0].audio_path = "tests/fixtures/e2e/whisper_audio/jfk_16k.flac";
