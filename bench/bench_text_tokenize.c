@@ -4,6 +4,8 @@
  * as 16-word lines), side by side with the @huggingface/tokenizers npm package (a JavaScript
  * port of HF tokenizers) on the same texts and tokenizer files, in the same run.
  *
+ * A second peer is Hugging Face's Rust library itself (bench/bench_text_tokenize_rust.cjs, the
+ * npm binding of tests/rust-tokenizers, RAYON_NUM_THREADS=1), the one transformers runs.
  * The JavaScript peer is bench/bench_text_tokenize.cjs, run through node when
  * bench/node_modules holds the package (`cd bench && npm install`); without it the column says
  * "skipped". The peer also returns a checksum of its ids, so the table shows whether both
@@ -122,13 +124,17 @@ int main(void) {
     int have_js = fd >= 0 && access("bench/node_modules/@huggingface/tokenizers/package.json", F_OK) == 0 &&
                   system("node --version > /dev/null 2>&1") == 0;
     if (fd >= 0) close(fd);
-    if (have_js && !write_jsonl(jsonl)) have_js = 0;
+    int have_rust = access("tests/rust-tokenizers/node_modules/tokenizers/package.json", F_OK) == 0 &&
+                    system("node --version > /dev/null 2>&1") == 0;
+    if ((have_js || have_rust) && !write_jsonl(jsonl)) have_js = have_rust = 0;
     printf("tokenizer throughput, one thread: %zu documents, %.2f MB of text, add_special; cge %d passes,"
            " js %d\n", n_docs, (double)total_bytes / 1e6, PASSES, JS_PASSES);
     if (!have_js)
         printf("(@huggingface/tokenizers peer skipped: run `cd bench && npm install` and have node)\n");
-    printf("%-28s %10s %12s %9s | %12s %9s %7s %s\n", "kind", "tokens", "cge tok/s", "cge MB/s",
-           "js tok/s", "js MB/s", "speedup", "same ids");
+    if (!have_rust)
+        printf("(Rust tokenizers peer skipped: run `make rust-tokenizers` and have node)\n");
+    printf("%-28s %10s %12s %9s | %12s %7s %4s | %12s %9s %7s %s\n", "kind", "tokens", "cge tok/s",
+           "cge MB/s", "rust tok/s", "vs rust", "same", "js tok/s", "js MB/s", "speedup", "same ids");
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         struct cge_tokenizer *t = NULL;
         if (cge_tokenizer_load(kinds[k].path, &t) != CGE_OK) {
@@ -154,6 +160,23 @@ int main(void) {
         double secs = (double)(cge__now_us() - t0) / 1e6;
         double tps = (double)tokens / secs, mbs = (double)total_bytes * PASSES / secs / 1e6;
         printf("%-28s %10lld %12.0f %9.2f |", kinds[k].name, tokens / PASSES, tps, mbs);
+        if (have_rust && kinds[k].js) {
+            char cmd[1024];
+            snprintf(cmd, sizeof cmd, "RAYON_NUM_THREADS=1 node bench/bench_text_tokenize_rust.cjs %s %s %d 2>&1",
+                     kinds[k].path, jsonl, PASSES);
+            FILE *p = popen(cmd, "r");
+            long long r_tokens = 0, r_sum = -1;
+            double r_secs = 0;
+            int ok = p && fscanf(p, "%lld %lf %lld", &r_tokens, &r_secs, &r_sum) == 3 && r_secs > 0;
+            if (p) pclose(p);
+            if (ok)
+                printf(" %12.0f %6.2fx %4s |", (double)r_tokens / r_secs, tps / ((double)r_tokens / r_secs),
+                       r_tokens == tokens && r_sum == checksum ? "yes" : "NO");
+            else
+                printf(" %12s %7s %4s |", "(failed)", "", "");
+        } else {
+            printf(" %12s %7s %4s |", have_rust ? "(n/a)" : "(skipped)", "", "");
+        }
         if (have_js && kinds[k].js) {
             char cmd[1024];
             snprintf(cmd, sizeof cmd, "node bench/bench_text_tokenize.cjs %s %s %d 2>&1", kinds[k].path,
