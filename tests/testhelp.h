@@ -124,4 +124,21 @@ static inline float th_randf(uint64_t *s) {
     return (float)((*s >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
+/* The cge command of the build this test belongs to (<build>/cge, found from
+ * <build>/tests/test_x) into buf; 1 when it exists and runs. */
+#include <unistd.h>
+static inline int th_find_cge(char *buf, size_t cap) {
+    char self[900];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return 0;
+    self[n] = 0;
+    for (int k = 0; k < 2; k++) {
+        char *s = strrchr(self, '/');
+        if (!s) return 0;
+        *s = 0;
+    }
+    snprintf(buf, cap, "%s/cge", self);
+    return access(buf, X_OK) == 0;
+}
+
 #endif /* CGE_TESTHELP_H */

@@ -20,17 +20,7 @@ static char cge_bin[1024], tmpdir[] = "/tmp/cge_test_cli_XXXXXX";
 static char *out, *err; /* the last run's stdout and stderr */
 
 static int find_cge(void) {
-    char self[900];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return 0;
-    self[n] = 0;
-    for (int up = 0; up < 2; up++) { /* <build>/tests/test_core_cli -> <build> */
-        char *s = strrchr(self, '/');
-        if (!s) return 0;
-        *s = 0;
-    }
-    snprintf(cge_bin, sizeof cge_bin, "%s/cge", self);
-    return access(cge_bin, X_OK) == 0;
+    return th_find_cge(cge_bin, sizeof cge_bin);
 }
 
 /* Runs `cge ARGS` with stdin from the text `in` (NULL: /dev/null); returns the exit status

@@ -14,18 +14,7 @@
 static char cge_bin[1024];
 
 static int find_cge(void) {
-    char self[900];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return 0;
-    self[n] = 0;
-    char *s = strrchr(self, '/'); /* <build>/tests/test_x */
-    if (!s) return 0;
-    *s = 0;
-    s = strrchr(self, '/');
-    if (!s) return 0;
-    *s = 0;
-    snprintf(cge_bin, sizeof cge_bin, "%s/cge", self);
-    return access(cge_bin, X_OK) == 0;
+    return th_find_cge(cge_bin, sizeof cge_bin);
 }
 
 static void run_case(const char *name, int dim) {

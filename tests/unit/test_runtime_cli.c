@@ -13,17 +13,7 @@ static char cge_bin[1024];
 static struct ef F;
 
 static int find_cge(void) {
-    char self[900];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return 0;
-    self[n] = 0;
-    for (int k = 0; k < 2; k++) { /* <build>/tests/test_x -> <build> */
-        char *s = strrchr(self, '/');
-        if (!s) return 0;
-        *s = 0;
-    }
-    snprintf(cge_bin, sizeof cge_bin, "%s/cge", self);
-    return access(cge_bin, X_OK) == 0;
+    return th_find_cge(cge_bin, sizeof cge_bin);
 }
 
 /* Runs cmd, returns its stdout lines parsed as JSON (NULL for a line that is not JSON). */
