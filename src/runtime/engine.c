@@ -224,11 +224,13 @@ static void read_query_prefix(const char *dir, char *out, size_t cap) {
 
 /* Loads a slot's model(s) from spec into a new handle, checking the fusion's dimension. */
 static enum cge_status load_handle(const struct cge_engine *e, int s,
-                                   const struct cge__slot_spec *spec, struct handle **out) {
+                                   const struct cge__slot_spec *spec, int64_t resident,
+                                   struct handle **out) {
     *out = NULL;
     struct handle *h = cge__calloc(1, sizeof *h);
     if (!h) return cge__err(CGE_ERR_NOMEM, "E%d: handle", s + 1);
     h->refs = 1;
+    h->resident_bytes = resident;
     struct cge_model_params mp = cge_model_default_params();
     mp.dtype = spec->dtype;
     mp.no_truncate = e->p.no_truncate;
@@ -253,9 +255,6 @@ static enum cge_status load_handle(const struct cge_engine *e, int s,
                             s + 1, dir, md, e->spec.fusion, s, fd);
         }
     }
-    h->resident_bytes = folder_bytes(spec->path) + (spec->path_query[0] ? folder_bytes(spec->path_query) : 0);
-    if (spec->dtype == CGE_DTYPE_BF16) h->resident_bytes /= 2;
-    if (spec->dtype == CGE_DTYPE_I8) h->resident_bytes /= 4;
     *out = h;
     return CGE_OK;
 }
@@ -377,11 +376,12 @@ static enum cge_status acquire(struct cge_engine *e, int s, struct handle **out)
     pthread_mutex_unlock(&e->load_mu);
     int64_t t0 = cge__now_us();
     struct handle *h = NULL;
-    const int64_t need = e->p.memory_budget_bytes > 0 ? estimate_bytes(&spec) : 0;
+    /* one estimate serves the budget and the stats */
+    const int64_t est = estimate_bytes(&spec);
+    const int64_t need = e->p.memory_budget_bytes > 0 ? est : 0;
     enum cge_status st = make_room(e, s, need);
     if (!st) {
-        st = load_handle(e, s, &spec, &h);
-        if (!st && need) h->resident_bytes = need; /* the budget's own measure */
+        st = load_handle(e, s, &spec, est, &h);
         release_room(e, st ? need : 0);
     }
     int64_t ms = (cge__now_us() - t0) / 1000;
@@ -700,9 +700,8 @@ static int redis_get(struct cge_engine *e, char kind, const struct req_key *k,
 static void redis_put(struct cge_engine *e, char kind, const struct req_key *k,
                       const struct cge_fused_embedding *f, const float *slots, uint32_t present);
 
-static void make_key(const struct cge_engine *e, const char *identity, const struct cge_input *in,
-                     const void *content, size_t len, struct req_key *k) {
-    (void)e;
+static void make_key(const char *identity, const struct cge_input *in, const void *content,
+                     size_t len, struct req_key *k) {
     unsigned mod = cge_input_modality(in);
     /* The instruction and role are keyed as the slots read them: a role that picks nothing
      * (images) still keys apart, which costs at most a duplicate entry. */
@@ -799,7 +798,7 @@ static void to_cache(struct cge_engine *e, const struct req_key *k, const struct
 
 static void slots_key(const struct cge_engine *e, const struct cge_input *in, const void *content,
                       size_t len, struct req_key *k) {
-    make_key(e, e->slots_identity, in, content, len, k);
+    make_key(e->slots_identity, in, content, len, k);
 }
 
 /* Looks up in's per-slot entry; returns 1 with slots/present/idents filled on a hit. */
@@ -1203,8 +1202,11 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
     int64_t *idx = cge__malloc(sizeof(int64_t) * n);
     struct req_key *keys = cge__calloc(n, sizeof *keys);
     struct req_key *skeys = cge__calloc(n, sizeof *skeys);
-    float *slots_buf = cge__malloc(sizeof(float) * (size_t)cge_total_dim());
-    if (!idx || !keys || !skeys || !slots_buf) {
+    const int use_slot_cache = e->cache && !o.no_cache;
+    const int use_cache = use_slot_cache && !o.no_fusion && want == all;
+    /* a cache record's slot vectors (13184 floats): only when a cache is used */
+    float *slots_buf = use_slot_cache ? cge__malloc(sizeof(float) * (size_t)cge_total_dim()) : NULL;
+    if (!idx || !keys || !skeys || (use_slot_cache && !slots_buf)) {
         cge__free(idx);
         cge__free(keys);
         cge__free(skeys);
@@ -1212,8 +1214,6 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
         atomic_fetch_sub(&e->in_flight, 1);
         return cge__err(CGE_ERR_NOMEM, "cge_engine_embed: %zu inputs", n);
     }
-    const int use_slot_cache = e->cache && !o.no_cache;
-    const int use_cache = use_slot_cache && !o.no_fusion && want == all;
     char identity[64];
     pthread_mutex_lock(&e->mu);
     memcpy(identity, e->identity, sizeof identity);
@@ -1253,7 +1253,7 @@ enum cge_status cge_engine_embed(struct cge_engine *e, const struct cge_input *i
             cge__free(owned);
             continue; /* unreadable file: the slot reports it */
         }
-        make_key(e, identity, &in[i], content, len, &keys[i]);
+        make_key(identity, &in[i], content, len, &keys[i]);
         slots_key(e, &in[i], content, len, &skeys[i]);
         cge__free(owned);
         struct cge_fused_embedding f;
@@ -1631,7 +1631,7 @@ enum cge_status cge_engine_swap(struct cge_engine *e, int s, const char *path, u
     enum cge_status st = parse_swap_path(s, path, &spec);
     struct handle *h = NULL;
     int64_t t0 = cge__now_us();
-    if (!st) st = load_handle(e, s, &spec, &h);
+    if (!st) st = load_handle(e, s, &spec, estimate_bytes(&spec), &h);
     if (!st) st = probe(h->doc, sl->fusion_dim, s);
     if (!st && h->query) st = probe(h->query, sl->fusion_dim, s);
     const int64_t limit_ms = e->p.swap_timeout_ms > 0 ? e->p.swap_timeout_ms : 60000;
