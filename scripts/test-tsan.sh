@@ -28,5 +28,6 @@ if [ "${2:-}" != "--no-build" ]; then
     cmake --build "$BUILD" -j "$JOBS" --target $tests || exit 1
 fi
 # shellcheck disable=SC2086
-CGE_TEST_TSAN=1 OMP_NUM_THREADS=1 TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1} \
+CGE_TEST_TSAN=1 OMP_NUM_THREADS=1 \
+    TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp} \
     tests/run.sh "$BUILD" tsan $tests
