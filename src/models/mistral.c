@@ -110,21 +110,90 @@ static enum cge_status load_vec(const struct cge_family_load *lc, const char *pr
     return cge__tensor_f32(lc, full, 1, shape, out);
 }
 
+/* How int8 storage computes, per projection (see the file comment). The default is what the
+ * depth test and the benchmark's candidate table chose; the others stay for that table. */
+enum mistral_i8 {
+    MISTRAL_I8_W8A16 = 0,      /* every projection W8A16 (the default) */
+    MISTRAL_I8_W8A8,           /* every projection W8A8 (per-row u8 activations): the old mode */
+    MISTRAL_I8_W8A8_DOWN_BF16, /* W8A8, down_proj in bf16 */
+    MISTRAL_I8_W8A16_DOWN_BF16, /* W8A16, down_proj in bf16 */
+    /* simulations for the candidate table (weights rounded to int8 with the scales below,
+     * then computed in fp32: the weight error alone): */
+    MISTRAL_I8_SIM_CHANNEL,    /* one scale per output channel */
+    MISTRAL_I8_SIM_G128,       /* one scale per 128 inputs of an output channel */
+    MISTRAL_I8_SIM_G32         /* one scale per 32 */
+};
+static enum mistral_i8 g_i8 = MISTRAL_I8_W8A16;
+
+/* For the depth test and the benchmark only: the int8 scheme of models loaded after the call
+ * (0 = W8A16, 1 = W8A8, 2 = W8A8 with down_proj bf16, 3 = W8A16 with down_proj bf16). */
+void cge__mistral_set_i8(int mode) {
+    g_i8 = mode >= 0 && mode <= 6 ? (enum mistral_i8)mode : MISTRAL_I8_W8A16;
+}
+
+/* The simulated schemes: w rounded in place to s·round(w/s), s = max|w|/127 per group. */
+static void fake_quant(float *w, int64_t n_out, int64_t n_in, int64_t group) {
+    for (int64_t r = 0; r < n_out; r++)
+        for (int64_t g0 = 0; g0 < n_in; g0 += group) {
+            float *p = w + r * n_in + g0, amax = 0;
+            int64_t n = n_in - g0 < group ? n_in - g0 : group;
+            for (int64_t i = 0; i < n; i++) amax = fabsf(p[i]) > amax ? fabsf(p[i]) : amax;
+            float s = amax > 0 ? amax / 127.0f : 1.0f;
+            for (int64_t i = 0; i < n; i++) p[i] = s * nearbyintf(p[i] / s);
+        }
+}
+
 /* A linear layer stacking n_parts bias-free matrices of the layer (fused Q/K/V, gate/up), then
- * the checkpoint pages they came from are released: they are converted now. */
+ * the checkpoint pages they came from are released: they are converted now. One part in a
+ * float dtype goes straight from the map; several are stacked as fp32 first (one fused
+ * matrix of temporary memory). `down` marks down_proj, which some int8 schemes keep in bf16. */
 static enum cge_status load_linear(const struct cge_family_load *lc, const char *prefix,
                                    int layer, const char *const *names, const int64_t *rows,
-                                   int n_parts, int64_t n_in, struct cge_linear *out) {
+                                   int n_parts, int64_t n_in, int down, struct cge_linear *out) {
     char full[4][160];
-    const char *ptr[4];
+    const struct cge_tensor_info *t[4];
+    int64_t n_out = 0;
+    enum cge_status st = CGE_OK;
     for (int i = 0; i < n_parts; i++) {
         tname(full[i], sizeof full[i], prefix, layer, names[i]);
-        ptr[i] = full[i];
+        const int64_t shape[2] = {rows[i], n_in};
+        if ((st = cge__tensor(lc, full[i], 2, shape, &t[i]))) return st;
+        if (t[i]->dtype != CGE_DTYPE_F32 && t[i]->dtype != CGE_DTYPE_F16 &&
+            t[i]->dtype != CGE_DTYPE_BF16)
+            return cge__err(CGE_ERR_MODEL_LOAD, "model %s: tensor '%s': dtype %s, expected a "
+                            "float type", lc->dir, full[i], cge_dtype_str(t[i]->dtype));
+        n_out += rows[i];
     }
-    enum cge_status st = cge__linear_load(lc, out, n_parts, ptr, NULL, rows, n_in);
-    for (int i = 0; i < n_parts && !st; i++)
-        cge_weights_release(lc->w, cge_weights_find(lc->w, full[i]));
-    return st;
+    enum cge_dtype dt = lc->p ? lc->p->dtype : CGE_DTYPE_F32;
+    enum cge_i8_mode mode = g_i8 == MISTRAL_I8_W8A8 || g_i8 == MISTRAL_I8_W8A8_DOWN_BF16
+                                ? CGE_I8_DYNAMIC : CGE_I8_WEIGHTS;
+    if (dt == CGE_DTYPE_I8 && down &&
+        (g_i8 == MISTRAL_I8_W8A8_DOWN_BF16 || g_i8 == MISTRAL_I8_W8A16_DOWN_BF16))
+        dt = CGE_DTYPE_BF16;
+    int64_t sim = 0;
+    if (dt == CGE_DTYPE_I8 && g_i8 >= MISTRAL_I8_SIM_CHANNEL) {
+        sim = g_i8 == MISTRAL_I8_SIM_CHANNEL ? n_in : g_i8 == MISTRAL_I8_SIM_G128 ? 128 : 32;
+        dt = CGE_DTYPE_F32;
+    }
+    if (n_parts == 1 && !sim) {
+        st = cge_linear_init_q(out, t[0]->data, t[0]->dtype, NULL, n_out, n_in, dt, mode);
+    } else {
+        float *w = cge__malloc((size_t)(n_out * n_in) * sizeof *w);
+        if (!w)
+            return cge__err(CGE_ERR_NOMEM, "model %s: tensor '%s': %lld floats", lc->dir,
+                            full[0], (long long)(n_out * n_in));
+        int64_t row = 0;
+        for (int i = 0; i < n_parts; i++) {
+            cge_convert_to_f32(t[i]->data, t[i]->dtype, t[i]->n_elem, w + row * n_in);
+            row += rows[i];
+        }
+        if (sim) fake_quant(w, n_out, n_in, sim);
+        st = cge_linear_init_q(out, w, CGE_DTYPE_F32, NULL, n_out, n_in, dt, mode);
+        cge__free(w);
+    }
+    if (st) return cge__err(st, "model %s: tensor '%s': %s", lc->dir, full[0], cge_errmsg());
+    for (int i = 0; i < n_parts; i++) cge_weights_release(lc->w, t[i]);
+    return CGE_OK;
 }
 
 static void mistral_free(void *impl) {
@@ -184,10 +253,10 @@ static enum cge_status mistral_load(struct cge_family_load *lc, void **impl) {
         if ((st = load_vec(lc, prefix, i, "input_layernorm.weight", hp->d_model, &l->attn_norm)) ||
             (st = load_vec(lc, prefix, i, "post_attention_layernorm.weight", hp->d_model,
                            &l->mlp_norm)) ||
-            (st = load_linear(lc, prefix, i, qkv, qkv_rows, 3, hp->d_model, &l->qkv)) ||
-            (st = load_linear(lc, prefix, i, o, o_rows, 1, d_q, &l->o)) ||
-            (st = load_linear(lc, prefix, i, gu, gu_rows, 2, hp->d_model, &l->gate_up)) ||
-            (st = load_linear(lc, prefix, i, dn, dn_rows, 1, hp->d_ff, &l->down)))
+            (st = load_linear(lc, prefix, i, qkv, qkv_rows, 3, hp->d_model, 0, &l->qkv)) ||
+            (st = load_linear(lc, prefix, i, o, o_rows, 1, d_q, 0, &l->o)) ||
+            (st = load_linear(lc, prefix, i, gu, gu_rows, 2, hp->d_model, 0, &l->gate_up)) ||
+            (st = load_linear(lc, prefix, i, dn, dn_rows, 1, hp->d_ff, 1, &l->down)))
             goto fail;
     }
     if ((st = load_vec(lc, prefix, -1, "norm.weight", hp->d_model, &m->norm))) goto fail;

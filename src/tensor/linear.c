@@ -17,6 +17,15 @@
  *   I8:   x quantized per row to u8 with a zero point (x ≈ s_m·(q − z_m)), s8 weights with one
  *         scale per output channel (w ≈ s_n·q), u8×s8→s32 on VNNI with the weight scales applied
  *         by oneDNN (output scales), then y = s_m·(acc − z_m·Σ_k q_nk·s_n) + b.
+ *   I8, weight-only (W8A16, cge_linear_init_q with CGE_I8_WEIGHTS): s8 weights with one scale
+ *         per output channel, activations in bf16 as BF16 storage does. oneDNN 2.6 has no weight
+ *         decompression in matmul, so the weights are cut into panels of output channels, each
+ *         stored as s8 in the ELEMENT ORDER of oneDNN's packed bf16 layout for that panel; a
+ *         forward widens one panel at a time to bf16 (exact: |q| ≤ 127) into a per-thread buffer
+ *         that stays in L2, runs a bf16 GEMM on it into y's columns, then scales those columns
+ *         by s_n. The threads split the panels (oneDNN runs single-threaded inside). Numerics
+ *         are BF16 storage's with the weights rounded to 8 bits instead of 8 bits of mantissa;
+ *         activations keep their outlier channels, which is what per-row u8 loses with depth.
  */
 #include "tensor/ops.h"
 
@@ -29,6 +38,7 @@
 #include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PRIM_CACHE 8 /* distinct M per layer kept; a forward pass reuses one M for all layers */
@@ -43,6 +53,8 @@ struct tls {
     dnnl_stream_t stream;
     void *buf; /* activations converted for the primitive (bf16 or u8) and scratchpad */
     size_t cap;
+    void *panel; /* W8A16: a weight panel widened to bf16 and the panel GEMM's scratchpad */
+    size_t panel_cap;
 };
 
 static void tls_free(void *p) {
@@ -50,6 +62,7 @@ static void tls_free(void *p) {
     if (!t) return;
     if (t->stream) dnnl_stream_destroy(t->stream);
     cge__free_aligned(t->buf);
+    cge__free_aligned(t->panel);
     cge__free(t);
 }
 
@@ -87,6 +100,20 @@ static struct tls *tls_get(size_t n) {
     return t;
 }
 
+/* The calling thread's stream and a panel buffer of at least n bytes; NULL on failure. */
+static struct tls *tls_panel(size_t n) {
+    struct tls *t = tls_get(0);
+    if (!t) return NULL;
+    if (n > t->panel_cap) {
+        void *b = cge__malloc_aligned(n);
+        if (!b) return NULL;
+        cge__free_aligned(t->panel);
+        t->panel = b;
+        t->panel_cap = n;
+    }
+    return t;
+}
+
 /* ---- fp32 GEMM --------------------------------------------------------------------------------- */
 void cge_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
@@ -116,8 +143,9 @@ static void to_bf16(const float *x, uint16_t *y, int64_t n);
 /* ---- the layer's engine state ------------------------------------------------------------------ */
 struct prim {
     dnnl_primitive_t p;
+    dnnl_primitive_t p_tail; /* W8A16: the same for the last, narrower panel (or NULL) */
     int64_t m;
-    size_t scratch;  /* scratchpad bytes */
+    size_t scratch;  /* scratchpad bytes (the larger of p's and p_tail's) */
     int refs;        /* forwards running on it */
     int cached;      /* still in the cache (else freed by the last user) */
     uint64_t used;   /* LRU stamp */
@@ -131,6 +159,11 @@ struct linear_impl {
     float *wscale;  /* I8: (n_out) per-channel weight scales */
     float *wcomp;   /* I8: (n_out) s_n·Σ_k q_nk: what a zero point of 1 adds to a row */
     int8_t *wq;     /* I8, during init only: quantized weights in plain layout */
+    int wo;         /* I8 weight-only (W8A16): w holds s8 panels in bf16 packed order */
+    int w_ext;      /* w (and wscale) point into a mapped converted-weights file: not owned */
+    int64_t pn, n_panel;        /* W8A16: output channels per panel, panels */
+    dnnl_memory_desc_t pmd[2];  /* W8A16: bf16 packed layouts of a full and of the last panel */
+    size_t pel[2];              /* W8A16: elements (= s8 bytes) of each layout */
     pthread_mutex_t mu;
     struct prim *cache[PRIM_CACHE];
     uint64_t tick;
@@ -168,9 +201,33 @@ static dnnl_status_t make_pd(const struct cge_linear *l, const struct linear_imp
     return s;
 }
 
+/* W8A16: a bf16 matmul of m rows onto one panel of `width` output channels, written into y's
+ * columns (row stride N); weights in `wmd` or, when NULL, format "any". */
+static dnnl_status_t make_pd_panel(const struct cge_linear *l, int64_t m, int64_t width,
+                                   const dnnl_memory_desc_t *wmd, dnnl_primitive_desc_t *pd) {
+    dnnl_memory_desc_t src, wei, dst;
+    dnnl_dims_t sd = {m, l->n_in}, wd = {l->n_in, width}, dd = {m, width},
+                ds = {l->n_out, 1};
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_status_t s = dnnl_memory_desc_init_by_tag(&src, 2, sd, dnnl_bf16, dnnl_ab);
+    if (s == dnnl_success) {
+        if (wmd) wei = *wmd;
+        else s = dnnl_memory_desc_init_by_tag(&wei, 2, wd, dnnl_bf16, dnnl_format_tag_any);
+    }
+    if (s == dnnl_success) s = dnnl_memory_desc_init_by_strides(&dst, 2, dd, dnnl_f32, ds);
+    dnnl_matmul_desc_t md;
+    if (s == dnnl_success) s = dnnl_matmul_desc_init(&md, &src, &wei, NULL, &dst);
+    if (s == dnnl_success) s = dnnl_primitive_attr_create(&attr);
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(pd, &md, attr, engine(), NULL);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return s;
+}
+
 static void prim_destroy(struct prim *p) {
     if (!p) return;
     if (p->p) dnnl_primitive_destroy(p->p);
+    if (p->p_tail) dnnl_primitive_destroy(p->p_tail);
     cge__free(p);
 }
 
@@ -193,14 +250,24 @@ static enum cge_status prim_acquire(const struct cge_linear *l, int64_t m, struc
     /* Build outside the lock (JIT code generation takes a while). */
     struct prim *np = cge__calloc(1, sizeof *np);
     if (!np) return cge__err(CGE_ERR_NOMEM, "linear: primitive cache entry");
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t s = make_pd(l, im, m, &im->wmd, &pd);
-    if (s == dnnl_success) {
-        const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-        np->scratch = sp ? dnnl_memory_desc_get_size(sp) : 0;
-        s = dnnl_primitive_create(&np->p, pd);
+    dnnl_status_t s = dnnl_success;
+    for (int k = 0; k < (im->wo ? 2 : 1) && s == dnnl_success; k++) {
+        dnnl_primitive_desc_t pd = NULL;
+        if (!im->wo) {
+            s = make_pd(l, im, m, &im->wmd, &pd);
+        } else {
+            int64_t width = k == 0 ? im->pn : l->n_out - (im->n_panel - 1) * im->pn;
+            if (k == 1 && (im->n_panel < 2 || width == im->pn)) break; /* no narrower panel */
+            s = make_pd_panel(l, m, width, &im->pmd[k], &pd);
+        }
+        if (s == dnnl_success) {
+            const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+            size_t sc = sp ? dnnl_memory_desc_get_size(sp) : 0;
+            if (sc > np->scratch) np->scratch = sc;
+            s = dnnl_primitive_create(k == 0 ? &np->p : &np->p_tail, pd);
+        }
+        if (pd) dnnl_primitive_desc_destroy(pd);
     }
-    if (pd) dnnl_primitive_desc_destroy(pd);
     if (s != dnnl_success) {
         prim_destroy(np);
         return dnnl_fail(s, "matmul primitive", l);
@@ -243,8 +310,10 @@ static void impl_free(struct linear_impl *im) {
     if (!im) return;
     for (int i = 0; i < PRIM_CACHE; i++) prim_destroy(im->cache[i]);
     pthread_mutex_destroy(&im->mu);
-    cge__free_aligned(im->w);
-    cge__free(im->wscale);
+    if (!im->w_ext) {
+        cge__free_aligned(im->w);
+        cge__free(im->wscale);
+    }
     cge__free(im->wcomp);
     cge__free_aligned(im->wq);
     cge__free(im);
@@ -257,22 +326,22 @@ void cge_linear_deinit(struct cge_linear *l) {
     memset(l, 0, sizeof *l);
 }
 
-/* Reorders plain (n_out, n_in) weights of type t into im->w in layout im->wmd. */
-static dnnl_status_t pack_weights(const struct cge_linear *l, struct linear_impl *im,
-                                  const void *plain, dnnl_data_type_t t) {
+/* Reorders plain (n, k) row-major weights of type t (the (k, n) matrix in "ba" order) into dst,
+ * laid out as `wmd`. */
+static dnnl_status_t pack_to(const dnnl_memory_desc_t *wmd, int64_t n, int64_t k,
+                             const void *plain, dnnl_data_type_t t, void *dst) {
     dnnl_memory_desc_t pmd;
-    dnnl_dims_t wd = {l->n_in, l->n_out};
+    dnnl_dims_t wd = {k, n};
     dnnl_primitive_desc_t rpd = NULL;
     dnnl_primitive_t r = NULL;
     dnnl_memory_t from = NULL, to = NULL;
     struct tls *t_ = tls_get(0);
     if (!t_) return dnnl_out_of_memory;
-    /* (n_out, n_in) row-major is the (K, N) matrix in "ba" order */
     dnnl_status_t s = dnnl_memory_desc_init_by_tag(&pmd, 2, wd, t, dnnl_ba);
-    if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&rpd, &pmd, engine(), &im->wmd, engine(), NULL);
+    if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&rpd, &pmd, engine(), wmd, engine(), NULL);
     if (s == dnnl_success) s = dnnl_primitive_create(&r, rpd);
     if (s == dnnl_success) s = dnnl_memory_create(&from, &pmd, engine(), (void *)plain);
-    if (s == dnnl_success) s = dnnl_memory_create(&to, &im->wmd, engine(), im->w);
+    if (s == dnnl_success) s = dnnl_memory_create(&to, wmd, engine(), dst);
     if (s == dnnl_success) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
         cge__sync_threads();
@@ -284,6 +353,11 @@ static dnnl_status_t pack_weights(const struct cge_linear *l, struct linear_impl
     if (r) dnnl_primitive_destroy(r);
     if (rpd) dnnl_primitive_desc_destroy(rpd);
     return s;
+}
+
+static dnnl_status_t pack_weights(const struct cge_linear *l, struct linear_impl *im,
+                                  const void *plain, dnnl_data_type_t t) {
+    return pack_to(&im->wmd, l->n_out, l->n_in, plain, t, im->w);
 }
 
 /* I8: symmetric per-output-channel quantization, q = round(w / s), s = max|w| / 127, into
@@ -343,6 +417,108 @@ static enum cge_status quantize_weights(const struct cge_linear *l, struct linea
     return CGE_OK;
 }
 
+/* ---- W8A16 panels ------------------------------------------------------------------------------ */
+/* Output channels per panel: a K × pn bf16 panel of about 512 KB stays in L2 while the GEMM
+ * streams it once per block of rows; at least 64 (the packed layouts' block), at most 512. */
+static int64_t panel_width(int64_t K, int64_t N) {
+    int64_t pn = ((int64_t)256 * 1024 / K) / 64 * 64;
+    const char *e = getenv("CGE_W8A16_PANEL"); /* tuning only */
+    if (e && atoi(e) > 0) pn = atoi(e);
+    if (pn < 64) pn = 64;
+    if (pn > 512) pn = 512;
+    return pn < N ? pn : N;
+}
+
+/* s8 → bf16 bit patterns, exact (|q| ≤ 127 needs 7 bits of mantissa). */
+static void widen_s8(const int8_t *q, uint16_t *out, size_t n) {
+    size_t i = 0;
+#ifdef __AVX512F__
+    for (; i + 32 <= n; i += 32) {
+        __m512i a = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + i)));
+        __m512i b = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + i + 16)));
+        a = _mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(a)), 16);
+        b = _mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(b)), 16);
+        _mm512_storeu_si512((void *)(out + i),
+                            _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7),
+                                                     _mm512_packus_epi32(a, b)));
+    }
+#endif
+    for (; i < n; i++) out[i] = cge_f32_to_bf16((float)q[i]);
+}
+
+/* Quantizes the weights (per output channel, as I8) and lays them out as s8 panels in the
+ * element order of each panel's packed bf16 layout: plain s8 → bf16 (exact) → oneDNN reorder →
+ * back to s8 (exact). Fails with CGE_ERR_UNSUPPORTED where the CPU has no bf16 matmul. */
+static enum cge_status build_wo(struct cge_linear *l, struct linear_impl *im, const float *wf) {
+    const int64_t N = l->n_out, K = l->n_in;
+    im->pn = panel_width(K, N);
+    im->n_panel = (N + im->pn - 1) / im->pn;
+    for (int k = 0; k < 2; k++) {
+        int64_t width = k == 0 ? im->pn : N - (im->n_panel - 1) * im->pn;
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_status_t s = make_pd_panel(l, 128, width, NULL, &pd);
+        if (s != dnnl_success) return dnnl_fail(s, "bf16 panel matmul descriptor", l);
+        im->pmd[k] = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        dnnl_primitive_desc_destroy(pd);
+        im->pel[k] = dnnl_memory_desc_get_size(&im->pmd[k]) / 2;
+    }
+    enum cge_status st = quantize_weights(l, im, wf);
+    if (st != CGE_OK) return st;
+    cge__free(im->wcomp);
+    im->wcomp = NULL;
+    im->w_bytes = (size_t)(im->n_panel - 1) * im->pel[0] + im->pel[1];
+    im->w = cge__malloc_aligned(im->w_bytes);
+    size_t pmax = im->pel[0] > im->pel[1] ? im->pel[0] : im->pel[1];
+    uint16_t *plain = cge__malloc_aligned((size_t)(im->pn * K) * 2);
+    uint16_t *packed = cge__malloc_aligned(pmax * 2);
+    /* one reorder primitive per panel width, run on every panel (creating one per panel costs
+     * more than the reorder itself) */
+    dnnl_primitive_t r[2] = {NULL, NULL};
+    dnnl_memory_t from[2] = {NULL, NULL}, to[2] = {NULL, NULL};
+    struct tls *t = tls_get(0);
+    st = CGE_OK;
+    if (!im->w || !plain || !packed || !t) st = cge__err(CGE_ERR_NOMEM, "linear: int8 weight panels");
+    for (int k = 0; k < 2 && st == CGE_OK; k++) {
+        int64_t width = k == 0 ? im->pn : N - (im->n_panel - 1) * im->pn;
+        dnnl_memory_desc_t pmd;
+        dnnl_dims_t wd = {K, width};
+        dnnl_primitive_desc_t rpd = NULL;
+        dnnl_status_t s = dnnl_memory_desc_init_by_tag(&pmd, 2, wd, dnnl_bf16, dnnl_ba);
+        if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&rpd, &pmd, engine(), &im->pmd[k], engine(), NULL);
+        if (s == dnnl_success) s = dnnl_primitive_create(&r[k], rpd);
+        if (s == dnnl_success) s = dnnl_memory_create(&from[k], &pmd, engine(), plain);
+        if (s == dnnl_success) s = dnnl_memory_create(&to[k], &im->pmd[k], engine(), packed);
+        if (rpd) dnnl_primitive_desc_destroy(rpd);
+        if (s != dnnl_success) st = dnnl_fail(s, "weight panel reorder", l);
+    }
+    for (int64_t p = 0; p < im->n_panel && st == CGE_OK; p++) {
+        int last = p == im->n_panel - 1;
+        int64_t n0 = p * im->pn, width = last ? N - n0 : im->pn;
+        widen_s8(im->wq + n0 * K, plain, (size_t)(width * K));
+        memset(packed, 0, im->pel[last] * 2);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from[last]}, {DNNL_ARG_TO, to[last]}};
+        cge__sync_threads();
+        dnnl_status_t s = dnnl_primitive_execute(r[last], t->stream, 2, args);
+        if (s == dnnl_success) s = dnnl_stream_wait(t->stream);
+        if (s != dnnl_success) {
+            st = dnnl_fail(s, "weight panel reorder", l);
+            break;
+        }
+        int8_t *dst = (int8_t *)im->w + (size_t)p * im->pel[0];
+        for (size_t i = 0; i < im->pel[last]; i++) dst[i] = (int8_t)cge_bf16_to_f32(packed[i]);
+    }
+    for (int k = 0; k < 2; k++) {
+        if (r[k]) dnnl_primitive_destroy(r[k]);
+        if (from[k]) dnnl_memory_destroy(from[k]);
+        if (to[k]) dnnl_memory_destroy(to[k]);
+    }
+    cge__free_aligned(plain);
+    cge__free_aligned(packed);
+    cge__free_aligned(im->wq);
+    im->wq = NULL;
+    return st;
+}
+
 /* Settles the primitive's types and packed layout (reference M = 128) and packs the weights. */
 static enum cge_status build(struct cge_linear *l, struct linear_impl *im, const float *wf) {
     const int64_t N = l->n_out, K = l->n_in;
@@ -353,6 +529,19 @@ static enum cge_status build(struct cge_linear *l, struct linear_impl *im, const
     } else if (l->dtype == CGE_DTYPE_BF16) {
         im->src_t = im->wei_t = dnnl_bf16;
         im->dst_t = dnnl_f32;
+    } else if (im->wo) {
+        im->src_t = im->wei_t = dnnl_bf16;
+        im->dst_t = dnnl_f32;
+        enum cge_status st = build_wo(l, im, wf);
+        if (st != CGE_ERR_UNSUPPORTED) return st;
+        /* no bf16 matmul on this CPU: the dynamic int8 path instead */
+        cge__free_aligned(im->w);
+        im->w = NULL;
+        im->wo = 0;
+        im->src_t = dnnl_u8;
+        im->wei_t = dnnl_s8;
+        im->dst_t = dnnl_f32;
+        if ((st = quantize_weights(l, im, wf)) != CGE_OK) return st;
     } else {
         im->src_t = dnnl_u8;
         im->wei_t = dnnl_s8;
@@ -403,6 +592,12 @@ static enum cge_status build(struct cge_linear *l, struct linear_impl *im, const
 
 enum cge_status cge_linear_init(struct cge_linear *l, const void *w, enum cge_dtype src_dtype,
                                 const float *b, int64_t n_out, int64_t n_in, enum cge_dtype dtype) {
+    return cge_linear_init_q(l, w, src_dtype, b, n_out, n_in, dtype, CGE_I8_DYNAMIC);
+}
+
+enum cge_status cge_linear_init_q(struct cge_linear *l, const void *w, enum cge_dtype src_dtype,
+                                  const float *b, int64_t n_out, int64_t n_in, enum cge_dtype dtype,
+                                  enum cge_i8_mode mode) {
     if (!l) return cge__err(CGE_ERR_INVALID_VALUE, "linear_init: NULL layer");
     memset(l, 0, sizeof *l);
     if (!w || n_out <= 0 || n_in <= 0 || n_out > ((int64_t)1 << 31) ||
@@ -425,6 +620,7 @@ enum cge_status cge_linear_init(struct cge_linear *l, const void *w, enum cge_dt
     float *wf = NULL;
     if (!im) return cge__err(CGE_ERR_NOMEM, "linear_init: state");
     pthread_mutex_init(&im->mu, NULL);
+    im->wo = dtype == CGE_DTYPE_I8 && mode == CGE_I8_WEIGHTS;
     if (src_dtype == CGE_DTYPE_F32) {
         wf = (float *)w; /* read only */
     } else {
@@ -531,6 +727,115 @@ static void quantize_rows(const float *x, int64_t m, int64_t k, uint8_t *q, floa
     for (int64_t r = 0; r < m; r++) quantize_row(x + r * k, k, q + r * k, scale + r, zp + r);
 }
 
+/* One panel GEMM: y (m, width; row stride N) = xb (m, K) bf16 · panel. */
+static dnnl_status_t run_panel(const struct cge_linear *l, dnnl_primitive_t prim,
+                               const dnnl_memory_desc_t *wmd, int64_t m, int64_t width,
+                               const uint16_t *xb, void *panel, float *y, void *scratch,
+                               size_t scratch_bytes, dnnl_stream_t stream) {
+    dnnl_memory_desc_t smd, dmd;
+    dnnl_dims_t sd = {m, l->n_in}, dd = {m, width}, ds = {l->n_out, 1};
+    dnnl_memory_t ms = NULL, mw = NULL, md = NULL, msp = NULL;
+    dnnl_status_t s = dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_bf16, dnnl_ab);
+    if (s == dnnl_success) s = dnnl_memory_desc_init_by_strides(&dmd, 2, dd, dnnl_f32, ds);
+    if (s == dnnl_success) s = dnnl_memory_create(&ms, &smd, engine(), (void *)xb);
+    if (s == dnnl_success) s = dnnl_memory_create(&mw, wmd, engine(), panel);
+    if (s == dnnl_success) s = dnnl_memory_create(&md, &dmd, engine(), y);
+    if (s == dnnl_success && scratch_bytes) {
+        dnnl_memory_desc_t spd;
+        dnnl_dims_t spdim = {(dnnl_dim_t)scratch_bytes};
+        s = dnnl_memory_desc_init_by_tag(&spd, 1, spdim, dnnl_u8, dnnl_a);
+        if (s == dnnl_success) s = dnnl_memory_create(&msp, &spd, engine(), scratch);
+    }
+    if (s == dnnl_success) {
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
+        int na = 3;
+        if (msp) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, msp};
+        s = dnnl_primitive_execute(prim, stream, na, args);
+        if (s == dnnl_success) s = dnnl_stream_wait(stream);
+    }
+    dnnl_memory_destroy(ms);
+    dnnl_memory_destroy(mw);
+    dnnl_memory_destroy(md);
+    dnnl_memory_destroy(msp);
+    return s;
+}
+
+#define WO_ROWS 512 /* rows per panel GEMM: a widened panel serves all rows before the next */
+
+/* W8A16 forward: activations to bf16 once, then the threads take panels in turn. */
+static enum cge_status forward_wo(const struct cge_linear *l, const float *x, int64_t m, float *y) {
+    const struct linear_impl *im = l->impl;
+    const int64_t N = l->n_out, K = l->n_in;
+    const int64_t m1 = m < WO_ROWS ? m : WO_ROWS, m2 = m > WO_ROWS ? m % WO_ROWS : 0;
+    struct prim *p1 = NULL, *p2 = NULL;
+    enum cge_status st = prim_acquire(l, m1, &p1);
+    if (st == CGE_OK && m2) st = prim_acquire(l, m2, &p2);
+    if (st != CGE_OK) {
+        if (p1) prim_release(l, p1);
+        return st;
+    }
+    struct tls *t = tls_get((size_t)(m * K) * 2);
+    if (!t) {
+        prim_release(l, p1);
+        if (p2) prim_release(l, p2);
+        return cge__err(CGE_ERR_NOMEM, "linear_forward: %lld bf16 activations", (long long)(m * K));
+    }
+    const uint16_t *xb = t->buf;
+    to_bf16(x, t->buf, m * K);
+    const size_t scratch = p2 && p2->scratch > p1->scratch ? p2->scratch : p1->scratch;
+    const size_t pmax = im->pel[0] > im->pel[1] ? im->pel[0] : im->pel[1];
+    const size_t pbytes = (pmax * 2 + 63) & ~(size_t)63;
+    int nt = cge_get_threads();
+    if (nt > im->n_panel) nt = (int)im->n_panel;
+    (void)nt;
+    dnnl_status_t err = dnnl_success;
+    int nomem = 0;
+    CGE_OMP(parallel num_threads(nt))
+    {
+        struct tls *tt = tls_panel(pbytes + scratch);
+        if (!tt) {
+            CGE_OMP(atomic write)
+            nomem = 1;
+        }
+        CGE_OMP(for schedule(dynamic, 1))
+        for (int64_t pi = 0; pi < im->n_panel; pi++) {
+            int bad;
+            CGE_OMP(atomic read)
+            bad = nomem;
+            if (bad || !tt) continue;
+            const int last = pi == im->n_panel - 1;
+            const int64_t n0 = pi * im->pn, width = last ? N - n0 : im->pn;
+            widen_s8((const int8_t *)im->w + (size_t)pi * im->pel[0], tt->panel, im->pel[last]);
+            for (int64_t r0 = 0; r0 < m; r0 += WO_ROWS) {
+                const int64_t mr = m - r0 < WO_ROWS ? m - r0 : WO_ROWS;
+                const struct prim *pp = mr == m1 ? p1 : p2;
+                dnnl_primitive_t prim = last && pp->p_tail ? pp->p_tail : pp->p;
+                dnnl_status_t s = run_panel(l, prim, &im->pmd[last], mr, width, xb + r0 * K,
+                                            tt->panel, y + r0 * N + n0, (char *)tt->panel + pbytes,
+                                            scratch, tt->stream);
+                if (s != dnnl_success) {
+                    CGE_OMP(critical(cge_wo_err))
+                    err = s;
+                }
+            }
+            const float *sc = im->wscale + n0, *b = l->bias ? l->bias + n0 : NULL;
+            for (int64_t r = 0; r < m; r++) {
+                float *yr = y + r * N + n0;
+                if (b) {
+                    for (int64_t j = 0; j < width; j++) yr[j] = yr[j] * sc[j] + b[j];
+                } else {
+                    for (int64_t j = 0; j < width; j++) yr[j] *= sc[j];
+                }
+            }
+        }
+    }
+    prim_release(l, p1);
+    if (p2) prim_release(l, p2);
+    if (nomem) return cge__err(CGE_ERR_NOMEM, "linear_forward: per-thread weight panel");
+    if (err != dnnl_success) return dnnl_fail(err, "panel matmul execution", l);
+    return CGE_OK;
+}
+
 enum cge_status cge_linear_forward(const struct cge_linear *l, const float *x, int64_t m, float *y) {
     if (!l || !l->impl) return cge__err(CGE_ERR_NOT_INITIALIZED, "linear_forward: no layer");
     if (m < 0 || (m > 0 && (!x || !y)))
@@ -538,6 +843,7 @@ enum cge_status cge_linear_forward(const struct cge_linear *l, const float *x, i
                         (long long)m);
     if (m == 0) return CGE_OK;
     const struct linear_impl *im = l->impl;
+    if (im->wo) return forward_wo(l, x, m, y);
     const int64_t N = l->n_out, K = l->n_in;
 
     struct prim *p = NULL;
@@ -624,7 +930,7 @@ size_t cge_linear_bytes(const struct cge_linear *l) {
     if (!l || !l->impl) return 0;
     const struct linear_impl *im = l->impl;
     size_t bytes = im->w_bytes;
-    if (im->wscale) bytes += (size_t)l->n_out * 2 * sizeof(float);
+    if (im->wscale) bytes += (size_t)l->n_out * (im->wcomp ? 2 : 1) * sizeof(float);
     if (l->bias) bytes += (size_t)l->n_out * sizeof(float);
     return bytes;
 }

@@ -28,6 +28,19 @@ struct cge_linear {
  * output channel). Never keeps a pointer to w or b. */
 enum cge_status cge_linear_init(struct cge_linear *l, const void *w, enum cge_dtype src_dtype,
                                 const float *b, int64_t n_out, int64_t n_in, enum cge_dtype dtype);
+/* How I8 storage computes (cge_linear_init gives CGE_I8_DYNAMIC). */
+enum cge_i8_mode {
+    CGE_I8_DYNAMIC = 0, /* W8A8: activations quantized per row to u8, u8×s8 on VNNI: fastest,
+                         * but per-row scales lose the small channels next to outlier channels,
+                         * and the error compounds with depth (decoders) */
+    CGE_I8_WEIGHTS = 1  /* W8A16: s8 weights widened to bf16 per panel inside the GEMM, bf16
+                         * activations, fp32 accumulation: bf16's speed at half its memory */
+};
+/* cge_linear_init with the I8 mode chosen (ignored for F32 and BF16 storage). Where the CPU has
+ * no bf16 matmul, CGE_I8_WEIGHTS falls back to CGE_I8_DYNAMIC. */
+enum cge_status cge_linear_init_q(struct cge_linear *l, const void *w, enum cge_dtype src_dtype,
+                                  const float *b, int64_t n_out, int64_t n_in, enum cge_dtype dtype,
+                                  enum cge_i8_mode mode);
 void cge_linear_deinit(struct cge_linear *l);
 /* y (m, n_out) = x (m, n_in) · Wᵀ + b. Activations are fp32; for BF16/I8 storage x is converted
  * (I8: dynamically quantized per row) inside. y must not alias x.
