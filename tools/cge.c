@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"cache", cmd_cache, "embedding cache files: stats, verify, bench"},
     {"tokenize", cmd_tokenize, "tokenize JSON strings from stdin (one per line) into ids"},
     {"inspect", cmd_inspect, "list the tensors of a checkpoint file or model folder"},
+    {"convert", cmd_convert, "write a model's converted-weights file (int8/bf16, packed) ahead of time"},
     {"embed", cmd_embed, "embed JSON lines from stdin: an ensemble (fused vector), or one --model DIR"},
     {"fusion", cmd_fusion, "FuseMoE: init, run and train the fusion weights"},
     {"pull", cmd_pull, "download models from the Hugging Face Hub into the HF cache"},

@@ -13,9 +13,11 @@
  */
 #include "core/core.h"
 #include "models/model.h"
+#include "models/wcache.h"
 #include "tensor/ops.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -51,6 +53,7 @@ struct mistral {
     enum cge_dtype tok_dtype;
     struct mistral_layer *layers;
     float *norm;             /* (d_model) norm.weight */
+    struct cge_wcache *wc;   /* the converted-weights file the layers point into, or NULL */
 };
 
 static int mistral_matches(const cJSON *config) {
@@ -143,6 +146,26 @@ static void fake_quant(float *w, int64_t n_out, int64_t n_in, int64_t group) {
         }
 }
 
+/* The storage of a projection (down_proj: some schemes keep it in bf16) and the int8 mode. */
+static enum cge_dtype proj_dtype(const struct cge_family_load *lc, int down) {
+    enum cge_dtype dt = lc->p ? lc->p->dtype : CGE_DTYPE_F32;
+    if (dt == CGE_DTYPE_I8 && down &&
+        (g_i8 == MISTRAL_I8_W8A8_DOWN_BF16 || g_i8 == MISTRAL_I8_W8A16_DOWN_BF16))
+        dt = CGE_DTYPE_BF16;
+    return dt;
+}
+
+static enum cge_i8_mode proj_mode(void) {
+    return g_i8 == MISTRAL_I8_W8A8 || g_i8 == MISTRAL_I8_W8A8_DOWN_BF16 ? CGE_I8_DYNAMIC
+                                                                        : CGE_I8_WEIGHTS;
+}
+
+static const char *scheme_name(enum cge_dtype dt) {
+    static const char *const names[] = {"w8a16", "w8a8", "w8a8 down_proj bf16",
+                                        "w8a16 down_proj bf16"};
+    return dt == CGE_DTYPE_I8 && g_i8 <= MISTRAL_I8_W8A16_DOWN_BF16 ? names[g_i8] : "plain";
+}
+
 /* A linear layer stacking n_parts bias-free matrices of the layer (fused Q/K/V, gate/up), then
  * the checkpoint pages they came from are released: they are converted now. One part in a
  * float dtype goes straight from the map; several are stacked as fp32 first (one fused
@@ -164,12 +187,8 @@ static enum cge_status load_linear(const struct cge_family_load *lc, const char 
                             "float type", lc->dir, full[i], cge_dtype_str(t[i]->dtype));
         n_out += rows[i];
     }
-    enum cge_dtype dt = lc->p ? lc->p->dtype : CGE_DTYPE_F32;
-    enum cge_i8_mode mode = g_i8 == MISTRAL_I8_W8A8 || g_i8 == MISTRAL_I8_W8A8_DOWN_BF16
-                                ? CGE_I8_DYNAMIC : CGE_I8_WEIGHTS;
-    if (dt == CGE_DTYPE_I8 && down &&
-        (g_i8 == MISTRAL_I8_W8A8_DOWN_BF16 || g_i8 == MISTRAL_I8_W8A16_DOWN_BF16))
-        dt = CGE_DTYPE_BF16;
+    enum cge_dtype dt = proj_dtype(lc, down);
+    enum cge_i8_mode mode = proj_mode();
     int64_t sim = 0;
     if (dt == CGE_DTYPE_I8 && g_i8 >= MISTRAL_I8_SIM_CHANNEL) {
         sim = g_i8 == MISTRAL_I8_SIM_CHANNEL ? n_in : g_i8 == MISTRAL_I8_SIM_G128 ? 128 : 32;
@@ -211,6 +230,7 @@ static void mistral_free(void *impl) {
         }
         cge__free(m->layers);
     }
+    cge__wcache_close(m->wc); /* after the layers that point into it */
     cge__free(m->norm);
     cge__free(m);
 }
@@ -248,16 +268,83 @@ static enum cge_status mistral_load(struct cge_family_load *lc, void **impl) {
     static const char *const dn[] = {"mlp.down_proj.weight"};
     const int64_t qkv_rows[] = {d_q, d_kv, d_kv}, o_rows[] = {hp->d_model},
                   gu_rows[] = {hp->d_ff, hp->d_ff}, dn_rows[] = {hp->d_model};
+    const int64_t n_in[4] = {hp->d_model, d_q, hp->d_model, hp->d_ff},
+                  n_out[4] = {d_q + 2 * d_kv, hp->d_model, 2 * hp->d_ff, hp->d_model};
+    /* The converted-weights file (wcache.h): map it when it checks out, else convert and
+     * write it. Its failures only cost time: they are logged, never returned. */
+    size_t conv_bytes = 0;
+    for (int j = 0; j < 4; j++)
+        conv_bytes += (size_t)(n_in[j] * n_out[j]) * cge_dtype_size(proj_dtype(lc, j == 3));
+    conv_bytes *= (size_t)hp->n_layer;
+    char key[4096], wpath[PATH_MAX];
+    int use_wc = g_i8 <= MISTRAL_I8_W8A16_DOWN_BF16 && cge__wcache_wanted(conv_bytes);
+    if (use_wc && cge__wcache_locate(lc->dir, "mistral", lc->p ? lc->p->dtype : CGE_DTYPE_F32,
+                                     scheme_name(lc->p ? lc->p->dtype : CGE_DTYPE_F32), key,
+                                     sizeof key, wpath, sizeof wpath) != CGE_OK) {
+        cge__log(CGE_LOG_WARN, "model %s: no converted-weights file: %s", lc->dir, cge_errmsg());
+        use_wc = 0;
+    }
+    int from_wc = 0;
+    if (use_wc && cge__file_exists(wpath)) {
+        if (cge__wcache_open(wpath, key, 4 * (int64_t)hp->n_layer, &m->wc) == CGE_OK) {
+            from_wc = 1;
+            for (int i = 0; i < hp->n_layer && from_wc; i++) {
+                struct mistral_layer *l = &m->layers[i];
+                struct cge_linear *lin[4] = {&l->qkv, &l->o, &l->gate_up, &l->down};
+                for (int j = 0; j < 4 && from_wc; j++) {
+                    size_t len = 0;
+                    const void *blob = cge__wcache_entry(m->wc, 4 * i + j, &len);
+                    if (cge__linear_from_blob(lin[j], blob, len, n_out[j], n_in[j],
+                                              proj_dtype(lc, j == 3), proj_mode()) != CGE_OK)
+                        from_wc = 0;
+                }
+            }
+        }
+        if (from_wc)
+            cge__log(CGE_LOG_INFO, "model %s: converted weights mapped from %s", lc->dir, wpath);
+        if (!from_wc) {
+            cge__log(CGE_LOG_WARN, "model %s: converted weights %s refused, converting again: %s",
+                     lc->dir, wpath, cge_errmsg());
+            for (int i = 0; i < hp->n_layer; i++) {
+                cge_linear_deinit(&m->layers[i].qkv);
+                cge_linear_deinit(&m->layers[i].o);
+                cge_linear_deinit(&m->layers[i].gate_up);
+                cge_linear_deinit(&m->layers[i].down);
+            }
+            cge__wcache_close(m->wc);
+            m->wc = NULL;
+        }
+    }
     for (int i = 0; i < hp->n_layer; i++) {
         struct mistral_layer *l = &m->layers[i];
         if ((st = load_vec(lc, prefix, i, "input_layernorm.weight", hp->d_model, &l->attn_norm)) ||
             (st = load_vec(lc, prefix, i, "post_attention_layernorm.weight", hp->d_model,
-                           &l->mlp_norm)) ||
-            (st = load_linear(lc, prefix, i, qkv, qkv_rows, 3, hp->d_model, 0, &l->qkv)) ||
+                           &l->mlp_norm)))
+            goto fail;
+        if (from_wc) continue;
+        if ((st = load_linear(lc, prefix, i, qkv, qkv_rows, 3, hp->d_model, 0, &l->qkv)) ||
             (st = load_linear(lc, prefix, i, o, o_rows, 1, d_q, 0, &l->o)) ||
             (st = load_linear(lc, prefix, i, gu, gu_rows, 2, hp->d_model, 0, &l->gate_up)) ||
             (st = load_linear(lc, prefix, i, dn, dn_rows, 1, hp->d_ff, 1, &l->down)))
             goto fail;
+    }
+    if (use_wc && !from_wc) {
+        const struct cge_linear **ls = cge__malloc(sizeof *ls * 4 * (size_t)hp->n_layer);
+        enum cge_status ws = ls ? CGE_OK : CGE_ERR_NOMEM;
+        if (ls) {
+            for (int i = 0; i < hp->n_layer; i++) {
+                ls[4 * i] = &m->layers[i].qkv;
+                ls[4 * i + 1] = &m->layers[i].o;
+                ls[4 * i + 2] = &m->layers[i].gate_up;
+                ls[4 * i + 3] = &m->layers[i].down;
+            }
+            ws = cge__wcache_write(wpath, key, ls, 4 * (int64_t)hp->n_layer);
+            cge__free(ls);
+        }
+        if (ws != CGE_OK)
+            cge__log(CGE_LOG_WARN, "model %s: converted weights not saved: %s", lc->dir, cge_errmsg());
+        else
+            cge__log(CGE_LOG_INFO, "model %s: converted weights saved to %s", lc->dir, wpath);
     }
     if ((st = load_vec(lc, prefix, -1, "norm.weight", hp->d_model, &m->norm))) goto fail;
 

@@ -38,6 +38,7 @@
 #include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -313,8 +314,8 @@ static void impl_free(struct linear_impl *im) {
     if (!im->w_ext) {
         cge__free_aligned(im->w);
         cge__free(im->wscale);
+        cge__free(im->wcomp);
     }
-    cge__free(im->wcomp);
     cge__free_aligned(im->wq);
     cge__free(im);
 }
@@ -933,4 +934,165 @@ size_t cge_linear_bytes(const struct cge_linear *l) {
     if (im->wscale) bytes += (size_t)l->n_out * (im->wcomp ? 2 : 1) * sizeof(float);
     if (l->bias) bytes += (size_t)l->n_out * sizeof(float);
     return bytes;
+}
+
+/* ---- serialized layers (the converted-weights file) --------------------------------------------
+ * A built layer is a header, then its packed weights, weight scales, int8 compensation and bias,
+ * each starting on a 64-byte boundary. The packed layouts are oneDNN's for this CPU and oneDNN
+ * version (the file's key names both); loading re-derives them and refuses a blob whose sizes
+ * differ, so a layout change is a miss, never a wrong product. */
+#define BLOB_MAGIC "CGELIN01"
+struct blob_hdr {
+    char magic[8];
+    int64_t n_out, n_in;
+    int32_t dtype, wo;     /* storage; W8A16 */
+    int32_t src_t, wei_t;  /* what the layer computes with (after any fallback) */
+    int64_t pn, n_panel;   /* W8A16 panels */
+    uint64_t pel[2];
+    uint64_t w_bytes;
+    uint32_t has_scale, has_comp, has_bias, pad_;
+    char reserved[32];
+};
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+size_t cge__linear_blob_size(const struct cge_linear *l) {
+    if (!l || !l->impl) return 0;
+    const struct linear_impl *im = l->impl;
+    size_t vec = align64((size_t)l->n_out * sizeof(float));
+    return align64(sizeof(struct blob_hdr)) + align64(im->w_bytes) + (im->wscale ? vec : 0) +
+           (im->wcomp ? vec : 0) + (l->bias ? vec : 0);
+}
+
+enum cge_status cge__linear_blob_write(const struct cge_linear *l,
+                                       int (*put)(void *u, const void *p, size_t n), void *u) {
+    if (!l || !l->impl) return cge__err(CGE_ERR_NOT_INITIALIZED, "linear_blob_write: no layer");
+    const struct linear_impl *im = l->impl;
+    struct blob_hdr h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, BLOB_MAGIC, 8);
+    h.n_out = l->n_out;
+    h.n_in = l->n_in;
+    h.dtype = (int32_t)l->dtype;
+    h.wo = im->wo;
+    h.src_t = (int32_t)im->src_t;
+    h.wei_t = (int32_t)im->wei_t;
+    h.pn = im->pn;
+    h.n_panel = im->n_panel;
+    h.pel[0] = im->pel[0];
+    h.pel[1] = im->pel[1];
+    h.w_bytes = im->w_bytes;
+    h.has_scale = im->wscale != NULL;
+    h.has_comp = im->wcomp != NULL;
+    h.has_bias = l->bias != NULL;
+    static const char zero[64];
+    const void *part[5] = {&h, im->w, im->wscale, im->wcomp, l->bias};
+    size_t len[5] = {sizeof h, im->w_bytes, h.has_scale ? (size_t)l->n_out * 4 : 0,
+                     h.has_comp ? (size_t)l->n_out * 4 : 0, h.has_bias ? (size_t)l->n_out * 4 : 0};
+    for (int i = 0; i < 5; i++) {
+        if (i > 0 && !part[i]) continue;
+        if (put(u, part[i], len[i]) || put(u, zero, align64(len[i]) - len[i]))
+            return cge__err(CGE_ERR_IO, "linear_blob_write: write failed");
+    }
+    return CGE_OK;
+}
+
+enum cge_status cge__linear_from_blob(struct cge_linear *l, const void *blob, size_t len,
+                                      int64_t n_out, int64_t n_in, enum cge_dtype dtype,
+                                      enum cge_i8_mode mode) {
+    if (!l) return cge__err(CGE_ERR_INVALID_VALUE, "linear_from_blob: NULL layer");
+    memset(l, 0, sizeof *l);
+    struct blob_hdr h;
+    if (!blob || len < sizeof h || ((uintptr_t)blob & 63))
+        return cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: short or misaligned blob");
+    memcpy(&h, blob, sizeof h);
+    const int wo = dtype == CGE_DTYPE_I8 && mode == CGE_I8_WEIGHTS;
+    if (memcmp(h.magic, BLOB_MAGIC, 8) || h.n_out != n_out || h.n_in != n_in ||
+        h.dtype != (int32_t)dtype || (h.wo && !wo) || (size_t)h.w_bytes > len)
+        return cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: not a (%lld, %lld) %s layer",
+                        (long long)n_out, (long long)n_in, cge_dtype_str(dtype));
+    if (!engine()) return cge__err(CGE_ERR_UNSUPPORTED, "linear_from_blob: no oneDNN CPU engine");
+    struct linear_impl *im = cge__calloc(1, sizeof *im);
+    if (!im) return cge__err(CGE_ERR_NOMEM, "linear_from_blob: state");
+    pthread_mutex_init(&im->mu, NULL);
+    l->n_out = n_out;
+    l->n_in = n_in;
+    l->dtype = dtype;
+    l->impl = im;
+    im->w_ext = 1;
+    im->wo = h.wo;
+    im->src_t = (dnnl_data_type_t)h.src_t;
+    im->wei_t = (dnnl_data_type_t)h.wei_t;
+    im->dst_t = dnnl_f32;
+    enum cge_status st = CGE_OK;
+    /* the layouts this build would pack into, compared by size with the blob's */
+    if (im->wo) {
+        im->pn = h.pn;
+        im->n_panel = h.n_panel;
+        if (h.pn != panel_width(n_in, n_out) || h.n_panel != (n_out + h.pn - 1) / h.pn)
+            st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: other panels");
+        for (int k = 0; k < 2 && st == CGE_OK; k++) {
+            int64_t width = k == 0 ? im->pn : n_out - (im->n_panel - 1) * im->pn;
+            dnnl_primitive_desc_t pd = NULL;
+            if (make_pd_panel(l, 128, width, NULL, &pd) != dnnl_success) {
+                st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: no bf16 matmul here");
+                break;
+            }
+            im->pmd[k] = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+            dnnl_primitive_desc_destroy(pd);
+            im->pel[k] = dnnl_memory_desc_get_size(&im->pmd[k]) / 2;
+            if (im->pel[k] != h.pel[k]) st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: other layout");
+        }
+        if (st == CGE_OK && (size_t)h.w_bytes != (size_t)(im->n_panel - 1) * im->pel[0] + im->pel[1])
+            st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: other layout");
+    } else {
+        dnnl_primitive_desc_t pd = NULL;
+        if (make_pd(l, im, 128, NULL, &pd) != dnnl_success) {
+            st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: types not available here");
+        } else {
+            im->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+            dnnl_primitive_desc_destroy(pd);
+            if (dnnl_memory_desc_get_size(&im->wmd) != (size_t)h.w_bytes)
+                st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: other layout");
+        }
+    }
+    const int need_scale = im->wei_t == dnnl_s8 || im->wo, need_comp = im->src_t == dnnl_u8;
+    if (st == CGE_OK && ((int)h.has_scale != need_scale || (int)h.has_comp != need_comp))
+        st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: scales do not match the types");
+    size_t vec = align64((size_t)n_out * 4), off = align64(sizeof h) + align64(h.w_bytes);
+    size_t need = off + (h.has_scale ? vec : 0) + (h.has_comp ? vec : 0) + (h.has_bias ? vec : 0);
+    if (st == CGE_OK && need != len) st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: %zu bytes, expected %zu", len, need);
+    if (st == CGE_OK) {
+        const char *b = blob;
+        im->w = (void *)(b + align64(sizeof h));
+        im->w_bytes = h.w_bytes;
+        if (h.has_scale) {
+            im->wscale = (float *)(b + off);
+            off += vec;
+        }
+        if (h.has_comp) {
+            im->wcomp = (float *)(b + off); /* w_ext: not freed */
+            off += vec;
+        }
+        if (h.has_bias) {
+            l->bias = cge__malloc((size_t)n_out * 4);
+            if (!l->bias) st = cge__err(CGE_ERR_NOMEM, "linear_from_blob: bias");
+            else memcpy(l->bias, b + off, (size_t)n_out * 4);
+        }
+    }
+    if (st != CGE_OK) cge_linear_deinit(l);
+    return st;
+}
+
+static char g_layout_id[96];
+static void fill_layout_id(void) {
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(g_layout_id, sizeof g_layout_id, "oneDNN %d.%d.%d %s, isa %d", v->major, v->minor,
+             v->patch, v->hash ? v->hash : "", (int)dnnl_get_effective_cpu_isa());
+}
+
+const char *cge__linear_layout_id(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, fill_layout_id);
+    return g_layout_id;
 }

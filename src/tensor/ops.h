@@ -48,6 +48,19 @@ void cge_linear_deinit(struct cge_linear *l);
  * m·n_in + 8·m), grown to the largest call it has made and freed when the thread exits. Each
  * layer caches oneDNN primitives for the last 8 distinct m; a new m costs one primitive build. */
 enum cge_status cge_linear_forward(const struct cge_linear *l, const float *x, int64_t m, float *y);
+/* Serialized layers, for the converted-weights file (models/wcache.c). blob_size is the bytes
+ * blob_write emits through put (put returns nonzero on failure). from_blob builds a layer over
+ * a blob that must stay mapped, 64-byte aligned, for the layer's lifetime (weights are not
+ * copied), after checking it is a (n_out, n_in) layer in dtype/mode laid out as this build and
+ * CPU would lay it out: CGE_ERR_SERIALIZATION otherwise. */
+size_t cge__linear_blob_size(const struct cge_linear *l);
+enum cge_status cge__linear_blob_write(const struct cge_linear *l,
+                                       int (*put)(void *u, const void *p, size_t n), void *u);
+enum cge_status cge__linear_from_blob(struct cge_linear *l, const void *blob, size_t len,
+                                      int64_t n_out, int64_t n_in, enum cge_dtype dtype,
+                                      enum cge_i8_mode mode);
+/* What packed layouts depend on: the oneDNN version and the CPU ISA it dispatches to. */
+const char *cge__linear_layout_id(void);
 /* Bytes held by the layer's weights (for memory reports). */
 size_t cge_linear_bytes(const struct cge_linear *l);
 
