@@ -3,11 +3,13 @@
  *
  * Writes a random Mistral checkpoint with the real 7B layer shapes (hidden 4096, MLP 14336,
  * 32 heads, 8 kv heads, vocab 32000) but only N_LAYER layers, as sharded bf16 safetensors (the
- * form of the real checkpoint), then for each weight dtype (fp32, bf16, int8) loads it in a
- * child process and reports: peak resident memory (loading + running), the cosine of the
- * final last-token embedding to fp32, and tokens/s per decoder layer at 1×128 and 8×128 tokens
- * with the fraction of the GEMM peak measured in the same run. It extrapolates memory and time
- * to the full 32-layer model.
+ * form of the real checkpoint), then for each storage mode (fp32, bf16, int8 W8A8 — the old
+ * per-row u8 activations —, int8 W8A16 — the default, weight-only) loads it in two child
+ * processes: the first converts the checkpoint and writes the converted-weights file (load
+ * cold), the second maps that file (load warm). It reports the cosine of the final last-token
+ * embedding to fp32, both load times, peak resident memory, seconds per 128-token input at
+ * batch 1 and 8, and the fraction of the GEMM peak measured in the same run, all extrapolated
+ * from the layers built to the full 32-layer model (per-layer figures × 32).
  *
  * Activations are made "realistic" the way real LLMs are: a few hidden channels carry values
  * ~20x larger than the rest (outlier features), which is what hurts per-row int8 activations.
@@ -177,16 +179,36 @@ static int write_checkpoint(const char *dir) {
     return 0;
 }
 
+/* The rows of the table: a storage dtype and, for int8, the scheme (mistral.c). */
+void cge__mistral_set_i8(int mode);
+static const struct {
+    const char *name;
+    enum cge_dtype dt;
+    int i8; /* cge__mistral_set_i8 */
+} modes[] = {
+    {"f32", CGE_DTYPE_F32, 0},
+    {"bf16", CGE_DTYPE_BF16, 0},
+    {"i8 W8A8", CGE_DTYPE_I8, 1},  /* the old int8: per-row u8 activations */
+    {"i8 W8A16", CGE_DTYPE_I8, 0}, /* the default int8: weight-only */
+};
+#define N_MODES 4
+
 /* What a child reports back through its pipe. */
 struct child_result {
     int ok;
+    int mapped;               /* the layers came from the converted-weights file */
     double load_s;
     double t1_s, t8_s;        /* forward of 1×128 and 8×128 tokens (all layers) */
     float emb[D_MODEL];       /* last-token hidden state of row 0 at 1×128, L2-normalized */
     char err[256];
 };
 
-static void run_child(const char *dir, enum cge_dtype dtype, int fd) {
+static void on_log(enum cge_log_level level, const char *msg, void *user) {
+    (void)level;
+    if (strstr(msg, "mapped from")) *(int *)user = 1;
+}
+
+static void run_child(const char *dir, int mode, int fd) {
     struct child_result r;
     memset(&r, 0, sizeof r);
     struct cge_weights *w = NULL;
@@ -194,11 +216,13 @@ static void run_child(const char *dir, enum cge_dtype dtype, int fd) {
     void *impl = NULL;
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", dir);
+    cge__mistral_set_i8(modes[mode].i8);
+    cge_log_set(on_log, &r.mapped);
     int64_t t0 = cge__now_us();
     enum cge_status st = cge_weights_open(dir, &w);
     if (!st) st = cge__json_read_file(path, &config);
     /* Only the dtype matters to a family (not cge_model_default_params: that is model.c's). */
-    struct cge_model_params p = {.dtype = dtype};
+    struct cge_model_params p = {.dtype = modes[mode].dt};
     struct cge_family_load lc = {.dir = dir, .config = config, .w = w, .p = &p};
     if (!st) st = cge__family_mistral.load(&lc, &impl);
     r.load_s = (cge__now_us() - t0) / 1e6;
@@ -216,9 +240,13 @@ static void run_child(const char *dir, enum cge_dtype dtype, int fd) {
         for (int b = 0; b < B; b++) len[b] = L;
         float *out = malloc(sizeof(float) * B * L * D_MODEL);
         cge__family_mistral.forward_text(impl, ids, len, 1, L, out); /* warm-up */
-        t0 = cge__now_us();
-        st = cge__family_mistral.forward_text(impl, ids, len, 1, L, out);
-        r.t1_s = (cge__now_us() - t0) / 1e6;
+        r.t1_s = 1e30;
+        for (int rep = 0; rep < 2 && !st; rep++) { /* best of 2: the machine is shared */
+            t0 = cge__now_us();
+            st = cge__family_mistral.forward_text(impl, ids, len, 1, L, out);
+            double t = (cge__now_us() - t0) / 1e6;
+            if (t < r.t1_s) r.t1_s = t;
+        }
         memcpy(r.emb, out + (L - 1) * D_MODEL, sizeof r.emb);
         cge_l2_normalize(r.emb, 1, D_MODEL, 1e-12f);
         t0 = cge__now_us();
@@ -233,6 +261,33 @@ static void run_child(const char *dir, enum cge_dtype dtype, int fd) {
     _exit(0);
 }
 
+/* Runs one child (a fresh process: its peak RSS is its own) and collects its result. */
+static void child(const char *dir, int mode, struct child_result *res, long *maxrss_kb) {
+    int fds[2];
+    memset(res, 0, sizeof *res);
+    *maxrss_kb = 0;
+    if (pipe(fds)) return;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        run_child(dir, mode, fds[1]);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    while (got < sizeof *res) {
+        ssize_t n = read(fds[0], (char *)res + got, sizeof *res - got);
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    close(fds[0]);
+    int status;
+    struct rusage ru;
+    wait4(pid, &status, 0, &ru);
+    *maxrss_kb = ru.ru_maxrss;
+    if (got != sizeof *res) res->ok = 0;
+}
+
 /* FLOPs of one decoder layer over B sequences of L tokens (GEMMs + attention). */
 static double layer_flops(int64_t B, int64_t L) {
     double per_tok = 2.0 * D_MODEL * (N_HEAD * 128 + 2 * N_KV * 128) + 2.0 * N_HEAD * 128 * D_MODEL +
@@ -243,7 +298,7 @@ static double layer_flops(int64_t B, int64_t L) {
 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/tmp/cge-bench-mistral";
-    char probe[512];
+    char probe[512], conv[600];
     snprintf(probe, sizeof probe, "%s/model.safetensors.index.json", dir);
     if (!cge__file_exists(probe)) {
         printf("writing a random %d-layer Mistral-7B-shaped bf16 checkpoint to %s ...\n", N_LAYER,
@@ -254,65 +309,70 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    const enum cge_dtype dts[3] = {CGE_DTYPE_F32, CGE_DTYPE_BF16, CGE_DTYPE_I8};
-    struct child_result res[3];
-    long maxrss_kb[3];
-    for (int k = 0; k < 3; k++) {
-        int fds[2];
-        if (pipe(fds)) return 1;
-        fflush(stdout);
-        pid_t pid = fork();
-        if (pid == 0) {
-            close(fds[0]);
-            run_child(dir, dts[k], fds[1]);
-        }
-        close(fds[1]);
-        memset(&res[k], 0, sizeof res[k]);
-        size_t got = 0;
-        while (got < sizeof res[k]) {
-            ssize_t n = read(fds[0], (char *)&res[k] + got, sizeof res[k] - got);
-            if (n <= 0) break;
-            got += (size_t)n;
-        }
-        close(fds[0]);
-        int status;
-        struct rusage ru;
-        wait4(pid, &status, 0, &ru);
-        maxrss_kb[k] = ru.ru_maxrss;
-        if (got != sizeof res[k]) res[k].ok = 0;
+    /* The converted-weights files go to their own folder, emptied first: the first child of a
+     * mode converts the checkpoint and writes its file (cold), the second maps it (warm, from
+     * the page cache). The 2-layer model is under the 1 GiB that turns the file on by itself. */
+    snprintf(conv, sizeof conv, "%s/converted", dir);
+    mkdir(conv, 0755);
+    setenv("CGE_CONVERTED", "1", 1);
+    setenv("CGE_CONVERTED_DIR", conv, 1);
+    unsetenv("CGE_CONVERTED_FILE");
+    struct child_result cold[N_MODES], warm[N_MODES];
+    long rss_cold[N_MODES], rss_warm[N_MODES];
+    for (int k = 0; k < N_MODES; k++) {
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "rm -f %s/*.cgew", conv);
+        if (system(cmd) != 0) return 1;
+        child(dir, k, &cold[k], &rss_cold[k]);
+        child(dir, k, &warm[k], &rss_warm[k]);
     }
-    double peak[3];
-    for (int k = 0; k < 3; k++) peak[k] = bench_gemm_peak(dts[k], 1024, 4096, 4096, 3);
+    double peak_f32 = bench_gemm_peak(CGE_DTYPE_F32, 1024, 4096, 4096, 3);
+    double peak_bf16 = bench_gemm_peak(CGE_DTYPE_BF16, 1024, 4096, 4096, 3);
+    double peak_i8 = bench_gemm_peak(CGE_DTYPE_I8, 1024, 4096, 4096, 3);
+    /* W8A16 computes in bf16: its yardstick is the bf16 peak */
+    const double peak[N_MODES] = {peak_f32, peak_bf16, peak_i8, peak_bf16};
 
     /* Bytes of one layer's weights in each storage dtype (from the shapes). */
     double params_layer = (double)D_MODEL * (N_HEAD * 128 + 2 * N_KV * 128) +
                           (double)N_HEAD * 128 * D_MODEL + 3.0 * D_MODEL * D_FF;
-    const double bytes_per[3] = {4, 2, 1};
-    printf("\nE5-Mistral-7B shapes, %d of 32 layers, random weights with outlier channels, %d threads\n",
-           N_LAYER, cge_get_threads());
-    printf("%-5s %8s %10s %10s %12s %12s %10s %10s %12s\n", "dtype", "load s", "peak RSS",
-           "cos fp32", "tok/s 1x128", "tok/s 8x128", "GFLOP/s", "% peak", "s/128 full");
-    for (int k = 0; k < 3; k++) {
-        if (!res[k].ok) {
-            printf("%-5s failed: %s\n", cge_dtype_str(dts[k]), res[k].err);
+    const double bytes_per[N_MODES] = {4, 2, 1, 1};
+    printf("\nE5-Mistral-7B shapes (d_model %d, d_ff %d, %d heads, %d kv heads), %d of %d layers "
+           "built, random weights, %d threads.\nTimes and memory are extrapolated to %d layers "
+           "(per-layer time x %d; RSS + %d more layers of weights); cosines are at %d layers\n"
+           "(the 32-layer accuracy is test_models_mistral_depth's stand-in).\n",
+           D_MODEL, D_FF, N_HEAD, N_KV, N_LAYER, FULL_LAYERS, cge_get_threads(), FULL_LAYERS,
+           FULL_LAYERS, FULL_LAYERS - N_LAYER, N_LAYER);
+    printf("%-9s %9s %9s %9s %10s %10s %9s %9s %7s %7s\n", "mode", "cos fp32", "load cold",
+           "load warm", "RSS cold", "RSS warm", "s/128 b1", "s/128 b8", "%pk b1", "%pk b8");
+    for (int k = 0; k < N_MODES; k++) {
+        if (!cold[k].ok || !warm[k].ok) {
+            printf("%-9s failed: %s\n", modes[k].name, cold[k].ok ? warm[k].err : cold[k].err);
             continue;
         }
-        double cos = 0;
-        for (int i = 0; i < D_MODEL; i++) cos += (double)res[k].emb[i] * res[0].emb[i];
-        double tl1 = res[k].t1_s / N_LAYER, tl8 = res[k].t8_s / N_LAYER;
-        double g8 = layer_flops(8, 128) / tl8 / 1e9;
-        printf("%-5s %8.1f %8.2f GB %10.6f %12.0f %12.0f %10.1f %9.0f%% %12.2f\n",
-               cge_dtype_str(dts[k]), res[k].load_s, maxrss_kb[k] / 1048576.0, cos, 128 / tl1,
-               8 * 128 / tl8, g8, 100 * g8 / peak[k], tl1 * FULL_LAYERS);
+        double cos = 0, same = 0;
+        for (int i = 0; i < D_MODEL; i++) {
+            cos += (double)warm[k].emb[i] * cold[0].emb[i];
+            same += fabs((double)warm[k].emb[i] - cold[k].emb[i]);
+        }
+        double tl1 = warm[k].t1_s / N_LAYER, tl8 = warm[k].t8_s / N_LAYER;
+        double g1 = layer_flops(1, 128) / tl1 / 1e9, g8 = layer_flops(8, 128) / tl8 / 1e9;
+        double extra = (FULL_LAYERS - N_LAYER) * params_layer * bytes_per[k] / 1073741824.0;
+        double lw = warm[k].load_s / N_LAYER * FULL_LAYERS, lc = cold[k].load_s / N_LAYER * FULL_LAYERS;
+        printf("%-9s %9.6f %8.1fs %8.1fs %7.1f GB %7.1f GB %9.2f %9.2f %6.0f%% %6.0f%%%s%s\n",
+               modes[k].name, cos, lc, lw, rss_cold[k] / 1048576.0 + extra,
+               rss_warm[k] / 1048576.0 + extra, tl1 * FULL_LAYERS, tl8 * FULL_LAYERS,
+               100 * g1 / peak[k], 100 * g8 / peak[k], warm[k].mapped ? "" : "  (warm: not mapped!)",
+               same == 0 ? "" : "  (warm != cold!)");
+        printf("BENCH_JSON {\"bench\": \"models_mistral\", \"mode\": \"%s\", \"layers_built\": %d, "
+               "\"cos_fp32\": %.6f, \"load_cold_s_32\": %.2f, \"load_warm_s_32\": %.2f, "
+               "\"rss_gb_32\": %.2f, \"s_per_128_b1_32\": %.3f, \"s_per_128_b8_32\": %.3f, "
+               "\"pct_peak_b1\": %.1f, \"pct_peak_b8\": %.1f}\n",
+               modes[k].name, N_LAYER, cos, lc, lw, rss_warm[k] / 1048576.0 + extra,
+               tl1 * FULL_LAYERS, tl8 * FULL_LAYERS, 100 * g1 / peak[k], 100 * g8 / peak[k]);
     }
-    printf("GEMM peak measured here (M=1024, N=K=4096): fp32 %.0f, bf16 %.0f GFLOP/s, int8 %.0f GOP/s\n",
-           peak[0], peak[1], peak[2]);
-    printf("\nMemory extrapolated to the full 32-layer model (peak RSS + 30 more layers of weights):\n");
-    for (int k = 0; k < 3; k++) {
-        if (!res[k].ok) continue;
-        double full = maxrss_kb[k] / 1048576.0 + (FULL_LAYERS - N_LAYER) * params_layer * bytes_per[k] / 1073741824.0;
-        printf("  %-5s %6.1f GB  -> %s in 24 GB\n", cge_dtype_str(dts[k]), full,
-               full < 24 ? "fits" : "does NOT fit");
-    }
+    printf("GEMM peak measured here (M=1024, N=K=4096): fp32 %.0f, bf16 %.0f GFLOP/s, int8 %.0f "
+           "GOP/s (W8A16 is rated against bf16's)\n", peak_f32, peak_bf16, peak_i8);
+    printf("load cold = convert the bf16 checkpoint and write the converted-weights file; load "
+           "warm = map that file (page cache) and verify its checksums\n");
     return 0;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 extern const struct cge_family cge__family_mistral;
+void cge__mistral_set_i8(int mode);
 
 #define FIX "tests/fixtures/models/mistral"
 #define N_OUT (2 * 11 * 64)
@@ -119,9 +120,11 @@ int main(void) {
 
     /* Round trip, every dtype: written, then mapped; both equal converting in memory. */
     static float ref[N_OUT], a[N_OUT], b[N_OUT];
-    const enum cge_dtype dts[3] = {CGE_DTYPE_F32, CGE_DTYPE_BF16, CGE_DTYPE_I8};
+    /* int8 twice: W8A8 (the scheme the encoders use), then the default W8A16 */
+    const enum cge_dtype dts[4] = {CGE_DTYPE_F32, CGE_DTYPE_BF16, CGE_DTYPE_I8, CGE_DTYPE_I8};
     struct seen s;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
+        cge__mistral_set_i8(k == 2 ? 1 : 0);
         setenv("CGE_CONVERTED", "0", 1);
         CHECK(embed(dir, dts[k], ref, &s) == CGE_OK && !s.saved && !s.mapped);
         setenv("CGE_CONVERTED", "1", 1);
@@ -134,6 +137,7 @@ int main(void) {
         CHECK_MSG(!memcmp(ref, a, sizeof a) && !memcmp(ref, b, sizeof b),
                   "%s: mapped layers differ from converting in memory", cge_dtype_str(dts[k]));
     }
+    cge__mistral_set_i8(0);
     long size = file_size(p_file);
     CHECK(size > 4096);
 
