@@ -124,14 +124,16 @@ enum mistral_i8 {
      * then computed in fp32: the weight error alone): */
     MISTRAL_I8_SIM_CHANNEL,    /* one scale per output channel */
     MISTRAL_I8_SIM_G128,       /* one scale per 128 inputs of an output channel */
-    MISTRAL_I8_SIM_G32         /* one scale per 32 */
+    MISTRAL_I8_SIM_G32,        /* one scale per 32 */
+    MISTRAL_I8_A16             /* int8 weights × 16-bit activations as two u8 planes on VNNI */
 };
 static enum mistral_i8 g_i8 = MISTRAL_I8_W8A16;
 
 /* For the depth test and the benchmark only: the int8 scheme of models loaded after the call
- * (0 = W8A16, 1 = W8A8, 2 = W8A8 with down_proj bf16, 3 = W8A16 with down_proj bf16). */
+ * (0 = W8A16, 1 = W8A8, 2 = W8A8 with down_proj bf16, 3 = W8A16 with down_proj bf16, 4-6 =
+ * simulated int8 weights per channel / group of 128 / group of 32 in fp32, 7 = A16). */
 void cge__mistral_set_i8(int mode) {
-    g_i8 = mode >= 0 && mode <= 6 ? (enum mistral_i8)mode : MISTRAL_I8_W8A16;
+    g_i8 = mode >= 0 && mode <= 7 ? (enum mistral_i8)mode : MISTRAL_I8_W8A16;
 }
 
 /* The simulated schemes: w rounded in place to s·round(w/s), s = max|w|/127 per group. */
@@ -156,14 +158,15 @@ static enum cge_dtype proj_dtype(const struct cge_family_load *lc, int down) {
 }
 
 static enum cge_i8_mode proj_mode(void) {
+    if (g_i8 == MISTRAL_I8_A16) return CGE_I8_A16;
     return g_i8 == MISTRAL_I8_W8A8 || g_i8 == MISTRAL_I8_W8A8_DOWN_BF16 ? CGE_I8_DYNAMIC
                                                                         : CGE_I8_WEIGHTS;
 }
 
 static const char *scheme_name(enum cge_dtype dt) {
     static const char *const names[] = {"w8a16", "w8a8", "w8a8 down_proj bf16",
-                                        "w8a16 down_proj bf16"};
-    return dt == CGE_DTYPE_I8 && g_i8 <= MISTRAL_I8_W8A16_DOWN_BF16 ? names[g_i8] : "plain";
+                                        "w8a16 down_proj bf16", "", "", "", "a16"};
+    return dt == CGE_DTYPE_I8 ? names[g_i8] : "plain";
 }
 
 /* A linear layer stacking n_parts bias-free matrices of the layer (fused Q/K/V, gate/up), then
@@ -190,7 +193,7 @@ static enum cge_status load_linear(const struct cge_family_load *lc, const char 
     enum cge_dtype dt = proj_dtype(lc, down);
     enum cge_i8_mode mode = proj_mode();
     int64_t sim = 0;
-    if (dt == CGE_DTYPE_I8 && g_i8 >= MISTRAL_I8_SIM_CHANNEL) {
+    if (dt == CGE_DTYPE_I8 && g_i8 >= MISTRAL_I8_SIM_CHANNEL && g_i8 <= MISTRAL_I8_SIM_G32) {
         sim = g_i8 == MISTRAL_I8_SIM_CHANNEL ? n_in : g_i8 == MISTRAL_I8_SIM_G128 ? 128 : 32;
         dt = CGE_DTYPE_F32;
     }
@@ -277,7 +280,8 @@ static enum cge_status mistral_load(struct cge_family_load *lc, void **impl) {
         conv_bytes += (size_t)(n_in[j] * n_out[j]) * cge_dtype_size(proj_dtype(lc, j == 3));
     conv_bytes *= (size_t)hp->n_layer;
     char key[4096], wpath[PATH_MAX];
-    int use_wc = g_i8 <= MISTRAL_I8_W8A16_DOWN_BF16 && cge__wcache_wanted(conv_bytes);
+    int use_wc = (g_i8 <= MISTRAL_I8_W8A16_DOWN_BF16 || g_i8 == MISTRAL_I8_A16) &&
+                 cge__wcache_wanted(conv_bytes);
     if (use_wc && cge__wcache_locate(lc->dir, "mistral", lc->p ? lc->p->dtype : CGE_DTYPE_F32,
                                      scheme_name(lc->p ? lc->p->dtype : CGE_DTYPE_F32), key,
                                      sizeof key, wpath, sizeof wpath) != CGE_OK) {

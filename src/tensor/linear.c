@@ -161,6 +161,8 @@ struct linear_impl {
     float *wcomp;   /* I8: (n_out) s_n·Σ_k q_nk: what a zero point of 1 adds to a row */
     int8_t *wq;     /* I8, during init only: quantized weights in plain layout */
     int wo;         /* I8 weight-only (W8A16): w holds s8 panels in bf16 packed order */
+    int a16;        /* I8 with 16-bit activations (CGE_I8_A16): two u8 planes per row */
+    float *wscale_hi; /* A16: (n_out) 256·wscale, the high plane's output scales; owned */
     int w_ext;      /* w (and wscale) point into a mapped converted-weights file: not owned */
     int64_t pn, n_panel;        /* W8A16: output channels per panel, panels */
     dnnl_memory_desc_t pmd[2];  /* W8A16: bf16 packed layouts of a full and of the last panel */
@@ -177,8 +179,19 @@ static enum cge_status dnnl_fail(dnnl_status_t s, const char *what, const struct
 }
 
 /* A matmul primitive desc for m rows; weights in `wmd` or, when NULL, format "any". */
+/* variant (A16 only): 1 = the high plane (output scales 256·s_n), 2 = the low plane (output
+ * scales s_n, added to dst by a sum post-op); 0 = the layer's one product. */
+static dnnl_status_t make_pd_v(const struct cge_linear *l, const struct linear_impl *im,
+                               int64_t m, const dnnl_memory_desc_t *wmd, int variant,
+                               dnnl_primitive_desc_t *pd);
 static dnnl_status_t make_pd(const struct cge_linear *l, const struct linear_impl *im, int64_t m,
                              const dnnl_memory_desc_t *wmd, dnnl_primitive_desc_t *pd) {
+    return make_pd_v(l, im, m, wmd, 0, pd);
+}
+
+static dnnl_status_t make_pd_v(const struct cge_linear *l, const struct linear_impl *im,
+                               int64_t m, const dnnl_memory_desc_t *wmd, int variant,
+                               dnnl_primitive_desc_t *pd) {
     dnnl_memory_desc_t src, wei, dst, bias;
     dnnl_dims_t sd = {m, l->n_in}, wd = {l->n_in, l->n_out}, dd = {m, l->n_out},
                 bd = {1, l->n_out};
@@ -196,26 +209,35 @@ static dnnl_status_t make_pd(const struct cge_linear *l, const struct linear_imp
     if (s == dnnl_success) s = dnnl_primitive_attr_create(&attr);
     if (s == dnnl_success) s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
     if (s == dnnl_success && im->src_t == dnnl_u8)
-        s = dnnl_primitive_attr_set_output_scales(attr, l->n_out, 1 << 1, im->wscale);
+        s = dnnl_primitive_attr_set_output_scales(attr, l->n_out, 1 << 1,
+                                                  variant == 1 ? im->wscale_hi : im->wscale);
+    if (s == dnnl_success && variant == 2) {
+        dnnl_post_ops_t po = NULL;
+        s = dnnl_post_ops_create(&po);
+        if (s == dnnl_success) s = dnnl_post_ops_append_sum(po, 1.0f);
+        if (s == dnnl_success) s = dnnl_primitive_attr_set_post_ops(attr, po);
+        if (po) dnnl_post_ops_destroy(po);
+    }
     if (s == dnnl_success) s = dnnl_primitive_desc_create(pd, &md, attr, engine(), NULL);
     if (attr) dnnl_primitive_attr_destroy(attr);
     return s;
 }
 
-/* W8A16: a bf16 matmul of m rows onto one panel of `width` output channels, written into y's
- * columns (row stride N); weights in `wmd` or, when NULL, format "any". */
+/* W8A16: a bf16 matmul of m rows onto one panel of `width` output channels, into a dense
+ * (m, width) tile (a strided dst, straight into y's columns, makes oneDNN 2.6 fall back from
+ * brgemm to gemm:jit, which repacks the weights on every call); weights in `wmd` or, when
+ * NULL, format "any". */
 static dnnl_status_t make_pd_panel(const struct cge_linear *l, int64_t m, int64_t width,
                                    const dnnl_memory_desc_t *wmd, dnnl_primitive_desc_t *pd) {
     dnnl_memory_desc_t src, wei, dst;
-    dnnl_dims_t sd = {m, l->n_in}, wd = {l->n_in, width}, dd = {m, width},
-                ds = {l->n_out, 1};
+    dnnl_dims_t sd = {m, l->n_in}, wd = {l->n_in, width}, dd = {m, width};
     dnnl_primitive_attr_t attr = NULL;
     dnnl_status_t s = dnnl_memory_desc_init_by_tag(&src, 2, sd, dnnl_bf16, dnnl_ab);
     if (s == dnnl_success) {
         if (wmd) wei = *wmd;
         else s = dnnl_memory_desc_init_by_tag(&wei, 2, wd, dnnl_bf16, dnnl_format_tag_any);
     }
-    if (s == dnnl_success) s = dnnl_memory_desc_init_by_strides(&dst, 2, dd, dnnl_f32, ds);
+    if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab);
     dnnl_matmul_desc_t md;
     if (s == dnnl_success) s = dnnl_matmul_desc_init(&md, &src, &wei, NULL, &dst);
     if (s == dnnl_success) s = dnnl_primitive_attr_create(&attr);
@@ -252,9 +274,11 @@ static enum cge_status prim_acquire(const struct cge_linear *l, int64_t m, struc
     struct prim *np = cge__calloc(1, sizeof *np);
     if (!np) return cge__err(CGE_ERR_NOMEM, "linear: primitive cache entry");
     dnnl_status_t s = dnnl_success;
-    for (int k = 0; k < (im->wo ? 2 : 1) && s == dnnl_success; k++) {
+    for (int k = 0; k < (im->wo || im->a16 ? 2 : 1) && s == dnnl_success; k++) {
         dnnl_primitive_desc_t pd = NULL;
-        if (!im->wo) {
+        if (im->a16) {
+            s = make_pd_v(l, im, m, &im->wmd, k + 1, &pd); /* p: high plane, p_tail: low */
+        } else if (!im->wo) {
             s = make_pd(l, im, m, &im->wmd, &pd);
         } else {
             int64_t width = k == 0 ? im->pn : l->n_out - (im->n_panel - 1) * im->pn;
@@ -311,6 +335,7 @@ static void impl_free(struct linear_impl *im) {
     if (!im) return;
     for (int i = 0; i < PRIM_CACHE; i++) prim_destroy(im->cache[i]);
     pthread_mutex_destroy(&im->mu);
+    cge__free(im->wscale_hi);
     if (!im->w_ext) {
         cge__free_aligned(im->w);
         cge__free(im->wscale);
@@ -521,6 +546,14 @@ static enum cge_status build_wo(struct cge_linear *l, struct linear_impl *im, co
     return st;
 }
 
+/* A16: the high plane's output scales, 256·s_n (exact). */
+static enum cge_status a16_scales(const struct cge_linear *l, struct linear_impl *im) {
+    im->wscale_hi = cge__malloc((size_t)l->n_out * sizeof(float));
+    if (!im->wscale_hi) return cge__err(CGE_ERR_NOMEM, "linear: int8 scales");
+    for (int64_t n = 0; n < l->n_out; n++) im->wscale_hi[n] = 256.0f * im->wscale[n];
+    return CGE_OK;
+}
+
 /* Settles the primitive's types and packed layout (reference M = 128) and packs the weights. */
 static enum cge_status build(struct cge_linear *l, struct linear_impl *im, const float *wf) {
     const int64_t N = l->n_out, K = l->n_in;
@@ -550,6 +583,7 @@ static enum cge_status build(struct cge_linear *l, struct linear_impl *im, const
         im->dst_t = dnnl_f32;
         enum cge_status st = quantize_weights(l, im, wf);
         if (st != CGE_OK) return st;
+        if (im->a16 && (st = a16_scales(l, im)) != CGE_OK) return st;
     }
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t s = make_pd(l, im, 128, NULL, &pd);
@@ -623,6 +657,7 @@ enum cge_status cge_linear_init_q(struct cge_linear *l, const void *w, enum cge_
     if (!im) return cge__err(CGE_ERR_NOMEM, "linear_init: state");
     pthread_mutex_init(&im->mu, NULL);
     im->wo = dtype == CGE_DTYPE_I8 && mode == CGE_I8_WEIGHTS;
+    im->a16 = dtype == CGE_DTYPE_I8 && mode == CGE_I8_A16;
     if (src_dtype == CGE_DTYPE_F32) {
         wf = (float *)w; /* read only */
     } else {
@@ -723,22 +758,59 @@ static void quantize_row(const float *row, int64_t k, uint8_t *qr, float *scale,
     *zp = z;
 }
 
+/* A16: per-row symmetric 16-bit quantization, x ≈ s·(q − 32768) with q = hi·256 + lo in
+ * [1, 65535], written as two u8 planes (hi, lo), each m × k. */
+static void quantize_row16(const float *row, int64_t k, uint8_t *hi, uint8_t *lo, float *scale) {
+    float amax = 0;
+    int64_t i = 0;
+#ifdef __AVX512F__
+    __m512 vmax = _mm512_setzero_ps();
+    for (; i + 16 <= k; i += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(row + i)));
+    amax = _mm512_reduce_max_ps(vmax);
+#endif
+    for (; i < k; i++) amax = fabsf(row[i]) > amax ? fabsf(row[i]) : amax;
+    float sc = amax / 32767.0f;
+    if (!(sc > 0) || !isfinite(sc)) sc = 1.0f;
+    const float inv = 1.0f / sc;
+    i = 0;
+#ifdef __AVX512F__
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i off = _mm512_set1_epi32(32768), one = _mm512_set1_epi32(1),
+                  top = _mm512_set1_epi32(65535), m8 = _mm512_set1_epi32(255);
+    for (; i + 16 <= k; i += 16) {
+        __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + i), vinv),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, off), one), top);
+        _mm_storeu_si128((__m128i *)(hi + i), _mm512_cvtepi32_epi8(_mm512_srli_epi32(q, 8)));
+        _mm_storeu_si128((__m128i *)(lo + i), _mm512_cvtepi32_epi8(_mm512_and_si512(q, m8)));
+    }
+#endif
+    for (; i < k; i++) {
+        float v = nearbyintf(row[i] * inv) + 32768.0f;
+        v = v >= 1.0f ? (v <= 65535.0f ? v : 65535.0f) : 1.0f; /* NaN → 1, never UB */
+        unsigned q = (unsigned)v;
+        hi[i] = (uint8_t)(q >> 8);
+        lo[i] = (uint8_t)(q & 255);
+    }
+    *scale = sc;
+}
+
 static void quantize_rows(const float *x, int64_t m, int64_t k, uint8_t *q, float *scale,
                           float *zp) {
     CGE_PARALLEL_FOR(m * k * 2)
     for (int64_t r = 0; r < m; r++) quantize_row(x + r * k, k, q + r * k, scale + r, zp + r);
 }
 
-/* One panel GEMM: y (m, width; row stride N) = xb (m, K) bf16 · panel. */
+/* One panel GEMM: tile (m, width) = xb (m, K) bf16 · panel. */
 static dnnl_status_t run_panel(const struct cge_linear *l, dnnl_primitive_t prim,
                                const dnnl_memory_desc_t *wmd, int64_t m, int64_t width,
                                const uint16_t *xb, void *panel, float *y, void *scratch,
                                size_t scratch_bytes, dnnl_stream_t stream) {
     dnnl_memory_desc_t smd, dmd;
-    dnnl_dims_t sd = {m, l->n_in}, dd = {m, width}, ds = {l->n_out, 1};
+    dnnl_dims_t sd = {m, l->n_in}, dd = {m, width};
     dnnl_memory_t ms = NULL, mw = NULL, md = NULL, msp = NULL;
     dnnl_status_t s = dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_bf16, dnnl_ab);
-    if (s == dnnl_success) s = dnnl_memory_desc_init_by_strides(&dmd, 2, dd, dnnl_f32, ds);
+    if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab);
     if (s == dnnl_success) s = dnnl_memory_create(&ms, &smd, engine(), (void *)xb);
     if (s == dnnl_success) s = dnnl_memory_create(&mw, wmd, engine(), panel);
     if (s == dnnl_success) s = dnnl_memory_create(&md, &dmd, engine(), y);
@@ -787,6 +859,7 @@ static enum cge_status forward_wo(const struct cge_linear *l, const float *x, in
     const size_t scratch = p2 && p2->scratch > p1->scratch ? p2->scratch : p1->scratch;
     const size_t pmax = im->pel[0] > im->pel[1] ? im->pel[0] : im->pel[1];
     const size_t pbytes = (pmax * 2 + 63) & ~(size_t)63;
+    const size_t tbytes = (size_t)(m1 * im->pn) * sizeof(float); /* the GEMM's output tile */
     int nt = cge_get_threads();
     if (nt > im->n_panel) nt = (int)im->n_panel;
     (void)nt;
@@ -794,7 +867,7 @@ static enum cge_status forward_wo(const struct cge_linear *l, const float *x, in
     int nomem = 0;
     CGE_OMP(parallel num_threads(nt))
     {
-        struct tls *tt = tls_panel(pbytes + scratch);
+        struct tls *tt = tls_panel(pbytes + tbytes + scratch);
         if (!tt) {
             CGE_OMP(atomic write)
             nomem = 1;
@@ -808,25 +881,29 @@ static enum cge_status forward_wo(const struct cge_linear *l, const float *x, in
             const int last = pi == im->n_panel - 1;
             const int64_t n0 = pi * im->pn, width = last ? N - n0 : im->pn;
             widen_s8((const int8_t *)im->w + (size_t)pi * im->pel[0], tt->panel, im->pel[last]);
+            float *tile = (float *)((char *)tt->panel + pbytes);
+            const float *sc = im->wscale + n0, *b = l->bias ? l->bias + n0 : NULL;
             for (int64_t r0 = 0; r0 < m; r0 += WO_ROWS) {
                 const int64_t mr = m - r0 < WO_ROWS ? m - r0 : WO_ROWS;
                 const struct prim *pp = mr == m1 ? p1 : p2;
                 dnnl_primitive_t prim = last && pp->p_tail ? pp->p_tail : pp->p;
                 dnnl_status_t s = run_panel(l, prim, &im->pmd[last], mr, width, xb + r0 * K,
-                                            tt->panel, y + r0 * N + n0, (char *)tt->panel + pbytes,
-                                            scratch, tt->stream);
+                                            tt->panel, tile, (char *)tile + tbytes, scratch,
+                                            tt->stream);
                 if (s != dnnl_success) {
                     CGE_OMP(critical(cge_wo_err))
                     err = s;
+                    continue;
                 }
-            }
-            const float *sc = im->wscale + n0, *b = l->bias ? l->bias + n0 : NULL;
-            for (int64_t r = 0; r < m; r++) {
-                float *yr = y + r * N + n0;
-                if (b) {
-                    for (int64_t j = 0; j < width; j++) yr[j] = yr[j] * sc[j] + b[j];
-                } else {
-                    for (int64_t j = 0; j < width; j++) yr[j] *= sc[j];
+                /* y's columns of the panel: tile · s_n (+ b) */
+                for (int64_t r = 0; r < mr; r++) {
+                    float *yr = y + (r0 + r) * N + n0;
+                    const float *tr = tile + r * width;
+                    if (b) {
+                        for (int64_t j = 0; j < width; j++) yr[j] = tr[j] * sc[j] + b[j];
+                    } else {
+                        for (int64_t j = 0; j < width; j++) yr[j] = tr[j] * sc[j];
+                    }
                 }
             }
         }
@@ -856,7 +933,7 @@ enum cge_status cge_linear_forward(const struct cge_linear *l, const float *x, i
     size_t act = 0, rowq = 0;
     if (im->src_t == dnnl_bf16) act = (size_t)(m * K) * 2;
     if (im->src_t == dnnl_u8) {
-        act = (size_t)(m * K);
+        act = (size_t)(m * K) * (im->a16 ? 2 : 1);
         rowq = (size_t)m * 2 * sizeof(float);
     }
     act = (act + 63) & ~(size_t)63;
@@ -872,6 +949,14 @@ enum cge_status cge_linear_forward(const struct cge_linear *l, const float *x, i
     float *xs = (float *)(buf + act), *xz = xs + m;
     if (im->src_t == dnnl_bf16) {
         to_bf16(x, (uint16_t *)buf, m * K);
+        src = buf;
+    } else if (im->a16) {
+        uint8_t *hi = (uint8_t *)buf, *lo = hi + m * K;
+        CGE_PARALLEL_FOR(m * K * 2)
+        for (int64_t r = 0; r < m; r++) {
+            quantize_row16(x + r * K, K, hi + r * K, lo + r * K, xs + r);
+            xz[r] = 32768.0f;
+        }
         src = buf;
     } else if (im->src_t == dnnl_u8) {
         quantize_rows(x, m, K, (uint8_t *)buf, xs, xz);
@@ -903,6 +988,11 @@ enum cge_status cge_linear_forward(const struct cge_linear *l, const float *x, i
         cge__sync_threads();
         s = dnnl_primitive_execute(p->p, t->stream, na, args);
         if (s == dnnl_success) s = dnnl_stream_wait(t->stream);
+        if (s == dnnl_success && im->a16) { /* the low plane, summed into dst */
+            s = dnnl_memory_set_data_handle(ms, (char *)buf + m * K);
+            if (s == dnnl_success) s = dnnl_primitive_execute(p->p_tail, t->stream, na, args);
+            if (s == dnnl_success) s = dnnl_stream_wait(t->stream);
+        }
     }
     dnnl_memory_destroy(ms);
     dnnl_memory_destroy(mw);
@@ -975,7 +1065,7 @@ enum cge_status cge__linear_blob_write(const struct cge_linear *l,
     h.n_out = l->n_out;
     h.n_in = l->n_in;
     h.dtype = (int32_t)l->dtype;
-    h.wo = im->wo;
+    h.wo = im->a16 ? 2 : im->wo;
     h.src_t = (int32_t)im->src_t;
     h.wei_t = (int32_t)im->wei_t;
     h.pn = im->pn;
@@ -1007,9 +1097,11 @@ enum cge_status cge__linear_from_blob(struct cge_linear *l, const void *blob, si
     if (!blob || len < sizeof h || ((uintptr_t)blob & 63))
         return cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: short or misaligned blob");
     memcpy(&h, blob, sizeof h);
-    const int wo = dtype == CGE_DTYPE_I8 && mode == CGE_I8_WEIGHTS;
+    const int want = dtype != CGE_DTYPE_I8 ? 0 : mode == CGE_I8_WEIGHTS ? 1 : mode == CGE_I8_A16 ? 2 : 0;
+    /* a W8A16 request may have fallen back to the dynamic scheme where it was converted */
     if (memcmp(h.magic, BLOB_MAGIC, 8) || h.n_out != n_out || h.n_in != n_in ||
-        h.dtype != (int32_t)dtype || (h.wo && !wo) || (size_t)h.w_bytes > len)
+        h.dtype != (int32_t)dtype || (h.wo != want && !(want == 1 && h.wo == 0)) ||
+        (size_t)h.w_bytes > len)
         return cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: not a (%lld, %lld) %s layer",
                         (long long)n_out, (long long)n_in, cge_dtype_str(dtype));
     if (!engine()) return cge__err(CGE_ERR_UNSUPPORTED, "linear_from_blob: no oneDNN CPU engine");
@@ -1021,7 +1113,8 @@ enum cge_status cge__linear_from_blob(struct cge_linear *l, const void *blob, si
     l->dtype = dtype;
     l->impl = im;
     im->w_ext = 1;
-    im->wo = h.wo;
+    im->wo = h.wo == 1;
+    im->a16 = h.wo == 2;
     im->src_t = (dnnl_data_type_t)h.src_t;
     im->wei_t = (dnnl_data_type_t)h.wei_t;
     im->dst_t = dnnl_f32;
@@ -1030,6 +1123,7 @@ enum cge_status cge__linear_from_blob(struct cge_linear *l, const void *blob, si
     const char *b = blob;
     if (h.has_scale && off + vec <= len) /* before make_pd: the int8 primitive bakes them in */
         im->wscale = (float *)(b + off);
+    if (im->a16 && im->wscale) st = a16_scales(l, im);
     /* the layouts this build would pack into, compared by size with the blob's */
     if (im->wo) {
         im->pn = h.pn;

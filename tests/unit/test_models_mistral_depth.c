@@ -240,9 +240,10 @@ int main(void) {
         {"sim: int8 weights per channel, fp32 compute", CGE_DTYPE_I8, 4},
         {"sim: int8 weights per group of 128, fp32 compute", CGE_DTYPE_I8, 5},
         {"sim: int8 weights per group of 32, fp32 compute", CGE_DTYPE_I8, 6},
+        {"int8 A16 (16-bit activations as 2 u8 planes, VNNI)", CGE_DTYPE_I8, 7},
     };
-    const int n_c = getenv("CGE_TEST_CANDIDATES") ? 8 : 3;
-    double cos[8] = {0};
+    const int n_c = getenv("CGE_TEST_CANDIDATES") ? 9 : 3;
+    double cos[9] = {0};
     printf("  %d layers, width %d, 4 outlier channels x20: min cosine to fp32 over %d inputs\n",
            N_LAYER, D, B);
     for (int k = 0; k < n_c && st == CGE_OK; k++) {
