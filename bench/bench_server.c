@@ -13,7 +13,8 @@
  *
  * Ensemble: CGE_BENCH_ENSEMBLE=DIR, else a one-slot ensemble of real size (an all-MiniLM-L6-v2
  * shaped E1 and the production FuseMoE layout; bench/make_real_ensemble.py makes it in
- * /tmp/cge-bench-minilm). Seconds per run: CGE_BENCH_SECONDS (default 5). Prints BENCH_JSON
+ * /tmp/cge-bench-minilm). Seconds per wrk run: CGE_BENCH_SECONDS (default 5; the overhead client
+ * runs twice as long, for its P99). Prints BENCH_JSON
  * lines for the history (bench/run.sh). Usage: bench_server (from the repository root, after
  * `make bench` built build/cge).
  */
@@ -149,6 +150,36 @@ static void wait_idle(int port) {
     }
 }
 
+/* One wrk run (tests/http/load.lua, every request a new text). req/s counts 200s only: a quick
+ * 429 is no throughput. */
+struct row {
+    double rps, p50, p95, p99;
+    long long r429, failed;
+};
+static void run_wrk(int port, int conns, int secs, struct row *w) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "wrk -t%d -c%d -d%ds --timeout 30s -s tests/http/load.lua "
+             "http://127.0.0.1:%d/v1/embeddings -- '' 0 2>&1",
+             conns < 2 ? 1 : 2, conns, secs, port);
+    FILE *p = popen(cmd, "r");
+    char line[1024];
+    long long req = 0, ok = 0, r429 = 0, other = 0, sockerr = 0;
+    double rps = 0, p50 = 0, p95 = 0, p99 = 0;
+    while (p && fgets(line, sizeof line, p))
+        sscanf(line,
+               "LOAD requests=%lld ok=%lld r429=%lld other=%lld sockerr=%lld rps=%lf "
+               "p50_ms=%lf p95_ms=%lf p99_ms=%lf",
+               &req, &ok, &r429, &other, &sockerr, &rps, &p50, &p95, &p99);
+    if (p) pclose(p);
+    w->rps = req > 0 ? rps * (double)ok / (double)req : 0;
+    w->p50 = p50;
+    w->p95 = p95;
+    w->p99 = p99;
+    w->r429 = r429;
+    w->failed = other + sockerr + (req == 0);
+}
+
 struct overhead {
     int n, failed;
     double lat[3], eng[3], ovh[3]; /* P50, P95, P99 in ms */
@@ -226,8 +257,17 @@ int main(void) {
         printf("bench_server: wrk is not installed (scripts/deps.sh): skipped\n");
         return 0;
     }
-    printf("bench_server: ensemble %s, %d s per run, cache off, single-text requests\n", ens,
-           secs);
+    /* The machine's load: on a shared machine the tails (P95, P99) are mostly other processes. */
+    char load[64] = "?";
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) {
+        if (!fgets(load, sizeof load, la)) snprintf(load, sizeof load, "?");
+        fclose(la);
+        load[strcspn(load, "\n")] = '\0';
+    }
+    printf("bench_server: ensemble %s, %d s per run, cache off, single-text requests; %ld cores, "
+           "load average %s\n",
+           ens, secs, sysconf(_SC_NPROCESSORS_ONLN), load);
 
     struct srv s;
     const char *args[] = {"--ensemble", ens, "--no-cache", "--quiet", NULL};
@@ -235,43 +275,36 @@ int main(void) {
 
     /* The server's own overhead at one connection, request by request. */
     struct overhead o;
-    int ovh_ok = measure_overhead(s.port, secs, &o) == 0;
+    int ovh_ok = measure_overhead(s.port, 2 * secs, &o) == 0;
 
-    /* req/s counts 200s only: a quick 429 is no throughput. */
     printf("%-12s %10s %10s %10s %10s %8s %8s\n", "connections", "req/s", "P50 ms", "P95 ms",
            "P99 ms", "429", "failed");
-    double rps_64 = 0;
-    const int conns[] = {1, 16, 64};
-    for (int c = 0; c < 3; c++) {
+    /* 1, 16 and 64 connections; 64 twice, the better run kept (it is the throughput compared
+     * with the command line, which also gets its better of two: on a shared machine, the run
+     * least disturbed by others). */
+    struct row rows[4];
+    const int conns[] = {1, 16, 64, 64};
+    static const char *const label[] = {"1", "16", "64", "64 (again)"};
+    for (int c = 0; c < 4; c++) {
         wait_idle(s.port);
-        char cmd[512];
-        snprintf(cmd, sizeof cmd,
-                 "wrk -t%d -c%d -d%ds --timeout 30s -s tests/http/load.lua "
-                 "http://127.0.0.1:%d/v1/embeddings -- '' 0 2>&1",
-                 conns[c] < 2 ? 1 : 2, conns[c], secs, s.port);
-        FILE *p = popen(cmd, "r");
-        char line[1024];
-        long long req = 0, ok = 0, r429 = 0, other = 0, sockerr = 0;
-        double rps = 0, p50 = 0, p95 = 0, p99 = 0;
-        while (p && fgets(line, sizeof line, p))
-            sscanf(line,
-                   "LOAD requests=%lld ok=%lld r429=%lld other=%lld sockerr=%lld rps=%lf "
-                   "p50_ms=%lf p95_ms=%lf p99_ms=%lf",
-                   &req, &ok, &r429, &other, &sockerr, &rps, &p50, &p95, &p99);
-        if (p) pclose(p);
-        if (req > 0) rps *= (double)ok / (double)req;
-        printf("%-12d %10.1f %10.3f %10.3f %10.3f %8lld %8lld\n", conns[c], rps, p50, p95, p99,
-               r429, other + sockerr);
+        run_wrk(s.port, conns[c], secs, &rows[c]);
+        const struct row *w = &rows[c];
+        printf("%-12s %10.1f %10.3f %10.3f %10.3f %8lld %8lld\n",
+               label[c], w->rps, w->p50, w->p95, w->p99, w->r429, w->failed);
+    }
+    srv_stop(&s, SIGTERM);
+    if (rows[3].rps > rows[2].rps) rows[2] = rows[3];
+    for (int c = 0; c < 3; c++)
         printf("BENCH_JSON {\"bench\": \"server\", \"connections\": \"%d\", \"req_per_s\": %.1f, "
                "\"p50_ms\": %.3f, \"p95_ms\": %.3f, \"p99_ms\": %.3f, \"r429\": %lld, "
                "\"failed\": %lld}\n",
-               conns[c], rps, p50, p95, p99, r429, other + sockerr);
-        if (c == 2) rps_64 = rps;
-    }
-    srv_stop(&s, SIGTERM);
+               conns[c], rows[c].rps, rows[c].p50, rows[c].p95, rows[c].p99, rows[c].r429,
+               rows[c].failed);
+    double rps_64 = rows[2].rps;
 
     int n_cli = (int)(rps_64 * 2) > 256 ? (int)(rps_64 * 2) : 256;
-    double t1 = cli_seconds(ens, 1), tn = cli_seconds(ens, n_cli);
+    double t1 = cli_seconds(ens, 1), tn = cli_seconds(ens, n_cli), tn2 = cli_seconds(ens, n_cli);
+    if (tn2 > 0 && (tn2 < tn || tn <= 0)) tn = tn2;
     double cli_rate = t1 > 0 && tn > t1 ? (n_cli - 1) / (tn - t1) : 0;
 
     printf("\n%-58s %10s %10s %10s\n", "at 1 connection, per request (ms)", "P50", "P95", "P99");
@@ -288,7 +321,7 @@ int main(void) {
     if (cli_rate > 0) {
         double frac = rps_64 / cli_rate;
         printf("throughput: server at 64 connections %.1f req/s; cge embed --ensemble, %d texts "
-               "batched in one process %.1f texts/s (start-up %.2f s subtracted): %.0f %% %s\n",
+               "batched in one process %.1f texts/s (better of 2, start-up %.2f s subtracted): %.0f %% %s\n",
                rps_64, n_cli, cli_rate, t1, 100.0 * frac,
                frac >= 0.70 ? "(target >= 70 %: met)" : "(target >= 70 %: MISSED)");
     } else {
