@@ -4,12 +4,14 @@
 // gate chose for each side) and check every number against POST /similarity of the same server,
 // to the digits shown; then the same with an image picked in the file input against a text; then
 // a full-page screenshot.
-// Usage: node page_test.mjs PORT FIXTURE_DIR SCREENSHOT.png
+// With a fourth argument "model": the server runs --model (one model): two texts, the cosine
+// labelled with the model's name, no bars, no experts; no screenshot.
+// Usage: node page_test.mjs PORT FIXTURE_DIR SCREENSHOT.png [model]
 // Prints "page_test: N passed, N failed"; exits 1 when a check failed or the browser did not run.
 import puppeteer from "puppeteer-core";
 import { readFileSync } from "node:fs";
 
-const [port, dir, shot] = process.argv.slice(2);
+const [port, dir, shot, mode] = process.argv.slice(2);
 const base = `http://127.0.0.1:${port}`;
 const WAIT_MS = 20000;
 let passed = 0, failed = 0;
@@ -42,6 +44,8 @@ async function shown(page, run) {
     state: document.body.dataset.state,
     error: document.getElementById("error").textContent,
     fused: document.getElementById("fused").textContent,
+    label: document.getElementById("fusedlabel").textContent,
+    experts: !document.getElementById("experts").hidden,
     sela: document.getElementById("sela").textContent,
     selb: document.getElementById("selb").textContent,
     bars: [...document.querySelectorAll("#bars .bar")].map(b => ({
@@ -96,7 +100,16 @@ try {
   await page.click("#go");
   const g1 = await shown(page, 1);
   const api1 = await similarity({ text: ta }, { text: tb });
+  if (mode === "model") {
+    check(g1.state === "done", `model: page state ${g1.state} (${g1.error})`);
+    sameShown(g1.fused, api1.cosine, "model: cosine");
+    check(typeof api1.model === "string" && g1.label === `cosine (${api1.model})`, `model: label ${g1.label}`);
+    check(g1.bars.length === 0 && !g1.experts, "model: no bars, no experts");
+    check(errors.length === 0, `page errors: ${errors.join(" | ")}`);
+    throw "done";
+  }
   compare("texts", g1, api1);
+  check(g1.label === "fused cosine" && g1.experts, `texts: label ${g1.label}`);
   check(api1.cosine > -1 && api1.cosine < 1 && api1.a.selected.length > 0, "texts: API answer sane");
 
   // 2. An image picked in A's file input, against B's text.
@@ -115,7 +128,7 @@ try {
   check(errors.length === 0, `page errors: ${errors.join(" | ")}`);
   await page.screenshot({ path: shot, fullPage: true });
 } catch (e) {
-  check(false, `browser: ${e && e.stack || e}`);
+  if (e !== "done") check(false, `browser: ${e && e.stack || e}`);
 } finally {
   if (browser) await browser.close().catch(() => {});
 }

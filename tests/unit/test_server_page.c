@@ -6,7 +6,8 @@
  * with `npm ci` when node_modules is missing, driving Debian's /usr/bin/chromium): it types two
  * texts, then picks a fixture PNG, and checks every number the page shows against POST
  * /similarity of the same server; its checks add to ours. Then the screenshot it saved in the
- * build folder must be a PNG of a real size. A missing chromium or node is a failure.
+ * build folder must be a PNG of a real size. Then the page over `cge serve --model` (one model:
+ * a cosine, no bars, no experts). A missing chromium or node is a failure.
  */
 #include "server_proc.h"
 #include "testhelp.h"
@@ -49,17 +50,18 @@ static void check_screenshot(void) {
     printf("  screenshot: %s (%ux%u, %ld bytes)\n", SHOT, w, ht, size);
 }
 
-static void test_page(int port) {
+static void test_page(int port, const char *mode) {
     struct stat sb;
     CHECK_MSG(stat("/usr/bin/chromium", &sb) == 0 || getenv("CGE_CHROMIUM"),
               "no /usr/bin/chromium (Debian package chromium: scripts/deps.sh)");
     int rc = system("cd tests/browser && { [ -d node_modules/puppeteer-core ] || npm ci "
                     "--no-audit --no-fund --ignore-scripts --loglevel=error >&2; }");
     CHECK_MSG(rc == 0, "npm ci in tests/browser failed (%d)", rc);
-    remove(SHOT);
+    if (!mode[0]) remove(SHOT);
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "timeout 120 node tests/browser/page_test.mjs %d " EF_DIR " " SHOT " 2>&1", port);
+             "timeout 120 node tests/browser/page_test.mjs %d " EF_DIR " " SHOT " %s 2>&1", port,
+             mode);
     FILE *p = popen(cmd, "r");
     char line[8192];
     int np = -1, nf = -1;
@@ -71,7 +73,7 @@ static void test_page(int port) {
     CHECK_MSG(np > 0 && nf == 0 && st == 0, "page test: %d passed, %d failed (exit %d)", np, nf,
               st);
     if (np > 0) th_passed += np - 1; /* its checks count as ours */
-    check_screenshot();
+    if (!mode[0]) check_screenshot();
 }
 
 int main(void) {
@@ -81,7 +83,14 @@ int main(void) {
     const char *args[] = {"--ensemble", EF_ENSEMBLE, "--quiet", NULL};
     CHECK(srv_start(&s, args) == 0);
     if (s.port) {
-        test_page(s.port);
+        test_page(s.port, "");
+        CHECK(srv_stop(&s, SIGTERM) == 0);
+    }
+    /* cge serve --model: the same page over one model. */
+    const char *margs[] = {"--model", EF_ENSEMBLE "/E1", "--quiet", NULL};
+    CHECK(srv_start(&s, margs) == 0);
+    if (s.port) {
+        test_page(s.port, "model");
         CHECK(srv_stop(&s, SIGTERM) == 0);
     }
     return test_report("server_page");
