@@ -245,6 +245,13 @@ static void test_model_text(void) {
     answer_free(&a);
     CHECK(curl(port, "/embed", NULL, "{\"inputs\": \"x\", \"output\": \"slots\"}", &a) == 400);
     answer_free(&a);
+    /* An image to a text model: 400, saying so. */
+    CHECK(curl(port, "/embed", NULL,
+               "{\"inputs\": [{\"image\": \"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"
+               "CAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==\"}]}",
+               &a) == 400);
+    CHECK_MSG(a.body && strstr(a.body, "takes no images"), "%s", a.body);
+    answer_free(&a);
 
     /* /similarity: the cosine of the two vectors. */
     snprintf(body, sizeof body, "{\"a\": {\"text\": \"%s\"}, \"b\": {\"text\": \"%s\"}}", texts[0],
