@@ -22,10 +22,17 @@
  *         decompression in matmul, so the weights are cut into panels of output channels, each
  *         stored as s8 in the ELEMENT ORDER of oneDNN's packed bf16 layout for that panel; a
  *         forward widens one panel at a time to bf16 (exact: |q| ≤ 127) into a per-thread buffer
- *         that stays in L2, runs a bf16 GEMM on it into y's columns, then scales those columns
- *         by s_n. The threads split the panels (oneDNN runs single-threaded inside). Numerics
- *         are BF16 storage's with the weights rounded to 8 bits instead of 8 bits of mantissa;
- *         activations keep their outlier channels, which is what per-row u8 loses with depth.
+ *         (about 4 MB, in cache), runs a brgemm bf16 GEMM on it into a per-thread output tile,
+ *         and writes the tile · s_n (+ b) into y's columns. The threads split the panels (oneDNN
+ *         runs single-threaded inside a parallel region). Numerics are BF16 storage's with the
+ *         weights rounded to 8 bits instead of 8 bits of mantissa; activations keep their
+ *         outlier channels, which is what per-row u8 loses with depth. Time ≈ BF16's (the widen
+ *         costs about what reading half the weight bytes saves); memory ≈ I8's.
+ *   I8, 16-bit activations (CGE_I8_A16, a measured candidate, not a default): x quantized per
+ *         row to 16 bits, symmetric, offset to u16 = hi·256 + lo; the two u8 planes go through
+ *         the same packed s8 weights (output scales 256·s_n for hi, s_n plus a sum post-op for
+ *         lo), then I8's epilogue with z = 32768. Exact integer products, more accurate than
+ *         bf16 activations, but two VNNI passes measured slower than W8A16 here.
  */
 #include "tensor/ops.h"
 
