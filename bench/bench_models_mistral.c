@@ -4,7 +4,8 @@
  * Writes a random Mistral checkpoint with the real 7B layer shapes (hidden 4096, MLP 14336,
  * 32 heads, 8 kv heads, vocab 32000) but only N_LAYER layers, as sharded bf16 safetensors (the
  * form of the real checkpoint), then for each storage mode (fp32, bf16, int8 W8A8 — the old
- * per-row u8 activations —, int8 W8A16 — the default, weight-only) loads it in two child
+ * per-row u8 activations —, int8 W8A16 — the default, weight-only —, and the int8 A16
+ * candidate: 16-bit activations as two u8 planes) loads it in two child
  * processes: the first converts the checkpoint and writes the converted-weights file (load
  * cold), the second maps that file (load warm). It reports the cosine of the final last-token
  * embedding to fp32, both load times, peak resident memory, seconds per 128-token input at
@@ -190,8 +191,9 @@ static const struct {
     {"bf16", CGE_DTYPE_BF16, 0},
     {"i8 W8A8", CGE_DTYPE_I8, 1},  /* the old int8: per-row u8 activations */
     {"i8 W8A16", CGE_DTYPE_I8, 0}, /* the default int8: weight-only */
+    {"i8 A16", CGE_DTYPE_I8, 7},   /* candidate: 16-bit activations as two u8 planes (VNNI) */
 };
-#define N_MODES 4
+#define N_MODES 5
 
 /* What a child reports back through its pipe. */
 struct child_result {
@@ -240,8 +242,8 @@ static void run_child(const char *dir, int mode, int fd) {
         for (int b = 0; b < B; b++) len[b] = L;
         float *out = malloc(sizeof(float) * B * L * D_MODEL);
         cge__family_mistral.forward_text(impl, ids, len, 1, L, out); /* warm-up */
-        r.t1_s = 1e30;
-        for (int rep = 0; rep < 2 && !st; rep++) { /* best of 2: the machine is shared */
+        r.t1_s = r.t8_s = 1e30;
+        for (int rep = 0; rep < 3 && !st; rep++) { /* best of 3: the machine is shared */
             t0 = cge__now_us();
             st = cge__family_mistral.forward_text(impl, ids, len, 1, L, out);
             double t = (cge__now_us() - t0) / 1e6;
@@ -249,9 +251,12 @@ static void run_child(const char *dir, int mode, int fd) {
         }
         memcpy(r.emb, out + (L - 1) * D_MODEL, sizeof r.emb);
         cge_l2_normalize(r.emb, 1, D_MODEL, 1e-12f);
-        t0 = cge__now_us();
-        if (!st) st = cge__family_mistral.forward_text(impl, ids, len, B, L, out);
-        r.t8_s = (cge__now_us() - t0) / 1e6;
+        for (int rep = 0; rep < 2 && !st; rep++) {
+            t0 = cge__now_us();
+            st = cge__family_mistral.forward_text(impl, ids, len, B, L, out);
+            double t = (cge__now_us() - t0) / 1e6;
+            if (t < r.t8_s) r.t8_s = t;
+        }
         if (st) snprintf(r.err, sizeof r.err, "%s", cge_errmsg());
         free(ids);
         free(out);
@@ -326,16 +331,18 @@ int main(int argc, char **argv) {
         child(dir, k, &cold[k], &rss_cold[k]);
         child(dir, k, &warm[k], &rss_warm[k]);
     }
-    double peak_f32 = bench_gemm_peak(CGE_DTYPE_F32, 1024, 4096, 4096, 3);
-    double peak_bf16 = bench_gemm_peak(CGE_DTYPE_BF16, 1024, 4096, 4096, 3);
-    double peak_i8 = bench_gemm_peak(CGE_DTYPE_I8, 1024, 4096, 4096, 3);
-    /* W8A16 computes in bf16: its yardstick is the bf16 peak */
-    const double peak[N_MODES] = {peak_f32, peak_bf16, peak_i8, peak_bf16};
+    /* after the children (a fork after OpenMP has run would inherit a broken thread pool) */
+    double peak_f32 = bench_gemm_peak(CGE_DTYPE_F32, 1024, 4096, 4096, 5);
+    double peak_bf16 = bench_gemm_peak(CGE_DTYPE_BF16, 1024, 4096, 4096, 5);
+    double peak_i8 = bench_gemm_peak(CGE_DTYPE_I8, 1024, 4096, 4096, 5);
+    /* W8A16 computes in bf16: its yardstick is the bf16 peak; A16 runs two int8 passes, so
+     * its FLOPs are rated against half the int8 peak */
+    const double peak[N_MODES] = {peak_f32, peak_bf16, peak_i8, peak_bf16, peak_i8 / 2};
 
     /* Bytes of one layer's weights in each storage dtype (from the shapes). */
     double params_layer = (double)D_MODEL * (N_HEAD * 128 + 2 * N_KV * 128) +
                           (double)N_HEAD * 128 * D_MODEL + 3.0 * D_MODEL * D_FF;
-    const double bytes_per[N_MODES] = {4, 2, 1, 1};
+    const double bytes_per[N_MODES] = {4, 2, 1, 1, 1};
     printf("\nE5-Mistral-7B shapes (d_model %d, d_ff %d, %d heads, %d kv heads), %d of %d layers "
            "built, random weights, %d threads.\nTimes and memory are extrapolated to %d layers "
            "(per-layer time x %d; RSS + %d more layers of weights); cosines are at %d layers\n"
@@ -371,7 +378,8 @@ int main(int argc, char **argv) {
                tl1 * FULL_LAYERS, tl8 * FULL_LAYERS, 100 * g1 / peak[k], 100 * g8 / peak[k]);
     }
     printf("GEMM peak measured here (M=1024, N=K=4096): fp32 %.0f, bf16 %.0f GFLOP/s, int8 %.0f "
-           "GOP/s (W8A16 is rated against bf16's)\n", peak_f32, peak_bf16, peak_i8);
+           "GOP/s (W8A16 is rated against bf16's, A16 against half int8's)\n", peak_f32,
+           peak_bf16, peak_i8);
     printf("load cold = convert the bf16 checkpoint and write the converted-weights file; load "
            "warm = map that file (page cache) and verify its checksums\n");
     return 0;

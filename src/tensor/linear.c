@@ -480,6 +480,19 @@ static void widen_s8(const int8_t *q, uint16_t *out, size_t n) {
     for (; i < n; i++) out[i] = cge_f32_to_bf16((float)q[i]);
 }
 
+/* bf16 bit patterns of integers in [-127, 127] → s8 (exact). */
+static void narrow_s8(const uint16_t *in, int8_t *out, size_t n) {
+    size_t i = 0;
+#ifdef __AVX512F__
+    for (; i + 16 <= n; i += 16) {
+        __m512i v = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(in + i))), 16);
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(_mm512_castsi512_ps(v))));
+    }
+#endif
+    for (; i < n; i++) out[i] = (int8_t)cge_bf16_to_f32(in[i]);
+}
+
 /* Quantizes the weights (per output channel, as I8) and lays them out as s8 panels in the
  * element order of each panel's packed bf16 layout: plain s8 → bf16 (exact) → oneDNN reorder →
  * back to s8 (exact). Fails with CGE_ERR_UNSUPPORTED where the CPU has no bf16 matmul. */
@@ -538,8 +551,7 @@ static enum cge_status build_wo(struct cge_linear *l, struct linear_impl *im, co
             st = dnnl_fail(s, "weight panel reorder", l);
             break;
         }
-        int8_t *dst = (int8_t *)im->w + (size_t)p * im->pel[0];
-        for (size_t i = 0; i < im->pel[last]; i++) dst[i] = (int8_t)cge_bf16_to_f32(packed[i]);
+        narrow_s8(packed, (int8_t *)im->w + (size_t)p * im->pel[0], im->pel[last]);
     }
     for (int k = 0; k < 2; k++) {
         if (r[k]) dnnl_primitive_destroy(r[k]);
