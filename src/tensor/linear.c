@@ -28,11 +28,12 @@
  *         weights rounded to 8 bits instead of 8 bits of mantissa; activations keep their
  *         outlier channels, which is what per-row u8 loses with depth. Time ≈ BF16's (the widen
  *         costs about what reading half the weight bytes saves); memory ≈ I8's.
- *   I8, 16-bit activations (CGE_I8_A16, a measured candidate, not a default): x quantized per
- *         row to 16 bits, symmetric, offset to u16 = hi·256 + lo; the two u8 planes go through
- *         the same packed s8 weights (output scales 256·s_n for hi, s_n plus a sum post-op for
- *         lo), then I8's epilogue with z = 32768. Exact integer products, more accurate than
- *         bf16 activations, but two VNNI passes measured slower than W8A16 here.
+ *   I8, 16-bit activations (CGE_I8_A16, the decoder's int8): x quantized per row to 16 bits,
+ *         symmetric, offset to u16 = hi·256 + lo; the two u8 planes go through the same packed
+ *         s8 weights (output scales 256·s_n for hi, s_n plus a sum post-op for lo), then I8's
+ *         epilogue with z = 32768. Exact integer products; 16-bit activations keep the small
+ *         channels next to outliers (more precisely than bf16 does); two VNNI passes cost about
+ *         one bf16 GEMM, and less at batch 8 (bench_models_mistral). Needs VNNI: else W8A16.
  */
 #include "tensor/ops.h"
 
@@ -645,6 +646,15 @@ static enum cge_status build(struct cge_linear *l, struct linear_impl *im, const
     return CGE_OK;
 }
 
+/* The I8 scheme a layer gets: 0 dynamic, 1 W8A16 panels, 2 A16. A16 needs VNNI (vpdpbusd
+ * accumulates u8·s8 pairs without the 16-bit saturation of the pre-VNNI vpmaddubsw, which a
+ * full-range low-byte plane would hit); without it, W8A16 (itself dynamic without bf16). */
+static int i8_scheme(enum cge_dtype dtype, enum cge_i8_mode mode) {
+    if (dtype != CGE_DTYPE_I8 || mode == CGE_I8_DYNAMIC) return 0;
+    if (mode == CGE_I8_A16 && (dnnl_get_effective_cpu_isa() & (0x40 | 0x400))) return 2;
+    return 1;
+}
+
 enum cge_status cge_linear_init(struct cge_linear *l, const void *w, enum cge_dtype src_dtype,
                                 const float *b, int64_t n_out, int64_t n_in, enum cge_dtype dtype) {
     return cge_linear_init_q(l, w, src_dtype, b, n_out, n_in, dtype, CGE_I8_DYNAMIC);
@@ -675,8 +685,9 @@ enum cge_status cge_linear_init_q(struct cge_linear *l, const void *w, enum cge_
     float *wf = NULL;
     if (!im) return cge__err(CGE_ERR_NOMEM, "linear_init: state");
     pthread_mutex_init(&im->mu, NULL);
-    im->wo = dtype == CGE_DTYPE_I8 && mode == CGE_I8_WEIGHTS;
-    im->a16 = dtype == CGE_DTYPE_I8 && mode == CGE_I8_A16;
+    const int scheme = i8_scheme(dtype, mode);
+    im->wo = scheme == 1;
+    im->a16 = scheme == 2;
     if (src_dtype == CGE_DTYPE_F32) {
         wf = (float *)w; /* read only */
     } else {
@@ -1116,7 +1127,7 @@ enum cge_status cge__linear_from_blob(struct cge_linear *l, const void *blob, si
     if (!blob || len < sizeof h || ((uintptr_t)blob & 63))
         return cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: short or misaligned blob");
     memcpy(&h, blob, sizeof h);
-    const int want = dtype != CGE_DTYPE_I8 ? 0 : mode == CGE_I8_WEIGHTS ? 1 : mode == CGE_I8_A16 ? 2 : 0;
+    const int want = i8_scheme(dtype, mode);
     /* a W8A16 request may have fallen back to the dynamic scheme where it was converted */
     if (memcmp(h.magic, BLOB_MAGIC, 8) || h.n_out != n_out || h.n_in != n_in ||
         h.dtype != (int32_t)dtype || (h.wo != want && !(want == 1 && h.wo == 0)) ||
