@@ -107,10 +107,10 @@ struct cuda_be {
     cudaStream_t stream;
     cublasLtHandle_t lt;
     struct cge_gpu_mm *mm;
-    void *ws;                /* cuBLASLt workspace (WORKSPACE_BYTES) */
-    void *scratch;           /* converted activations and int32 accumulators of a linear */
+    void *ws;      /* cuBLASLt workspace (WORKSPACE_BYTES) */
+    void *scratch; /* converted activations and int32 accumulators of a linear */
     size_t scratch_cap;
-    void *args;              /* host arguments copied for a kernel (ids, lengths, positions) */
+    void *args; /* host arguments copied for a kernel (ids, lengths, positions) */
     size_t args_cap;
 };
 
@@ -121,11 +121,19 @@ struct cge_be_linear {
     float *wscale;          /* I8: (n_out) per-channel scales, device; else NULL */
     float *bias;            /* (n_out) fp32 device, or NULL */
     size_t bytes;
-    struct cuda_be *owner;  /* whose manager holds the memory */
+    struct cuda_be *owner; /* whose manager holds the memory */
 };
 
 static struct cuda_be *CB(struct cge_backend *be) {
     return (struct cuda_be *)be->ctx;
+}
+
+/* The instance's stream, with its device made current for this thread (kernels must be
+ * launched from the stream's device; threads may serve backends on different devices). */
+static cudaStream_t S(struct cge_backend *be) {
+    struct cuda_be *c = CB(be);
+    cudaSetDevice(c->device);
+    return c->stream;
 }
 
 /* A CUDA error as a cge status: out of memory is CGE_ERR_NOMEM (the caller halves the batch),
@@ -142,8 +150,10 @@ static const char *no_device_reason(cudaError_t e) {
     switch (e) {
     case cudaErrorInsufficientDriver:
         return "no NVIDIA driver (libcuda.so.1 not found), or one too old for this CUDA runtime";
-    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
-    default: return cudaGetErrorString(e);
+    case cudaErrorNoDevice:
+        return "no CUDA-capable device is detected";
+    default:
+        return cudaGetErrorString(e);
     }
 }
 
@@ -201,13 +211,13 @@ static enum cge_status reserve(struct cuda_be *c, void **buf, size_t *cap, size_
 static enum cge_status put_args(struct cuda_be *c, const void *host, size_t n, void **dev) {
     enum cge_status s = reserve(c, &c->args, &c->args_cap, n);
     if (s != CGE_OK) return s;
+    cudaSetDevice(c->device);
     *dev = c->args;
     return cu_status(cudaMemcpyAsync(c->args, host, n, cudaMemcpyHostToDevice, c->stream),
                      "copy arguments");
 }
 
-static enum cge_status be_to_device(struct cge_backend *be, void *dst, const void *host,
-                                    size_t n) {
+static enum cge_status be_to_device(struct cge_backend *be, void *dst, const void *host, size_t n) {
     struct cuda_be *c = CB(be);
     if (n == 0) return CGE_OK;
     cudaSetDevice(c->device);
@@ -257,7 +267,8 @@ static enum cge_status be_linear_init(struct cge_backend *be, struct cge_be_line
         return cge__err(CGE_ERR_UNSUPPORTED, "cuda linear: source dtype %s",
                         cge_dtype_str(src_dtype));
     if (storage != CGE_DTYPE_F32 && storage != CGE_DTYPE_BF16 && storage != CGE_DTYPE_I8)
-        return cge__err(CGE_ERR_UNSUPPORTED, "cuda linear: storage dtype %s", cge_dtype_str(storage));
+        return cge__err(CGE_ERR_UNSUPPORTED, "cuda linear: storage dtype %s",
+                        cge_dtype_str(storage));
     if (storage == CGE_DTYPE_I8 && n_in % 4)
         return cge__err(CGE_ERR_UNSUPPORTED,
                         "cuda linear: int8 needs n_in a multiple of 4 (cuBLASLt), got %lld",
@@ -285,7 +296,9 @@ static enum cge_status be_linear_init(struct cge_backend *be, struct cge_be_line
             src = NULL;
         } else {
             s = cge__gpu_mm_alloc(c->mm, (size_t)nw * sizeof(float), &f32);
-            if (s == CGE_OK) s = LAUNCH(cge__k_to_f32(c->stream, src, (int)src_dtype, nw, f32), "weights to f32");
+            if (s == CGE_OK)
+                s = LAUNCH(cge__k_to_f32(c->stream, src, (int)src_dtype, nw, f32),
+                           "weights to f32");
             if (s != CGE_OK) goto fail;
         }
         if (storage == CGE_DTYPE_F32) {
@@ -294,7 +307,8 @@ static enum cge_status be_linear_init(struct cge_backend *be, struct cge_be_line
             l->bytes = (size_t)nw * sizeof(float);
         } else {
             s = cge__gpu_mm_alloc(c->mm, (size_t)nw, &l->w);
-            if (s == CGE_OK) s = cge__gpu_mm_alloc(c->mm, (size_t)n_out * sizeof(float), (void **)&l->wscale);
+            if (s == CGE_OK)
+                s = cge__gpu_mm_alloc(c->mm, (size_t)n_out * sizeof(float), (void **)&l->wscale);
             if (s == CGE_OK)
                 s = LAUNCH(cge__k_quant_rows(c->stream, f32, n_out, n_in, l->w, l->wscale),
                            "quantize weights");
@@ -308,7 +322,8 @@ static enum cge_status be_linear_init(struct cge_backend *be, struct cge_be_line
         } else {
             s = cge__gpu_mm_alloc(c->mm, (size_t)nw * 2, &l->w);
             if (s == CGE_OK)
-                s = LAUNCH(cge__k_to_bf16(c->stream, src, (int)src_dtype, nw, l->w), "weights to bf16");
+                s = LAUNCH(cge__k_to_bf16(c->stream, src, (int)src_dtype, nw, l->w),
+                           "weights to bf16");
             if (s != CGE_OK) goto fail;
         }
         l->bytes = (size_t)nw * 2;
@@ -337,6 +352,14 @@ fail:
     return s;
 }
 
+/* The largest power of two (up to 256) that divides p's address. */
+static uint32_t alignment(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && (uintptr_t)p % a)
+        a >>= 1;
+    return a;
+}
+
 /* One cuBLASLt GEMM in the row-major ⇄ column-major reading: row-major y (m, n_out) = x Wᵀ is
  * column-major Y (n_out × m) = Wᵀ·X with W stored (n_in × n_out) and X (n_in × m). */
 static enum cge_status gemm(struct cuda_be *c, const struct cge_be_linear *l, const void *x,
@@ -357,9 +380,9 @@ static enum cge_status gemm(struct cuda_be *c, const struct cge_be_linear *l, co
     if (st == CUBLAS_STATUS_SUCCESS)
         st = lt.desc_set(op, CUBLASLT_MATMUL_DESC_TRANSB, &nt, sizeof(nt));
     if (st == CUBLAS_STATUS_SUCCESS && (fuse_relu || fuse_bias)) {
-        cublasLtEpilogue_t ep = fuse_bias ? (fuse_relu ? CUBLASLT_EPILOGUE_RELU_BIAS
-                                                       : CUBLASLT_EPILOGUE_BIAS)
-                                          : CUBLASLT_EPILOGUE_RELU;
+        cublasLtEpilogue_t ep =
+            fuse_bias ? (fuse_relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+                      : CUBLASLT_EPILOGUE_RELU;
         st = lt.desc_set(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep));
         if (st == CUBLAS_STATUS_SUCCESS && fuse_bias) {
             const float *bp = l->bias;
@@ -379,22 +402,35 @@ static enum cge_status gemm(struct cuda_be *c, const struct cge_be_linear *l, co
     size_t ws = WORKSPACE_BYTES;
     if (st == CUBLAS_STATUS_SUCCESS)
         st = lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    /* the heuristic assumes 256-byte aligned operands unless told: model code passes views
+     * into larger buffers (a fused QKV, a row offset), so state the real alignment */
+    const struct {
+        cublasLtMatmulPreferenceAttributes_t attr;
+        const void *p;
+    } al[] = {{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, l->w},
+              {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, x},
+              {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, y},
+              {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, y}};
+    for (size_t i = 0; i < sizeof(al) / sizeof(al[0]) && st == CUBLAS_STATUS_SUCCESS; i++) {
+        uint32_t a = alignment(al[i].p);
+        st = lt.pref_set(pref, al[i].attr, &a, sizeof(a));
+    }
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
     if (st == CUBLAS_STATUS_SUCCESS)
         st = lt.heuristic(c->lt, op, la, lb, lc, lc, pref, 1, &heur, &found);
     enum cge_status s = lt_status(st, "describe GEMM");
     if (s == CGE_OK && found == 0)
-        s = cge__err(CGE_ERR_UNSUPPORTED, "cuBLASLt: no %s GEMM algorithm for (%lld × %lld) · (%lld)",
-                     cge_dtype_str(l->storage), (long long)m, (long long)l->n_in,
-                     (long long)l->n_out);
+        s = cge__err(
+            CGE_ERR_UNSUPPORTED, "cuBLASLt: no %s GEMM algorithm for (%lld × %lld) · (%lld)",
+            cge_dtype_str(l->storage), (long long)m, (long long)l->n_in, (long long)l->n_out);
     if (s == CGE_OK) {
         const float f1 = 1.0f, f0 = 0.0f;
         const int32_t i1 = 1, i0 = 0;
         const void *alpha = i8 ? (const void *)&i1 : (const void *)&f1;
         const void *beta = i8 ? (const void *)&i0 : (const void *)&f0;
-        s = lt_status(lt.matmul(c->lt, op, alpha, l->w, la, x, lb, beta, y, lc, y, lc,
-                                &heur.algo, c->ws, WORKSPACE_BYTES, c->stream),
+        s = lt_status(lt.matmul(c->lt, op, alpha, l->w, la, x, lb, beta, y, lc, y, lc, &heur.algo,
+                                c->ws, WORKSPACE_BYTES, c->stream),
                       "matmul");
     }
     if (pref) lt.pref_destroy(pref);
@@ -436,12 +472,20 @@ static enum cge_status be_linear(struct cge_backend *be, const struct cge_be_lin
     if (l->storage == CGE_DTYPE_BF16) {
         s = reserve(c, &c->scratch, &c->scratch_cap, (size_t)nx * 2);
         if (s != CGE_OK) return s;
-        s = LAUNCH(cge__k_to_bf16(c->stream, x, CGE_DTYPE_F32, nx, c->scratch), "activations to bf16");
+        s = LAUNCH(cge__k_to_bf16(c->stream, x, CGE_DTYPE_F32, nx, c->scratch),
+                   "activations to bf16");
         if (s != CGE_OK) return s;
         xin = c->scratch;
     }
     const int relu = act == CGE_BE_ACT_RELU;
     s = gemm(c, l, xin, m, y, relu, l->bias != NULL);
+    if (s == CGE_ERR_UNSUPPORTED && (relu || l->bias)) {
+        /* no algorithm with this epilogue for these shapes: the plain GEMM, then one pass */
+        s = gemm(c, l, xin, m, y, 0, 0);
+        if (s == CGE_OK)
+            s = LAUNCH(cge__k_bias_act(c->stream, y, m, l->n_out, l->bias, (int)act), "bias");
+        return s;
+    }
     if (s == CGE_OK && act != CGE_BE_ACT_NONE && !relu)
         s = LAUNCH(cge__k_act(c->stream, (int)act, y, m * l->n_out), "activation");
     return s;
@@ -450,30 +494,30 @@ static enum cge_status be_linear(struct cge_backend *be, const struct cge_be_lin
 /* ==== row-wise, element-wise ================================================================ */
 static enum cge_status be_layernorm(struct cge_backend *be, float *x, int64_t rows, int64_t d,
                                     const float *w, const float *b, float eps) {
-    return LAUNCH(cge__k_layernorm(CB(be)->stream, x, rows, d, w, b, eps), "layernorm");
+    return LAUNCH(cge__k_layernorm(S(be), x, rows, d, w, b, eps), "layernorm");
 }
 static enum cge_status be_rmsnorm(struct cge_backend *be, float *x, int64_t rows, int64_t d,
                                   const float *w, float eps) {
-    return LAUNCH(cge__k_rmsnorm(CB(be)->stream, x, rows, d, w, eps), "rmsnorm");
+    return LAUNCH(cge__k_rmsnorm(S(be), x, rows, d, w, eps), "rmsnorm");
 }
 static enum cge_status be_softmax(struct cge_backend *be, float *x, int64_t rows, int64_t n) {
-    return LAUNCH(cge__k_softmax(CB(be)->stream, x, rows, n), "softmax");
+    return LAUNCH(cge__k_softmax(S(be), x, rows, n), "softmax");
 }
 static enum cge_status be_act(struct cge_backend *be, enum cge_be_act a, float *x, int64_t n) {
-    return LAUNCH(cge__k_act(CB(be)->stream, (int)a, x, n), "activation");
+    return LAUNCH(cge__k_act(S(be), (int)a, x, n), "activation");
 }
 static enum cge_status be_add(struct cge_backend *be, float *y, const float *x, int64_t n) {
-    return LAUNCH(cge__k_add(CB(be)->stream, y, x, n), "add");
+    return LAUNCH(cge__k_add(S(be), y, x, n), "add");
 }
 static enum cge_status be_add_row(struct cge_backend *be, float *y, int64_t rows, int64_t d,
                                   const float *b) {
-    return LAUNCH(cge__k_add_row(CB(be)->stream, y, rows, d, b), "add_row");
+    return LAUNCH(cge__k_add_row(S(be), y, rows, d, b), "add_row");
 }
 static enum cge_status be_mul(struct cge_backend *be, float *y, const float *x, int64_t n) {
-    return LAUNCH(cge__k_mul(CB(be)->stream, y, x, n), "mul");
+    return LAUNCH(cge__k_mul(S(be), y, x, n), "mul");
 }
 static enum cge_status be_scale(struct cge_backend *be, float *x, int64_t n, float f) {
-    return LAUNCH(cge__k_scale(CB(be)->stream, x, n, f), "scale");
+    return LAUNCH(cge__k_scale(S(be), x, n, f), "scale");
 }
 
 /* ==== attention, positions, embeddings ====================================================== */
@@ -517,7 +561,8 @@ static enum cge_status be_rope(struct cge_backend *be, float *x, int64_t n_tok, 
     char *host = cge__malloc(nb);
     if (!host) return cge__err(CGE_ERR_NOMEM, "cuda rope: out of host memory");
     float *inv = (float *)host;
-    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)d_head);
+    for (int i = 0; i < half; i++)
+        inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)d_head);
     memcpy(host + (size_t)half * sizeof(float), pos, (size_t)n_tok * sizeof(int32_t));
     void *dev = NULL;
     enum cge_status s = put_args(c, host, nb, &dev);
@@ -548,7 +593,8 @@ static enum cge_status be_embed_gather(struct cge_backend *be, const void *table
     void *dids = NULL;
     enum cge_status s = put_args(c, ids, (size_t)n * sizeof(int32_t), &dids);
     if (s != CGE_OK) return s;
-    return LAUNCH(cge__k_embed_gather(c->stream, table, (int)dtype, d, dids, n, out), "embed_gather");
+    return LAUNCH(cge__k_embed_gather(c->stream, table, (int)dtype, d, dids, n, out),
+                  "embed_gather");
 }
 
 /* ==== open, describe, destroy =============================================================== */
@@ -651,8 +697,8 @@ int cge__cuda_describe(char *buf, size_t cap) {
                      (double)p.totalGlobalMem / (double)(1 << 30), p.major, p.minor);
         else
             snprintf(one, sizeof(one), "%s? (no properties)", i ? ", " : ": ");
-        len += snprintf((size_t)len < cap ? buf + len : NULL, (size_t)len < cap ? cap - (size_t)len : 0,
-                        "%s", one);
+        len += snprintf((size_t)len < cap ? buf + len : NULL,
+                        (size_t)len < cap ? cap - (size_t)len : 0, "%s", one);
     }
     return len;
 }

@@ -31,19 +31,25 @@ enum { ACT_NONE, ACT_GELU_ERF, ACT_GELU_TANH, ACT_QUICK_GELU, ACT_SILU, ACT_RELU
 
 __device__ __forceinline__ float act_f(int a, float s) {
     switch (a) {
-    case ACT_GELU_ERF: return 0.5f * s * (1.0f + erff(s * 0.70710678118654752f));
+    case ACT_GELU_ERF:
+        return 0.5f * s * (1.0f + erff(s * 0.70710678118654752f));
     case ACT_GELU_TANH:
         return 0.5f * s * (1.0f + tanhf(0.79788456080286536f * (s + 0.044715f * s * s * s)));
-    case ACT_QUICK_GELU: return s / (1.0f + expf(-1.702f * s));
-    case ACT_SILU: return s / (1.0f + expf(-s));
-    case ACT_RELU: return s > 0.0f ? s : 0.0f;
-    case ACT_TANH: return tanhf(s);
-    default: return s;
+    case ACT_QUICK_GELU:
+        return s / (1.0f + expf(-1.702f * s));
+    case ACT_SILU:
+        return s / (1.0f + expf(-s));
+    case ACT_RELU:
+        return s > 0.0f ? s : 0.0f;
+    case ACT_TANH:
+        return tanhf(s);
+    default:
+        return s;
     }
 }
 
-#define GRID_STRIDE(i, n)                                                                \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);            \
+#define GRID_STRIDE(i, n)                                                     \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (int64_t)gridDim.x * blockDim.x)
 
 __global__ void k_act(int a, float *x, int64_t n) {
@@ -100,23 +106,27 @@ extern "C" int cge__k_scale(cge__cuda_stream s, float *x, int64_t n, float f) {
 
 /* ---- block reductions (blockDim.x a multiple of 32, at most 1024) ---------------------------- */
 __device__ float block_sum(float v, float *red) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     __syncthreads(); /* red may still be read from the previous reduction */
     if (lane == 0) red[w] = v;
     __syncthreads();
     v = lane < nw ? red[lane] : 0.0f;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 __device__ float block_max(float v, float *red) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     __syncthreads();
     if (lane == 0) red[w] = v;
     __syncthreads();
     v = lane < nw ? red[lane] : -INFINITY;
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
@@ -125,7 +135,8 @@ __global__ void k_layernorm(float *x, int64_t d, const float *w, const float *b,
     __shared__ float red[32];
     float *r = x + (int64_t)blockIdx.x * d;
     float s = 0.0f;
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += r[i];
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        s += r[i];
     const float mean = block_sum(s, red) / (float)d;
     float v = 0.0f;
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
@@ -142,17 +153,21 @@ __global__ void k_rmsnorm(float *x, int64_t d, const float *w, float eps) {
     __shared__ float red[32];
     float *r = x + (int64_t)blockIdx.x * d;
     float s = 0.0f;
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += r[i] * r[i];
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        s += r[i] * r[i];
     const float inv = 1.0f / sqrtf(block_sum(s, red) / (float)d + eps);
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) r[i] = r[i] * inv * (w ? w[i] : 1.0f);
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
+        r[i] = r[i] * inv * (w ? w[i] : 1.0f);
 }
 /* In place over [0, n) of a row; a row with nothing above -inf becomes zeros. */
 __device__ void row_softmax(float *r, int64_t n, float *red) {
     float m = -INFINITY;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) m = fmaxf(m, r[i]);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        m = fmaxf(m, r[i]);
     m = block_max(m, red);
     if (m == -INFINITY) {
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) r[i] = 0.0f;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+            r[i] = 0.0f;
         return;
     }
     float s = 0.0f;
@@ -162,7 +177,8 @@ __device__ void row_softmax(float *r, int64_t n, float *red) {
         s += e;
     }
     const float inv = 1.0f / block_sum(s, red);
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) r[i] *= inv;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        r[i] *= inv;
 }
 __global__ void k_softmax(float *x, int64_t n) {
     __shared__ float red[32];
@@ -176,8 +192,8 @@ extern "C" int cge__k_layernorm(cge__cuda_stream s, float *x, int64_t rows, int6
     k_layernorm<<<(unsigned)rows, THREADS, 0, s>>>(x, d, w, b, eps);
     return launched();
 }
-extern "C" int cge__k_rmsnorm(cge__cuda_stream s, float *x, int64_t rows, int64_t d,
-                              const float *w, float eps) {
+extern "C" int cge__k_rmsnorm(cge__cuda_stream s, float *x, int64_t rows, int64_t d, const float *w,
+                              float eps) {
     if (rows <= 0 || d <= 0) return 0;
     k_rmsnorm<<<(unsigned)rows, THREADS, 0, s>>>(x, d, w, eps);
     return launched();
@@ -204,12 +220,14 @@ __global__ void k_attention(int64_t L, int n_head, int group, int dh, float scal
     if (causal && i + 1 < hi) hi = i + 1;
     if (window > 0 && i - window + 1 > lo) lo = i - window + 1;
     if (i >= n || lo >= hi) { /* padding query, or every key masked: zeros */
-        for (int c = threadIdx.x; c < dh; c += blockDim.x) o[c] = 0.0f;
+        for (int c = threadIdx.x; c < dh; c += blockDim.x)
+            o[c] = 0.0f;
         return;
     }
     float *qs = sm, *sc = sm + dh;
     const float *qr = q + (b * L + i) * ldq + (int64_t)h * dh;
-    for (int c = threadIdx.x; c < dh; c += blockDim.x) qs[c] = qr[c];
+    for (int c = threadIdx.x; c < dh; c += blockDim.x)
+        qs[c] = qr[c];
     __syncthreads();
     /* scores: a warp per key, lanes across d_head */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -217,8 +235,10 @@ __global__ void k_attention(int64_t L, int n_head, int group, int dh, float scal
     for (int64_t j = lo + warp; j < hi; j += nw) {
         const float *kr = k + (b * L + j) * ldk + (int64_t)kvh * dh;
         float acc = 0.0f;
-        for (int c = lane; c < dh; c += 32) acc += qs[c] * kr[c];
-        for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+        for (int c = lane; c < dh; c += 32)
+            acc += qs[c] * kr[c];
+        for (int off = 16; off > 0; off >>= 1)
+            acc += __shfl_xor_sync(0xffffffffu, acc, off);
         if (lane == 0) sc[j - lo] = acc * scale + (bi ? bi[j] : 0.0f);
     }
     __syncthreads();
@@ -228,7 +248,8 @@ __global__ void k_attention(int64_t L, int n_head, int group, int dh, float scal
     for (int c = threadIdx.x; c < dh; c += blockDim.x) {
         float acc = 0.0f;
         const float *vc = v + (b * L + lo) * ldv + (int64_t)kvh * dh + c;
-        for (int64_t j = 0; j < hi - lo; j++) acc += sc[j] * vc[j * ldv];
+        for (int64_t j = 0; j < hi - lo; j++)
+            acc += sc[j] * vc[j * ldv];
         o[c] = acc;
     }
 }
@@ -245,8 +266,8 @@ extern "C" int cge__k_attention(cge__cuda_stream s, int64_t n_batch, int64_t n_s
         cudaGetDevice(&dev);
         cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
         if (smem + 32 * sizeof(float) > (size_t)max_optin) return (int)cudaErrorInvalidValue;
-        cudaError_t e = cudaFuncSetAttribute(k_attention,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaError_t e = cudaFuncSetAttribute(
+            k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return (int)e;
     }
     dim3 grid((unsigned)n_seq, (unsigned)n_head, (unsigned)n_batch);
@@ -275,17 +296,20 @@ __global__ void k_rope(float *x, int64_t n_tok, int64_t ld, int n_head, int d_he
 extern "C" int cge__k_rope(cge__cuda_stream s, float *x, int64_t n_tok, int64_t ld, int n_head,
                            int d_head, const int32_t *pos, const float *inv_freq) {
     if (n_tok <= 0 || n_head <= 0 || d_head < 2) return 0;
-    k_rope<<<grid_for(n_tok * n_head * (d_head / 2)), THREADS, 0, s>>>(x, n_tok, ld, n_head,
-                                                                        d_head, pos, inv_freq);
+    k_rope<<<grid_for(n_tok * n_head * (d_head / 2)), THREADS, 0, s>>>(x, n_tok, ld, n_head, d_head,
+                                                                       pos, inv_freq);
     return launched();
 }
 
 /* ---- conversions and the embedding gather ---------------------------------------------------- */
 __device__ __forceinline__ float load_as_f32(const void *src, int dtype, int64_t i) {
     switch (dtype) {
-    case 1: return __half2float(((const __half *)src)[i]);
-    case 2: return __uint_as_float((unsigned)((const uint16_t *)src)[i] << 16);
-    default: return ((const float *)src)[i];
+    case 1:
+        return __half2float(((const __half *)src)[i]);
+    case 2:
+        return __uint_as_float((unsigned)((const uint16_t *)src)[i] << 16);
+    default:
+        return ((const float *)src)[i];
     }
 }
 __global__ void k_embed_gather(const void *table, int dtype, int64_t d, const int32_t *ids,
@@ -333,7 +357,8 @@ __global__ void k_quant_rows(const float *x, int64_t k, int8_t *q, float *scale)
     const float *r = x + (int64_t)blockIdx.x * k;
     int8_t *qr = q + (int64_t)blockIdx.x * k;
     float m = 0.0f;
-    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) m = fmaxf(m, fabsf(r[i]));
+    for (int64_t i = threadIdx.x; i < k; i += blockDim.x)
+        m = fmaxf(m, fabsf(r[i]));
     m = block_max(m, red);
     const float sc = m > 0.0f && isfinite(m) ? m / 127.0f : 1.0f;
     const float inv = 1.0f / sc;
@@ -359,8 +384,8 @@ extern "C" int cge__k_quant_rows(cge__cuda_stream s, const float *x, int64_t row
     return launched();
 }
 extern "C" int cge__k_dequant_bias_act(cge__cuda_stream s, const int32_t *acc, int64_t rows,
-                                       int64_t n, const float *sx, const float *sw,
-                                       const float *b, int act, float *y) {
+                                       int64_t n, const float *sx, const float *sw, const float *b,
+                                       int act, float *y) {
     if (rows * n <= 0) return 0;
     k_dequant_bias_act<<<grid_for(rows * n), THREADS, 0, s>>>(acc, rows, n, sx, sw, b, act, y);
     return launched();

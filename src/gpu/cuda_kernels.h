@@ -27,7 +27,8 @@ int cge__k_mul(cge__cuda_stream s, float *y, const float *x, int64_t n);
 int cge__k_scale(cge__cuda_stream s, float *x, int64_t n, float f);
 int cge__k_layernorm(cge__cuda_stream s, float *x, int64_t rows, int64_t d, const float *w,
                      const float *b, float eps);
-int cge__k_rmsnorm(cge__cuda_stream s, float *x, int64_t rows, int64_t d, const float *w, float eps);
+int cge__k_rmsnorm(cge__cuda_stream s, float *x, int64_t rows, int64_t d, const float *w,
+                   float eps);
 int cge__k_softmax(cge__cuda_stream s, float *x, int64_t rows, int64_t n);
 /* As cge_attention; len (n_batch) device int64 or NULL. Shared memory: (d_head + n_seq) floats
  * per block; returns cudaErrorInvalidValue when that exceeds the device's opt-in maximum. */

@@ -15,7 +15,9 @@
 #include <string.h>
 
 #define MM_MIN_CLASS  256
-#define MM_N_CLASSES  232 /* index 0: 256 B; then 4 per power of two up to 2^63 */
+#define MM_LARGE      ((size_t)64 << 20) /* above: 2 MiB steps, one best-fit list */
+#define MM_LARGE_STEP ((size_t)2 << 20)
+#define MM_N_CLASSES  73 /* index 0: 256 B; then 4 per power of two up to 64 MiB */
 
 struct mm_block {
     void *p;
@@ -27,23 +29,29 @@ struct cge_gpu_mm {
     struct cge_gpu_dev dev;
     struct cge_gpu_mm_params par;
     pthread_mutex_t mu;
-    struct mm_block **live; /* hash buckets on the pointer */
-    size_t n_buckets;       /* a power of two */
-    struct mm_block *pool[MM_N_CLASSES];
-    struct cge_gpu_mm_stats st; /* figures, kept current under mu */
+    struct mm_block **live;              /* hash buckets on the pointer */
+    size_t n_buckets;                    /* a power of two */
+    struct mm_block *pool[MM_N_CLASSES]; /* LIFO lists of the small classes */
+    struct mm_block *large;              /* pooled buffers over MM_LARGE, any size */
+    struct cge_gpu_mm_stats st;          /* figures, kept current under mu */
 };
 
 /* ---- size classes ------------------------------------------------------------------------------ */
 static int floor_log2(size_t n) {
     int k = 0;
-    while (n >>= 1) k++;
+    while (n >>= 1)
+        k++;
     return k;
 }
 
+/* Up to 64 MiB, four classes per power of two (at most 25% waste: transient activations of
+ * every shape share few classes); above, 2 MiB steps (at most 3%: these are mostly weights,
+ * held for the model's life, where a quarter lost would be gigabytes). */
 size_t cge__gpu_mm_class_size(size_t bytes) {
     if (bytes <= MM_MIN_CLASS) return MM_MIN_CLASS;
     if (bytes > ((size_t)1 << 62)) return 0; /* no class: refused by the limit */
-    int k = floor_log2(bytes - 1);           /* 2^k < bytes <= 2^(k+1) */
+    if (bytes > MM_LARGE) return (bytes + MM_LARGE_STEP - 1) / MM_LARGE_STEP * MM_LARGE_STEP;
+    int k = floor_log2(bytes - 1); /* 2^k < bytes <= 2^(k+1) */
     size_t step = (size_t)1 << (k - 2);
     return (bytes + step - 1) / step * step;
 }
@@ -118,21 +126,26 @@ static void note_sizes(struct cge_gpu_mm *mm) {
 }
 
 /* ---- pool release (the defragmentation) ----------------------------------------------------- */
+static size_t release_list(struct cge_gpu_mm *mm, struct mm_block **list, size_t want) {
+    size_t got = 0;
+    while (*list && got < want) {
+        struct mm_block *e = *list;
+        *list = e->next;
+        mm->dev.free(mm->dev.ctx, e->p, e->size);
+        mm->st.n_dev_free++;
+        mm->st.pooled -= e->size;
+        got += e->size;
+        cge__free(e);
+    }
+    return got;
+}
+
 /* Gives pooled buffers back to the device, largest classes first, until `want` bytes are
  * released (SIZE_MAX: all). Returns the bytes released. */
 static size_t pool_release(struct cge_gpu_mm *mm, size_t want) {
-    size_t got = 0;
-    for (int c = MM_N_CLASSES - 1; c >= 0 && got < want; c--) {
-        while (mm->pool[c] && got < want) {
-            struct mm_block *e = mm->pool[c];
-            mm->pool[c] = e->next;
-            mm->dev.free(mm->dev.ctx, e->p, e->size);
-            mm->st.n_dev_free++;
-            mm->st.pooled -= e->size;
-            got += e->size;
-            cge__free(e);
-        }
-    }
+    size_t got = release_list(mm, &mm->large, want);
+    for (int c = MM_N_CLASSES - 1; c >= 0 && got < want; c--)
+        got += release_list(mm, &mm->pool[c], want - got);
     if (got) {
         mm->st.n_defrag++;
         note_sizes(mm);
@@ -149,8 +162,8 @@ static void maybe_defrag(struct cge_gpu_mm *mm) {
 
 /* ---- the API ----------------------------------------------------------------------------------- */
 struct cge_gpu_mm_params cge__gpu_mm_default_params(void) {
-    struct cge_gpu_mm_params p = {.limit = (size_t)16 << 30, .defrag_threshold = 0.5,
-                                  .defrag_min = (size_t)4 << 30};
+    struct cge_gpu_mm_params p = {
+        .limit = (size_t)16 << 30, .defrag_threshold = 0.5, .defrag_min = (size_t)4 << 30};
     return p;
 }
 
@@ -197,6 +210,25 @@ void cge__gpu_mm_free(struct cge_gpu_mm *mm) {
     cge__free(mm);
 }
 
+/* A pooled buffer for class c: the newest of its class, or for a large class the smallest
+ * pooled one that holds it with at most 1/8 to spare and fits in `room`. NULL when none. */
+static struct mm_block *pool_take(struct cge_gpu_mm *mm, size_t c, size_t room) {
+    struct mm_block **pp;
+    if (c <= MM_LARGE) {
+        pp = &mm->pool[class_index(c)];
+    } else {
+        pp = NULL;
+        for (struct mm_block **q = &mm->large; *q; q = &(*q)->next)
+            if ((*q)->size >= c && (*q)->size - c <= c / 8 && (*q)->size <= room &&
+                (!pp || (*q)->size < (*pp)->size))
+                pp = q;
+        if (!pp) return NULL;
+    }
+    struct mm_block *e = *pp;
+    if (e) *pp = e->next;
+    return e;
+}
+
 static enum cge_status refuse(struct cge_gpu_mm *mm, enum cge_status s, size_t bytes, size_t c,
                               const char *why) {
     mm->st.n_failed++;
@@ -217,11 +249,9 @@ enum cge_status cge__gpu_mm_alloc(struct cge_gpu_mm *mm, size_t bytes, void **ou
         s = refuse(mm, CGE_ERR_NOMEM, bytes, c, "over the device memory limit");
         goto done;
     }
-    int ci = class_index(c);
-    if (mm->pool[ci]) { /* reuse */
-        e = mm->pool[ci];
-        mm->pool[ci] = e->next;
-        mm->st.pooled -= c;
+    e = pool_take(mm, c, mm->st.limit - mm->st.used);
+    if (e) { /* reuse */
+        mm->st.pooled -= e->size;
         mm->st.n_reused++;
     } else {
         e = cge__malloc(sizeof(*e));
@@ -230,7 +260,8 @@ enum cge_status cge__gpu_mm_alloc(struct cge_gpu_mm *mm, size_t bytes, void **ou
             goto done;
         }
         /* within the limit counting the pool too: release other classes to make room */
-        if (mm->st.reserved > mm->st.limit - c) pool_release(mm, mm->st.reserved - (mm->st.limit - c));
+        if (mm->st.reserved > mm->st.limit - c)
+            pool_release(mm, mm->st.reserved - (mm->st.limit - c));
         s = mm->dev.alloc(mm->dev.ctx, c, &e->p);
         mm->st.n_dev_alloc++;
         if (s == CGE_ERR_NOMEM && mm->st.pooled) { /* the device is full or fragmented */
@@ -247,7 +278,7 @@ enum cge_status cge__gpu_mm_alloc(struct cge_gpu_mm *mm, size_t bytes, void **ou
         }
         e->size = c;
     }
-    mm->st.used += c;
+    mm->st.used += e->size;
     mm->st.n_alloc++;
     live_insert(mm, e);
     note_sizes(mm);
@@ -266,9 +297,9 @@ void cge__gpu_mm_release(struct cge_gpu_mm *mm, void *p) {
         cge__log(CGE_LOG_WARN, "gpu memory manager: release of unknown pointer %p ignored", p);
         return;
     }
-    int ci = class_index(e->size);
-    e->next = mm->pool[ci];
-    mm->pool[ci] = e;
+    struct mm_block **list = e->size > MM_LARGE ? &mm->large : &mm->pool[class_index(e->size)];
+    e->next = *list;
+    *list = e;
     mm->st.used -= e->size;
     mm->st.pooled += e->size;
     note_sizes(mm);

@@ -9,9 +9,11 @@
  * so when the pool's share of reserved memory passes a threshold, before an allocation would
  * break the limit, and once more when the device itself refuses an allocation.
  *
- * Every request is rounded up to a size class (256 B, then four classes per power of two: at
- * most 25% waste), and the limit is enforced on the class sizes actually held from the device
- * (live plus pooled), so the figures match what the device sees.
+ * Every request is rounded up to a size class (256 B, then four classes per power of two up to
+ * 64 MiB: at most 25% waste; above, 2 MiB steps: at most 3%, since those are mostly weights held
+ * for a model's life), and the limit is enforced on the class sizes actually held from the
+ * device (live plus pooled), so the figures match what the device sees. A small class is reused
+ * exactly; a large request takes the smallest pooled large buffer with at most 1/8 to spare.
  *
  * Thread safety: all manager functions are thread-safe (one mutex per manager). The device
  * allocator is only ever called with that mutex held.
@@ -72,11 +74,11 @@ struct cge_gpu_mm_stats {
     size_t reserved;  /* used + pooled: what is held from the device */
     size_t available; /* limit - used: what a request may still take (pooled memory counts) */
     size_t peak_used, peak_reserved;
-    long n_alloc;     /* successful allocations */
-    long n_reused;    /* ... of which served from the pool */
+    long n_alloc;                 /* successful allocations */
+    long n_reused;                /* ... of which served from the pool */
     long n_dev_alloc, n_dev_free; /* calls into the device allocator */
-    long n_failed;    /* refused allocations */
-    long n_defrag;    /* pool releases (threshold, limit or device refusal) */
+    long n_failed;                /* refused allocations */
+    long n_defrag;                /* pool releases (threshold, limit or device refusal) */
     int n_live;
     double fragmentation; /* pooled / reserved (0 when nothing is reserved) */
 };

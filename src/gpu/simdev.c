@@ -7,8 +7,8 @@
  * extent holds it even if the total free would. Pointers are fake (base + offset) and are never
  * dereferenced; failures can be injected after k allocations.
  */
-#include "gpu/memmgr.h"
 #include "core/core.h"
+#include "gpu/memmgr.h"
 
 #include <pthread.h>
 
@@ -85,8 +85,10 @@ static enum cge_status sim_alloc(void *ctx, size_t bytes, void **out) {
         break;
     }
 done:
-    if (st == CGE_OK) s->n_alloc++;
-    else s->n_failed++;
+    if (st == CGE_OK)
+        s->n_alloc++;
+    else
+        s->n_failed++;
     pthread_mutex_unlock(&s->mu);
     return st;
 }
@@ -117,8 +119,10 @@ static void sim_free(void *ctx, void *p, size_t bytes) {
             e->off = off;
             e->len = len;
             e->next = next;
-            if (prev) prev->next = e;
-            else s->free_list = e;
+            if (prev)
+                prev->next = e;
+            else
+                s->free_list = e;
         }
     }
     s->used -= len;

@@ -46,12 +46,19 @@ static void test_classes(void) {
     CHECK(cge__gpu_mm_class_size(1025) == 1280);
     CHECK(cge__gpu_mm_class_size(MiB) == MiB);
     CHECK(cge__gpu_mm_class_size(MiB + 1) == MiB + MiB / 4);
+    CHECK(cge__gpu_mm_class_size(64 * MiB) == 64 * MiB);
+    CHECK(cge__gpu_mm_class_size(64 * MiB + 1) == 66 * MiB);
+    CHECK(cge__gpu_mm_class_size(1000 * MiB - 5) == 1000 * MiB);
     size_t prev = 0;
     int ok = 1;
     for (size_t n = 1; n < 70000; n += 37) {
         size_t c = cge__gpu_mm_class_size(n);
         if (c < n || c < prev || (n > 256 && (double)c > 1.25 * (double)n + 1)) ok = 0;
         prev = c;
+    }
+    for (size_t n = 64 * MiB + 1; n < 4096 * MiB; n += 7 * MiB + 12345) {
+        size_t c = cge__gpu_mm_class_size(n);
+        if (c < n || (double)c > 1.032 * (double)n) ok = 0;
     }
     CHECK_MSG(ok, "classes cover the request, grow with it and waste at most 25%%");
 }
@@ -67,7 +74,7 @@ static void test_limit(void) {
     CHECK_MSG(strstr(msg, "limit 2097152") && strstr(msg, "2097152 bytes in use") &&
                   strstr(msg, "cannot allocate 1 bytes"),
               "message: %s", msg);
-    CHECK(cge__gpu_mm_alloc(mm, 3 * MiB, &c) == CGE_ERR_NOMEM); /* larger than the limit */
+    CHECK(cge__gpu_mm_alloc(mm, 3 * MiB, &c) == CGE_ERR_NOMEM);  /* larger than the limit */
     CHECK(cge__gpu_mm_alloc(mm, SIZE_MAX, &c) == CGE_ERR_NOMEM); /* no class at all */
     cge__gpu_mm_release(mm, b);
     CHECK(cge__gpu_mm_alloc(mm, MiB, &c) == CGE_OK && c == b); /* the pooled one, reused */
@@ -90,17 +97,21 @@ static void test_pool_reuse(void) {
     struct cge_gpu_sim *sim = cge__gpu_sim_new(64 * MiB);
     struct cge_gpu_mm *mm = new_mm(sim, 64 * MiB, 1.0, 0);
     void *p[8];
-    for (int i = 0; i < 8; i++) CHECK(cge__gpu_mm_alloc(mm, 1000 + (size_t)i, &p[i]) == CGE_OK);
-    for (int i = 0; i < 8; i++) cge__gpu_mm_release(mm, p[i]);
+    for (int i = 0; i < 8; i++)
+        CHECK(cge__gpu_mm_alloc(mm, 1000 + (size_t)i, &p[i]) == CGE_OK);
+    for (int i = 0; i < 8; i++)
+        cge__gpu_mm_release(mm, p[i]);
     struct cge_gpu_mm_stats st;
     cge__gpu_mm_stats(mm, &st);
     CHECK(st.used == 0 && st.pooled == 8 * 1024 && st.n_dev_alloc == 8);
     /* a steady state: the same shapes again come from the pool, newest first */
     for (int round = 0; round < 3; round++) {
         void *q[8];
-        for (int i = 0; i < 8; i++) CHECK(cge__gpu_mm_alloc(mm, 900 + (size_t)i, &q[i]) == CGE_OK);
+        for (int i = 0; i < 8; i++)
+            CHECK(cge__gpu_mm_alloc(mm, 900 + (size_t)i, &q[i]) == CGE_OK);
         if (round == 0) CHECK(q[0] == p[7]); /* LIFO: the last freed first */
-        for (int i = 0; i < 8; i++) cge__gpu_mm_release(mm, q[i]);
+        for (int i = 0; i < 8; i++)
+            cge__gpu_mm_release(mm, q[i]);
     }
     /* another class is not served from this one */
     void *big = NULL;
@@ -109,8 +120,8 @@ static void test_pool_reuse(void) {
     CHECK_MSG(st.n_dev_alloc == 9 && st.n_reused == 24, "%ld device allocations, %ld reused",
               st.n_dev_alloc, st.n_reused);
     cge__gpu_mm_release(mm, big);
-    cge__gpu_mm_release(mm, NULL);              /* no-op */
-    cge__gpu_mm_release(mm, (void *)&st);       /* not ours: ignored with a warning */
+    cge__gpu_mm_release(mm, NULL);        /* no-op */
+    cge__gpu_mm_release(mm, (void *)&st); /* not ours: ignored with a warning */
     cge__gpu_mm_stats(mm, &st);
     CHECK(st.n_live == 0 && st.pooled == 8 * 1024 + 4096);
     CHECK(cge__gpu_mm_defrag(mm) == 8 * 1024 + 4096);
@@ -122,17 +133,41 @@ static void test_pool_reuse(void) {
     cge__gpu_sim_free(sim);
 }
 
+/* Large buffers: reused by best fit with at most 1/8 to spare, within the limit. */
+static void test_large(void) {
+    struct cge_gpu_sim *sim = cge__gpu_sim_new(1024 * MiB);
+    struct cge_gpu_mm *mm = new_mm(sim, 400 * MiB, 1.0, 0);
+    void *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+    CHECK(cge__gpu_mm_alloc(mm, 100 * MiB, &a) == CGE_OK);
+    CHECK(cge__gpu_mm_alloc(mm, 120 * MiB, &b) == CGE_OK);
+    cge__gpu_mm_release(mm, a);
+    cge__gpu_mm_release(mm, b);
+    CHECK(cge__gpu_mm_alloc(mm, 95 * MiB, &c) == CGE_OK && c == a); /* 100 for 96: best fit */
+    CHECK(cge__gpu_mm_alloc(mm, 80 * MiB, &d) == CGE_OK && d != b); /* 120 for 80: too loose */
+    struct cge_gpu_mm_stats st;
+    cge__gpu_mm_stats(mm, &st);
+    CHECK_MSG(st.used == 180 * MiB && st.pooled == 120 * MiB && st.n_reused == 1,
+              "used %zu pooled %zu", st.used, st.pooled);
+    check_consistent(mm, sim);
+    cge__gpu_mm_release(mm, c);
+    cge__gpu_mm_release(mm, d);
+    cge__gpu_mm_free(mm);
+    cge__gpu_sim_free(sim);
+}
+
 /* A full, fragmented device: defragmentation releases the pool (never a live buffer) so that
  * a large request fits; when live buffers themselves fragment the device, a clear error. */
 static void test_fragmentation(void) {
     struct cge_gpu_sim *sim = cge__gpu_sim_new(16 * MiB);
     struct cge_gpu_mm *mm = new_mm(sim, 1024 * MiB, 1.0, 0); /* no threshold releases */
     void *p[16];
-    for (int i = 0; i < 16; i++) CHECK(cge__gpu_mm_alloc(mm, MiB, &p[i]) == CGE_OK);
+    for (int i = 0; i < 16; i++)
+        CHECK(cge__gpu_mm_alloc(mm, MiB, &p[i]) == CGE_OK);
     struct cge_gpu_sim_stats ss;
     cge__gpu_sim_stats(sim, &ss);
     CHECK(ss.used == 16 * MiB && ss.largest_free == 0);
-    for (int i = 4; i < 8; i++) cge__gpu_mm_release(mm, p[i]); /* 4 adjacent MiB pooled */
+    for (int i = 4; i < 8; i++)
+        cge__gpu_mm_release(mm, p[i]); /* 4 adjacent MiB pooled */
     void *big = NULL;
     CHECK(cge__gpu_mm_alloc(mm, 4 * MiB, &big) == CGE_OK && big == p[4]);
     struct cge_gpu_mm_stats st;
@@ -142,8 +177,10 @@ static void test_fragmentation(void) {
     /* live buffers fragment it now: every other MiB free, none two wide */
     cge__gpu_mm_release(mm, big);
     cge__gpu_mm_defrag(mm);
-    for (int i = 4; i < 8; i++) CHECK(cge__gpu_mm_alloc(mm, MiB, &p[i]) == CGE_OK);
-    for (int i = 1; i < 16; i += 2) cge__gpu_mm_release(mm, p[i]);
+    for (int i = 4; i < 8; i++)
+        CHECK(cge__gpu_mm_alloc(mm, MiB, &p[i]) == CGE_OK);
+    for (int i = 1; i < 16; i += 2)
+        cge__gpu_mm_release(mm, p[i]);
     cge__gpu_mm_stats(mm, &st);
     CHECK(st.fragmentation == 0.5);
     void *two = NULL;
@@ -154,7 +191,8 @@ static void test_fragmentation(void) {
     cge__gpu_sim_stats(sim, &ss);
     CHECK(ss.used == 8 * MiB && ss.largest_free == MiB && ss.n_free_extents == 8);
     /* the live ones were not touched: all still releasable, and then the device is whole */
-    for (int i = 0; i < 16; i += 2) cge__gpu_mm_release(mm, p[i]);
+    for (int i = 0; i < 16; i += 2)
+        cge__gpu_mm_release(mm, p[i]);
     cge__gpu_mm_defrag(mm);
     cge__gpu_sim_stats(sim, &ss);
     CHECK(ss.used == 0 && ss.largest_free == 16 * MiB && ss.n_free_extents == 1);
@@ -168,7 +206,8 @@ static void test_threshold_and_limit_pool(void) {
     /* threshold: the pool is released once it is over half of what is held */
     struct cge_gpu_mm *mm = new_mm(sim, 64 * MiB, 0.5, MiB);
     void *p[4];
-    for (int i = 0; i < 4; i++) CHECK(cge__gpu_mm_alloc(mm, MiB, &p[i]) == CGE_OK);
+    for (int i = 0; i < 4; i++)
+        CHECK(cge__gpu_mm_alloc(mm, MiB, &p[i]) == CGE_OK);
     cge__gpu_mm_release(mm, p[0]);
     cge__gpu_mm_release(mm, p[1]); /* 2/4 pooled: not over */
     struct cge_gpu_mm_stats st;
@@ -183,8 +222,10 @@ static void test_threshold_and_limit_pool(void) {
 
     /* the limit counts pooled memory: a new class makes room by releasing other classes */
     mm = new_mm(sim, 4 * MiB, 1.0, 0);
-    for (int i = 0; i < 4; i++) CHECK(cge__gpu_mm_alloc(mm, MiB, &p[i]) == CGE_OK);
-    for (int i = 0; i < 4; i++) cge__gpu_mm_release(mm, p[i]);
+    for (int i = 0; i < 4; i++)
+        CHECK(cge__gpu_mm_alloc(mm, MiB, &p[i]) == CGE_OK);
+    for (int i = 0; i < 4; i++)
+        cge__gpu_mm_release(mm, p[i]);
     void *two = NULL;
     CHECK(cge__gpu_mm_alloc(mm, 2 * MiB, &two) == CGE_OK);
     cge__gpu_mm_stats(mm, &st);
@@ -273,7 +314,8 @@ static void *work(void *arg) {
         }
         if (i % 1000 == 999) cge__gpu_mm_defrag(w->mm);
     }
-    for (int i = 0; i < 16; i++) cge__gpu_mm_release(w->mm, held[i]);
+    for (int i = 0; i < 16; i++)
+        cge__gpu_mm_release(w->mm, held[i]);
     return NULL;
 }
 
@@ -286,8 +328,10 @@ static void test_threads(void) {
         w[i] = (struct worker){.mm = mm, .seed = 17u + (unsigned)i};
         pthread_create(&t[i], NULL, work, &w[i]);
     }
-    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
-    for (int i = 0; i < 4; i++) CHECK(w[i].errors == 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 4; i++)
+        CHECK(w[i].errors == 0);
     struct cge_gpu_mm_stats st;
     cge__gpu_mm_stats(mm, &st);
     CHECK(st.used == 0 && st.n_live == 0 && st.n_alloc > 1000 && st.n_reused > 0);
@@ -301,6 +345,7 @@ int main(void) {
     RUN(test_classes);
     RUN(test_limit);
     RUN(test_pool_reuse);
+    RUN(test_large);
     RUN(test_fragmentation);
     RUN(test_threshold_and_limit_pool);
     RUN(test_failures);
