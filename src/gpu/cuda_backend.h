@@ -21,7 +21,8 @@ struct cge_backend;
 /* A backend on CUDA device `device` (0-based), its memory from a manager with the default
  * limit (16 GiB, or CGE_GPU_MEMORY_LIMIT_MB from the environment). CGE_ERR_UNSUPPORTED with the
  * reason (no driver, no such device, cuBLASLt not loadable) in cge_errmsg when none can be had.
- * Free with its destroy entry (cge_backend_release). */
+ * Free with its destroy entry (cge_backend_release), after every buffer and linear layer made
+ * through it: destroy gives all of its device memory back. */
 enum cge_status cge__cuda_backend_open(int device, struct cge_backend **out);
 /* "cuda: N devices: NAME (X GiB), ..." or "cuda: unavailable: <reason>"; snprintf rules. */
 int cge__cuda_describe(char *buf, size_t cap);
