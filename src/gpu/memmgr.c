@@ -44,8 +44,8 @@ static int floor_log2(size_t n) {
     return k;
 }
 
-/* Up to 64 MiB, four classes per power of two (at most 25% waste: transient activations of
- * every shape share few classes); above, 2 MiB steps (at most 3%: these are mostly weights,
+/* Multiples of 256 bytes (what cudaMalloc aligns to); up to 64 MiB, four classes per power of
+ * two (at most 25% waste past 1 KiB: transient activations of every shape share few classes); above, 2 MiB steps (at most 3%: these are mostly weights,
  * held for the model's life, where a quarter lost would be gigabytes). */
 size_t cge__gpu_mm_class_size(size_t bytes) {
     if (bytes <= MM_MIN_CLASS) return MM_MIN_CLASS;
@@ -53,6 +53,7 @@ size_t cge__gpu_mm_class_size(size_t bytes) {
     if (bytes > MM_LARGE) return (bytes + MM_LARGE_STEP - 1) / MM_LARGE_STEP * MM_LARGE_STEP;
     int k = floor_log2(bytes - 1); /* 2^k < bytes <= 2^(k+1) */
     size_t step = (size_t)1 << (k - 2);
+    if (step < MM_MIN_CLASS) step = MM_MIN_CLASS; /* cudaMalloc's granularity: no finer */
     return (bytes + step - 1) / step * step;
 }
 

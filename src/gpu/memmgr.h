@@ -9,8 +9,8 @@
  * so when the pool's share of reserved memory passes a threshold, before an allocation would
  * break the limit, and once more when the device itself refuses an allocation.
  *
- * Every request is rounded up to a size class (256 B, then four classes per power of two up to
- * 64 MiB: at most 25% waste; above, 2 MiB steps: at most 3%, since those are mostly weights held
+ * Every request is rounded up to a size class (multiples of 256 B, four classes per power of two
+ * up to 64 MiB: at most 25% waste past 1 KiB; above, 2 MiB steps: at most 3%, since those are mostly weights held
  * for a model's life), and the limit is enforced on the class sizes actually held from the
  * device (live plus pooled), so the figures match what the device sees. A small class is reused
  * exactly; a large request takes the smallest pooled large buffer with at most 1/8 to spare.

@@ -41,8 +41,9 @@ static void check_consistent(struct cge_gpu_mm *mm, struct cge_gpu_sim *sim) {
 static void test_classes(void) {
     CHECK(cge__gpu_mm_class_size(1) == 256);
     CHECK(cge__gpu_mm_class_size(256) == 256);
-    CHECK(cge__gpu_mm_class_size(257) == 320);
+    CHECK(cge__gpu_mm_class_size(257) == 512);
     CHECK(cge__gpu_mm_class_size(1000) == 1024);
+    CHECK(cge__gpu_mm_class_size(600) == 768);
     CHECK(cge__gpu_mm_class_size(1025) == 1280);
     CHECK(cge__gpu_mm_class_size(MiB) == MiB);
     CHECK(cge__gpu_mm_class_size(MiB + 1) == MiB + MiB / 4);
@@ -53,14 +54,16 @@ static void test_classes(void) {
     int ok = 1;
     for (size_t n = 1; n < 70000; n += 37) {
         size_t c = cge__gpu_mm_class_size(n);
-        if (c < n || c < prev || (n > 256 && (double)c > 1.25 * (double)n + 1)) ok = 0;
+        if (c < n || c < prev || c % 256 || ((double)c > 1.25 * (double)n + 1 && c > n + 255))
+            ok = 0;
         prev = c;
     }
     for (size_t n = 64 * MiB + 1; n < 4096 * MiB; n += 7 * MiB + 12345) {
         size_t c = cge__gpu_mm_class_size(n);
         if (c < n || (double)c > 1.032 * (double)n) ok = 0;
     }
-    CHECK_MSG(ok, "classes cover the request, grow with it and waste at most 25%%");
+    CHECK_MSG(ok, "classes: 256-byte multiples that cover the request, grow with it and waste "
+                  "at most 25%% or 255 bytes");
 }
 
 static void test_limit(void) {
@@ -136,22 +139,51 @@ static void test_pool_reuse(void) {
 /* Large buffers: reused by best fit with at most 1/8 to spare, within the limit. */
 static void test_large(void) {
     struct cge_gpu_sim *sim = cge__gpu_sim_new(1024 * MiB);
-    struct cge_gpu_mm *mm = new_mm(sim, 400 * MiB, 1.0, 0);
-    void *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+    struct cge_gpu_mm *mm = new_mm(sim, 600 * MiB, 1.0, 0);
+    void *a = NULL, *b = NULL, *c = NULL, *d = NULL, *e = NULL, *f = NULL;
     CHECK(cge__gpu_mm_alloc(mm, 100 * MiB, &a) == CGE_OK);
+    CHECK(cge__gpu_mm_alloc(mm, 104 * MiB, &e) == CGE_OK);
     CHECK(cge__gpu_mm_alloc(mm, 120 * MiB, &b) == CGE_OK);
     cge__gpu_mm_release(mm, a);
+    cge__gpu_mm_release(mm, e);
     cge__gpu_mm_release(mm, b);
     CHECK(cge__gpu_mm_alloc(mm, 95 * MiB, &c) == CGE_OK && c == a); /* 100 for 96: best fit */
+    CHECK(cge__gpu_mm_alloc(mm, 95 * MiB, &f) == CGE_OK && f == e); /* then 104 */
     CHECK(cge__gpu_mm_alloc(mm, 80 * MiB, &d) == CGE_OK && d != b); /* 120 for 80: too loose */
     struct cge_gpu_mm_stats st;
     cge__gpu_mm_stats(mm, &st);
-    CHECK_MSG(st.used == 180 * MiB && st.pooled == 120 * MiB && st.n_reused == 1,
+    CHECK_MSG(st.used == 284 * MiB && st.pooled == 120 * MiB && st.n_reused == 2,
               "used %zu pooled %zu", st.used, st.pooled);
     check_consistent(mm, sim);
     cge__gpu_mm_release(mm, c);
     cge__gpu_mm_release(mm, d);
+    cge__gpu_mm_release(mm, f);
     cge__gpu_mm_free(mm);
+    cge__gpu_sim_free(sim);
+}
+
+/* Many live buffers (the live table grows), a manager freed with buffers still live (they go
+ * back to the device), and a manager without a device. */
+static void test_many_and_teardown(void) {
+    struct cge_gpu_sim *sim = cge__gpu_sim_new(64 * MiB);
+    struct cge_gpu_mm *mm = new_mm(sim, 64 * MiB, 1.0, 0);
+    void *p[500];
+    int ok = 1;
+    for (int i = 0; i < 500; i++)
+        ok &= cge__gpu_mm_alloc(mm, 512 + (size_t)i * 64, &p[i]) == CGE_OK;
+    CHECK(ok);
+    for (int i = 0; i < 500; i += 2)
+        cge__gpu_mm_release(mm, p[i]);
+    struct cge_gpu_mm_stats st;
+    cge__gpu_mm_stats(mm, &st);
+    CHECK(st.n_live == 250);
+    check_consistent(mm, sim);
+    cge__gpu_mm_free(mm); /* 250 still live: a warning, and all of it back to the device */
+    struct cge_gpu_sim_stats ss;
+    cge__gpu_sim_stats(sim, &ss);
+    CHECK(ss.used == 0 && ss.n_alloc == ss.n_free && ss.n_free_extents == 1);
+    struct cge_gpu_mm *none = NULL;
+    CHECK(cge__gpu_mm_new(NULL, NULL, &none) == CGE_ERR_INVALID_VALUE && !none);
     cge__gpu_sim_free(sim);
 }
 
@@ -346,6 +378,7 @@ int main(void) {
     RUN(test_limit);
     RUN(test_pool_reuse);
     RUN(test_large);
+    RUN(test_many_and_teardown);
     RUN(test_fragmentation);
     RUN(test_threshold_and_limit_pool);
     RUN(test_failures);
