@@ -235,7 +235,7 @@ enum cge_status cge__wcache_open(const char *path, const char *key, int64_t n,
             const struct rec *r = &c->table[i];
             if (XXH3_64bits((const char *)map + r->off, (size_t)r->len) != r->hash) {
 #ifdef _OPENMP
-#    pragma omp critical(cge_wcache_bad)
+#    pragma omp atomic write /* not a named critical: its lock would be exported */
 #endif
                 bad = i;
             }

@@ -893,7 +893,7 @@ static enum cge_status forward_wo(const struct cge_linear *l, const float *x, in
     int nt = cge_get_threads();
     if (nt > im->n_panel) nt = (int)im->n_panel;
     (void)nt;
-    dnnl_status_t err = dnnl_success;
+    int err = (int)dnnl_success;
     int nomem = 0;
     CGE_OMP(parallel num_threads(nt))
     {
@@ -921,8 +921,9 @@ static enum cge_status forward_wo(const struct cge_linear *l, const float *x, in
                                             tt->panel, tile, (char *)tile + tbytes, scratch,
                                             tt->stream);
                 if (s != dnnl_success) {
-                    CGE_OMP(critical(cge_wo_err))
-                    err = s;
+                    /* an atomic, not a named critical: its lock would be an exported symbol */
+                    CGE_OMP(atomic write)
+                    err = (int)s;
                     continue;
                 }
                 /* y's columns of the panel: tile · s_n (+ b) */
@@ -941,7 +942,7 @@ static enum cge_status forward_wo(const struct cge_linear *l, const float *x, in
     prim_release(l, p1);
     if (p2) prim_release(l, p2);
     if (nomem) return cge__err(CGE_ERR_NOMEM, "linear_forward: per-thread weight panel");
-    if (err != dnnl_success) return dnnl_fail(err, "panel matmul execution", l);
+    if (err != (int)dnnl_success) return dnnl_fail((dnnl_status_t)err, "panel matmul execution", l);
     return CGE_OK;
 }
 
