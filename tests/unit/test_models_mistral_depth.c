@@ -28,11 +28,22 @@
 extern const struct cge_family cge__family_mistral;
 void cge__mistral_set_i8(int mode);
 
-#define N_LAYER 32
-#define D 256
-#define FF 768
-#define N_HEAD 8
-#define N_KV 2
+/* Overridable at compile time, to rerun the table on a wider stand-in by hand. */
+#ifndef N_LAYER
+#    define N_LAYER 32
+#endif
+#ifndef D
+#    define D 256
+#endif
+#ifndef FF
+#    define FF 768
+#endif
+#ifndef N_HEAD
+#    define N_HEAD 8
+#endif
+#ifndef N_KV
+#    define N_KV 2
+#endif
 #define D_HEAD (D / N_HEAD)
 #define VOCAB 256
 #define B 2
@@ -61,7 +72,7 @@ static int write_checkpoint(const char *dir) {
     int n = 0;
     t[n++] = (struct spec){"embed_tokens.weight", VOCAB, D, 1.0f, 0, 1};
     t[n++] = (struct spec){"norm.weight", D, 0, 0.2f, 1.0f, 0};
-    const float s_d = 0.0625f /* 1/sqrt(256) */, s_ff = 0.0360844f /* 1/sqrt(768) */;
+    const float s_d = 1.0f / sqrtf((float)D), s_ff = 1.0f / sqrtf((float)FF); /* N(0, 1/fan_in) */
     for (int l = 0; l < N_LAYER; l++) {
         struct { const char *n; int64_t r, c; float sd, mean; } lt[] = {
             {"input_layernorm.weight", D, 0, 0.2f, 1.0f},
