@@ -11,10 +11,11 @@
  * channel), so loading a 14 GB bf16 checkpoint never holds more than one fused matrix of
  * temporary memory besides the converted weights.
  *
- * int8 here is A16 (ops.h: s8 weights per output channel, activations quantized per row to 16
- * bits): the encoders' per-row u8 activations lose the small channels next to the residual
- * stream's outlier channels, and over 32 layers that costs cosine (test_models_mistral_depth
- * has the table the scheme was chosen on). Converting 14 GB takes tens of seconds, so large
+ * int8 here is W8A16 (ops.h: s8 weights with a scale per 128 inputs, widened to bf16 inside the
+ * GEMM; bf16 activations): the encoders' per-row u8 activations lose the small channels next to
+ * the residual stream's outlier channels, and per-channel weight scales lose accuracy as width
+ * grows; over 32 layers both cost cosine (test_models_mistral_depth has the table the scheme
+ * was chosen on, at width 256 and, by hand, 1024). Converting 14 GB takes tens of seconds, so large
  * loads go through the converted-weights file (wcache.h): the first writes it, later ones map
  * it and point the layers into the mapping.
  */
@@ -123,10 +124,11 @@ static enum cge_status load_vec(const struct cge_family_load *lc, const char *pr
 /* How int8 storage computes, per projection (see the file comment). The default is what the
  * depth test and the benchmark's candidate table chose; the others stay for that table. */
 enum mistral_i8 {
-    MISTRAL_I8_A16 = 0,        /* every projection A16 (16-bit activations on VNNI): the default */
+    MISTRAL_I8_W8A16 = 0,      /* every projection W8A16: s8 weights with a scale per 128 inputs,
+                                * widened to bf16 inside the GEMM; bf16 activations (default) */
     MISTRAL_I8_W8A8,           /* every projection W8A8 (per-row u8 activations): the old mode */
     MISTRAL_I8_W8A8_DOWN_BF16, /* W8A8, down_proj in bf16 */
-    MISTRAL_I8_W8A16,          /* every projection W8A16 (bf16 activations, s8 weight panels) */
+    MISTRAL_I8_A16,            /* every projection A16 (per-channel s8 × 16-bit activations) */
     MISTRAL_I8_W8A16_DOWN_BF16, /* W8A16, down_proj in bf16 */
     /* simulations for the candidate table (weights rounded to int8 with the scales below,
      * then computed in fp32: the weight error alone): */
@@ -134,13 +136,13 @@ enum mistral_i8 {
     MISTRAL_I8_SIM_G128,       /* one scale per 128 inputs of an output channel */
     MISTRAL_I8_SIM_G32         /* one scale per 32 */
 };
-static enum mistral_i8 g_i8 = MISTRAL_I8_A16;
+static enum mistral_i8 g_i8 = MISTRAL_I8_W8A16;
 
 /* For the depth test and the benchmark only: the int8 scheme of models loaded after the call
- * (0 = A16, the default, 1 = W8A8, 2 = W8A8 with down_proj bf16, 3 = W8A16, 4 = W8A16 with
+ * (0 = W8A16, the default, 1 = W8A8, 2 = W8A8 with down_proj bf16, 3 = A16, 4 = W8A16 with
  * down_proj bf16, 5-7 = simulated int8 weights per channel / group of 128 / group of 32). */
 void cge__mistral_set_i8(int mode) {
-    g_i8 = mode >= 0 && mode <= 7 ? (enum mistral_i8)mode : MISTRAL_I8_A16;
+    g_i8 = mode >= 0 && mode <= 7 ? (enum mistral_i8)mode : MISTRAL_I8_W8A16;
 }
 
 /* The simulated schemes: w rounded in place to s·round(w/s), s = max|w|/127 per group. */
@@ -171,8 +173,8 @@ static enum cge_i8_mode proj_mode(void) {
 }
 
 static const char *scheme_name(enum cge_dtype dt) {
-    static const char *const names[] = {"a16", "w8a8", "w8a8 down_proj bf16", "w8a16",
-                                        "w8a16 down_proj bf16", "", "", ""};
+    static const char *const names[] = {"w8a16 g128", "w8a8", "w8a8 down_proj bf16", "a16",
+                                        "w8a16 g128 down_proj bf16", "", "", ""};
     return dt == CGE_DTYPE_I8 ? names[g_i8] : "plain";
 }
 

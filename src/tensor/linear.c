@@ -17,23 +17,28 @@
  *   I8:   x quantized per row to u8 with a zero point (x ≈ s_m·(q − z_m)), s8 weights with one
  *         scale per output channel (w ≈ s_n·q), u8×s8→s32 on VNNI with the weight scales applied
  *         by oneDNN (output scales), then y = s_m·(acc − z_m·Σ_k q_nk·s_n) + b.
- *   I8, weight-only (W8A16, cge_linear_init_q with CGE_I8_WEIGHTS): s8 weights with one scale
- *         per output channel, activations in bf16 as BF16 storage does. oneDNN 2.6 has no weight
+ *   I8, weight-only (W8A16, cge_linear_init_q with CGE_I8_WEIGHTS; the decoder's int8): s8
+ *         weights with one scale per 128 inputs of an output channel (per channel where K is not
+ *         a multiple of 128 or the packed layout is not the 16a64b2a one the widen knows),
+ *         activations in bf16 as BF16 storage does. oneDNN 2.6 has no weight
  *         decompression in matmul, so the weights are cut into panels of output channels, each
  *         stored as s8 in the ELEMENT ORDER of oneDNN's packed bf16 layout for that panel; a
- *         forward widens one panel at a time to bf16 (exact: |q| ≤ 127) into a per-thread buffer
- *         (about 4 MB, in cache), runs a brgemm bf16 GEMM on it into a per-thread output tile,
- *         and writes the tile · s_n (+ b) into y's columns. The threads split the panels (oneDNN
+ *         forward widens one panel at a time to bf16 (s·q rounded to bf16; per channel q alone,
+ *         exact, and s_n applied to the output) into a per-thread buffer (about 4 MB, in cache),
+ *         runs a brgemm bf16 GEMM on it into a per-thread output tile, and writes the tile
+ *         (· s_n) (+ b) into y's columns. The threads split the panels (oneDNN
  *         runs single-threaded inside a parallel region). Numerics are BF16 storage's with the
  *         weights rounded to 8 bits instead of 8 bits of mantissa; activations keep their
  *         outlier channels, which is what per-row u8 loses with depth. Time ≈ BF16's (the widen
  *         costs about what reading half the weight bytes saves); memory ≈ I8's.
- *   I8, 16-bit activations (CGE_I8_A16, the decoder's int8): x quantized per row to 16 bits,
+ *   I8, 16-bit activations (CGE_I8_A16, a measured candidate): x quantized per row to 16 bits,
  *         symmetric, offset to u16 = hi·256 + lo; the two u8 planes go through the same packed
  *         s8 weights (output scales 256·s_n for hi, s_n plus a sum post-op for lo), then I8's
  *         epilogue with z = 32768. Exact integer products; 16-bit activations keep the small
  *         channels next to outliers (more precisely than bf16 does); two VNNI passes cost about
- *         one bf16 GEMM, and less at batch 8 (bench_models_mistral). Needs VNNI: else W8A16.
+ *         one bf16 GEMM, and less at batch 8 (bench_models_mistral); but its scales are per
+ *         channel, which at width 1024 already falls below 0.999 over 32 layers. Needs VNNI:
+ *         else W8A16.
  */
 #include "tensor/ops.h"
 
@@ -171,6 +176,9 @@ struct linear_impl {
     int wo;         /* I8 weight-only (W8A16): w holds s8 panels in bf16 packed order */
     int a16;        /* I8 with 16-bit activations (CGE_I8_A16): two u8 planes per row */
     float *wscale_hi; /* A16: (n_out) 256·wscale, the high plane's output scales; owned */
+    int64_t gsize;  /* W8A16 grouped: K inputs per scale (wscale is (n_in/gsize, np64) with
+                     * np64 = n_out rounded up to 64, applied while widening); 0 = per channel */
+    size_t n_scale; /* floats in wscale */
     int w_ext;      /* w (and wscale) point into a mapped converted-weights file: not owned */
     int64_t pn, n_panel;        /* W8A16: output channels per panel, panels */
     dnnl_memory_desc_t pmd[2];  /* W8A16: bf16 packed layouts of a full and of the last panel */
@@ -402,6 +410,7 @@ static enum cge_status quantize_weights(const struct cge_linear *l, struct linea
     const int64_t N = l->n_out, K = l->n_in, nw = N * K;
     int8_t *wq = cge__malloc_aligned((size_t)nw);
     im->wscale = cge__malloc((size_t)N * sizeof(float));
+    im->n_scale = (size_t)N;
     im->wcomp = cge__malloc((size_t)N * sizeof(float));
     if (!wq || !im->wscale || !im->wcomp) {
         cge__free_aligned(wq);
@@ -481,6 +490,79 @@ static void widen_s8(const int8_t *q, uint16_t *out, size_t n) {
     for (; i < n; i++) out[i] = cge_f32_to_bf16((float)q[i]);
 }
 
+#define WO_GROUP 128 /* W8A16: inputs per weight scale (per channel where the layout is unknown) */
+
+/* Whether a packed bf16 panel layout is the brgemm one the grouped widen knows: "16a64b2a",
+ * i.e. blocks of 32 inputs × 64 outputs (16 rows of input pairs × 64 outputs × 2), the pair
+ * innermost, blocks at the md's outer strides; K a multiple of 32. */
+static int layout_16a64b2a(const dnnl_memory_desc_t *md) {
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    return md->format_kind == dnnl_blocked && md->ndims == 2 && b->inner_nblks == 3 &&
+           b->inner_blks[0] == 16 && b->inner_idxs[0] == 0 && b->inner_blks[1] == 64 &&
+           b->inner_idxs[1] == 1 && b->inner_blks[2] == 2 && b->inner_idxs[2] == 0 &&
+           md->padded_dims[0] == md->dims[0] && md->dims[0] % 32 == 0 && md->offset0 == 0;
+}
+
+/* W8A16 grouped: q = round(w / s), s = max|w| / 127 over each run of WO_GROUP inputs of an
+ * output channel, into im->wq (plain) and im->wscale ((K/G) rows of np64, zero padded). */
+static enum cge_status quantize_groups(const struct cge_linear *l, struct linear_impl *im,
+                                       const float *wf) {
+    const int64_t N = l->n_out, K = l->n_in, G = WO_GROUP, np64 = (N + 63) / 64 * 64;
+    im->gsize = G;
+    im->n_scale = (size_t)(K / G * np64);
+    im->wq = cge__malloc_aligned((size_t)(N * K));
+    im->wscale = cge__calloc(im->n_scale, sizeof(float));
+    if (!im->wq || !im->wscale) return cge__err(CGE_ERR_NOMEM, "linear: int8 weight buffers");
+    CGE_PARALLEL_FOR(N * K * 4)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t g = 0; g < K / G; g++) {
+            const float *row = wf + n * K + g * G;
+            int8_t *qr = im->wq + n * K + g * G;
+            float amax = 0;
+            for (int64_t k = 0; k < G; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
+            float sc = amax > 0 && isfinite(amax) ? amax / 127.0f : 1.0f, inv = 1.0f / sc;
+            for (int64_t k = 0; k < G; k++) {
+                float q = nearbyintf(row[k] * inv);
+                q = q >= -127.0f ? (q <= 127.0f ? q : 127.0f) : -127.0f; /* NaN → a bound */
+                qr[k] = (int8_t)q;
+            }
+            im->wscale[g * np64 + n] = sc;
+        }
+    return CGE_OK;
+}
+
+/* W8A16 grouped: one packed panel (16a64b2a: 32 × 64 blocks) widened to bf16 of s·q. sc points
+ * at the panel's first column in scale row 0 (row stride np64). */
+static void widen_scaled(const int8_t *q, uint16_t *out, const dnnl_memory_desc_t *md,
+                         const float *sc, int64_t np64) {
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    const int64_t K = md->dims[0], nb_n = md->padded_dims[1] / 64;
+    for (int64_t nb = 0; nb < nb_n; nb++)
+        for (int64_t kb = 0; kb < K / 32; kb++) {
+            const int64_t base = kb * b->strides[0] + nb * b->strides[1];
+            const float *s = sc + (kb * 32 / WO_GROUP) * np64 + nb * 64;
+            const int8_t *qb = q + base;
+            uint16_t *ob = out + base;
+            /* 16 rows of input pairs × 64 outputs × 2: element j of a row has output j / 2 */
+            for (int64_t pr = 0; pr < 16; pr++) {
+                int64_t j = 0;
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+                const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+                for (; j < 128; j += 32) {
+                    __m512 s0 = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(s + j / 2)));
+                    __m512 s1 = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(s + j / 2 + 8)));
+                    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qb + pr * 128 + j))));
+                    __m512 c = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qb + pr * 128 + j + 16))));
+                    __m512bh r = _mm512_cvtne2ps_pbh(_mm512_mul_ps(c, s1), _mm512_mul_ps(a, s0));
+                    _mm512_storeu_si512((void *)(ob + pr * 128 + j), (__m512i)r);
+                }
+#endif
+                for (; j < 128; j++)
+                    ob[pr * 128 + j] = cge_f32_to_bf16((float)qb[pr * 128 + j] * s[j / 2]);
+            }
+        }
+}
+
 /* bf16 bit patterns of integers in [-127, 127] → s8 (exact). */
 static void narrow_s8(const uint16_t *in, int8_t *out, size_t n) {
     size_t i = 0;
@@ -510,7 +592,13 @@ static enum cge_status build_wo(struct cge_linear *l, struct linear_impl *im, co
         dnnl_primitive_desc_destroy(pd);
         im->pel[k] = dnnl_memory_desc_get_size(&im->pmd[k]) / 2;
     }
-    enum cge_status st = quantize_weights(l, im, wf);
+    enum cge_status st = CGE_OK;
+    if (K % WO_GROUP == 0 && layout_16a64b2a(&im->pmd[0]) && layout_16a64b2a(&im->pmd[1])) {
+        st = quantize_groups(l, im, wf);
+    } else {
+        st = quantize_weights(l, im, wf);
+        im->n_scale = (size_t)N;
+    }
     if (st != CGE_OK) return st;
     cge__free(im->wcomp);
     im->wcomp = NULL;
@@ -910,9 +998,14 @@ static enum cge_status forward_wo(const struct cge_linear *l, const float *x, in
             if (bad || !tt) continue;
             const int last = pi == im->n_panel - 1;
             const int64_t n0 = pi * im->pn, width = last ? N - n0 : im->pn;
-            widen_s8((const int8_t *)im->w + (size_t)pi * im->pel[0], tt->panel, im->pel[last]);
+            if (im->gsize)
+                widen_scaled((const int8_t *)im->w + (size_t)pi * im->pel[0], tt->panel,
+                             &im->pmd[last], im->wscale + n0, (N + 63) / 64 * 64);
+            else
+                widen_s8((const int8_t *)im->w + (size_t)pi * im->pel[0], tt->panel, im->pel[last]);
             float *tile = (float *)((char *)tt->panel + pbytes);
-            const float *sc = im->wscale + n0, *b = l->bias ? l->bias + n0 : NULL;
+            /* grouped: the panel is already scaled (the GEMM's tile is y's) */
+            const float *sc = im->gsize ? NULL : im->wscale + n0, *b = l->bias ? l->bias + n0 : NULL;
             for (int64_t r0 = 0; r0 < m; r0 += WO_ROWS) {
                 const int64_t mr = m - r0 < WO_ROWS ? m - r0 : WO_ROWS;
                 const struct prim *pp = mr == m1 ? p1 : p2;
@@ -930,7 +1023,9 @@ static enum cge_status forward_wo(const struct cge_linear *l, const float *x, in
                 for (int64_t r = 0; r < mr; r++) {
                     float *yr = y + (r0 + r) * N + n0;
                     const float *tr = tile + r * width;
-                    if (b) {
+                    if (!sc) {
+                        for (int64_t j = 0; j < width; j++) yr[j] = tr[j] + (b ? b[j] : 0.0f);
+                    } else if (b) {
                         for (int64_t j = 0; j < width; j++) yr[j] = tr[j] * sc[j] + b[j];
                     } else {
                         for (int64_t j = 0; j < width; j++) yr[j] = tr[j] * sc[j];
@@ -1053,7 +1148,8 @@ size_t cge_linear_bytes(const struct cge_linear *l) {
     if (!l || !l->impl) return 0;
     const struct linear_impl *im = l->impl;
     size_t bytes = im->w_bytes;
-    if (im->wscale) bytes += (size_t)l->n_out * (im->wcomp ? 2 : 1) * sizeof(float);
+    if (im->wscale) bytes += im->n_scale * sizeof(float);
+    if (im->wcomp) bytes += (size_t)l->n_out * sizeof(float);
     if (l->bias) bytes += (size_t)l->n_out * sizeof(float);
     return bytes;
 }
@@ -1072,7 +1168,7 @@ struct blob_hdr {
     int64_t pn, n_panel;   /* W8A16 panels */
     uint64_t pel[2];
     uint64_t w_bytes;
-    uint32_t has_scale, has_comp, has_bias, pad_;
+    uint32_t has_scale, has_comp, has_bias, gsize; /* gsize: W8A16 inputs per scale, 0 = per channel */
     char reserved[32];
 };
 
@@ -1082,7 +1178,8 @@ size_t cge__linear_blob_size(const struct cge_linear *l) {
     if (!l || !l->impl) return 0;
     const struct linear_impl *im = l->impl;
     size_t vec = align64((size_t)l->n_out * sizeof(float));
-    return align64(sizeof(struct blob_hdr)) + align64(im->w_bytes) + (im->wscale ? vec : 0) +
+    return align64(sizeof(struct blob_hdr)) + align64(im->w_bytes) +
+           (im->wscale ? align64(im->n_scale * sizeof(float)) : 0) +
            (im->wcomp ? vec : 0) + (l->bias ? vec : 0);
 }
 
@@ -1107,9 +1204,10 @@ enum cge_status cge__linear_blob_write(const struct cge_linear *l,
     h.has_scale = im->wscale != NULL;
     h.has_comp = im->wcomp != NULL;
     h.has_bias = l->bias != NULL;
+    h.gsize = (uint32_t)im->gsize;
     static const char zero[64];
     const void *part[5] = {&h, im->w, im->wscale, im->wcomp, l->bias};
-    size_t len[5] = {sizeof h, im->w_bytes, h.has_scale ? (size_t)l->n_out * 4 : 0,
+    size_t len[5] = {sizeof h, im->w_bytes, h.has_scale ? im->n_scale * 4 : 0,
                      h.has_comp ? (size_t)l->n_out * 4 : 0, h.has_bias ? (size_t)l->n_out * 4 : 0};
     for (int i = 0; i < 5; i++) {
         if (i > 0 && !part[i]) continue;
@@ -1128,11 +1226,15 @@ enum cge_status cge__linear_from_blob(struct cge_linear *l, const void *blob, si
     if (!blob || len < sizeof h || ((uintptr_t)blob & 63))
         return cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: short or misaligned blob");
     memcpy(&h, blob, sizeof h);
-    const int want = i8_scheme(dtype, mode);
-    /* a W8A16 request may have fallen back to the dynamic scheme where it was converted */
+    int want = i8_scheme(dtype, mode);
+    if (want == 1 && engine()) { /* W8A16 falls back to the dynamic scheme without bf16 matmul */
+        struct cge_linear probe = {.n_out = n_out, .n_in = n_in};
+        dnnl_primitive_desc_t pd = NULL;
+        if (make_pd_panel(&probe, 128, n_out < 64 ? n_out : 64, NULL, &pd) != dnnl_success) want = 0;
+        if (pd) dnnl_primitive_desc_destroy(pd);
+    }
     if (memcmp(h.magic, BLOB_MAGIC, 8) || h.n_out != n_out || h.n_in != n_in ||
-        h.dtype != (int32_t)dtype || (h.wo != want && !(want == 1 && h.wo == 0)) ||
-        (size_t)h.w_bytes > len)
+        h.dtype != (int32_t)dtype || h.wo != want || (size_t)h.w_bytes > len)
         return cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: not a (%lld, %lld) %s layer",
                         (long long)n_out, (long long)n_in, cge_dtype_str(dtype));
     if (!engine()) return cge__err(CGE_ERR_UNSUPPORTED, "linear_from_blob: no oneDNN CPU engine");
@@ -1152,7 +1254,12 @@ enum cge_status cge__linear_from_blob(struct cge_linear *l, const void *blob, si
     enum cge_status st = CGE_OK;
     size_t vec = align64((size_t)n_out * 4), off = align64(sizeof h) + align64(h.w_bytes);
     const char *b = blob;
-    if (h.has_scale && off + vec <= len) /* before make_pd: the int8 primitive bakes them in */
+    if (h.gsize && (h.gsize != WO_GROUP || !im->wo || n_in % WO_GROUP))
+        st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: other weight groups");
+    im->gsize = h.gsize;
+    im->n_scale = h.gsize ? (size_t)(n_in / WO_GROUP * ((n_out + 63) / 64 * 64)) : (size_t)n_out;
+    const size_t svec = align64(im->n_scale * 4);
+    if (st == CGE_OK && h.has_scale && off + svec <= len) /* before make_pd: int8 bakes them in */
         im->wscale = (float *)(b + off);
     if (im->a16 && im->wscale) st = a16_scales(l, im);
     /* the layouts this build would pack into, compared by size with the blob's */
@@ -1173,6 +1280,9 @@ enum cge_status cge__linear_from_blob(struct cge_linear *l, const void *blob, si
             im->pel[k] = dnnl_memory_desc_get_size(&im->pmd[k]) / 2;
             if (im->pel[k] != h.pel[k]) st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: other layout");
         }
+        if (st == CGE_OK && im->gsize &&
+            !(layout_16a64b2a(&im->pmd[0]) && layout_16a64b2a(&im->pmd[1])))
+            st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: other layout");
         if (st == CGE_OK && (size_t)h.w_bytes != (size_t)(im->n_panel - 1) * im->pel[0] + im->pel[1])
             st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: other layout");
     } else {
@@ -1191,14 +1301,14 @@ enum cge_status cge__linear_from_blob(struct cge_linear *l, const void *blob, si
         st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: scales do not match the types");
     if (st == CGE_OK && ((int)h.has_scale != need_scale || (int)h.has_comp != need_comp))
         st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: scales do not match the types");
-    size_t need = off + (h.has_scale ? vec : 0) + (h.has_comp ? vec : 0) + (h.has_bias ? vec : 0);
+    size_t need = off + (h.has_scale ? svec : 0) + (h.has_comp ? vec : 0) + (h.has_bias ? vec : 0);
     if (st == CGE_OK && need != len) st = cge__err(CGE_ERR_SERIALIZATION, "linear_from_blob: %zu bytes, expected %zu", len, need);
     if (st == CGE_OK) {
         im->w = (void *)(b + align64(sizeof h));
         im->w_bytes = h.w_bytes;
         if (h.has_scale) {
             im->wscale = (float *)(b + off);
-            off += vec;
+            off += svec;
         }
         if (h.has_comp) {
             im->wcomp = (float *)(b + off); /* w_ext: not freed */

@@ -120,7 +120,7 @@ int main(void) {
 
     /* Round trip, every dtype: written, then mapped; both equal converting in memory. */
     static float ref[N_OUT], a[N_OUT], b[N_OUT];
-    /* int8 twice: W8A8 (the scheme the encoders use), then the default A16 */
+    /* int8 twice: W8A8 (the scheme the encoders use), then the default W8A16 */
     const enum cge_dtype dts[4] = {CGE_DTYPE_F32, CGE_DTYPE_BF16, CGE_DTYPE_I8, CGE_DTYPE_I8};
     struct seen s;
     for (int k = 0; k < 4; k++) {
