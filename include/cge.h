@@ -324,6 +324,7 @@ struct cge_model_params {
     enum cge_pooling pooling; /* CGE_POOL_NONE = as the folder says; else an override */
     int no_truncate;          /* 1: an input longer than the max length is an error, not cut */
     int64_t max_seq_len;      /* 0 = from sentence_bert_config / config / tokenizer_config */
+    const char *backend; /* NULL or "cpu" (default), "cuda", "cuda:N", "auto" */
 };
 struct cge_model_params cge_model_default_params(void);
 
