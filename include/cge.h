@@ -397,6 +397,9 @@ struct cge_engine_params {
     /* ---- addition (issue 16, Redis) ---- */
     const char *redis_url; /* NULL: none (or the config's "redis" section): a second cache level
                               shared by processes, behind the in-process cache (which it needs) */
+    /* ---- addition (issue 19, backends) ---- */
+    const char *backend; /* NULL or "cpu" (default), "cuda", "cuda:N", "auto": where every slot's
+                            model runs (copied at open; an unusable device falls back to the CPU) */
 };
 struct cge_engine_params cge_engine_default_params(void);
 

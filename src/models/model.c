@@ -349,7 +349,9 @@ enum cge_status cge_model_load(const char *dir_in, const struct cge_model_params
     }
     /* The backend: an unusable device falls back to the CPU (logged), a bad name fails. */
     if ((st = cge_backend_open_or_cpu(p.backend, &m->be))) {
-        st = cge__err(st, "model %s: %s", dir, cge_errmsg());
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", cge_errmsg());
+        st = cge__err(st, "model %s: %s", dir, msg);
         goto fail;
     }
     m->p.backend = m->be->name; /* the caller's string is not kept */

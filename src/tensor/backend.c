@@ -142,6 +142,14 @@ static int isa_features(char *buf, size_t cap) {
     return (int)o;
 }
 
+const char *cge_backend_compiled(void) {
+#ifdef CGE_HAVE_CUDA
+    return "cpu cuda";
+#else
+    return "cpu";
+#endif
+}
+
 int cge_backend_describe(char *buf, size_t cap) {
     char isa[256], cuda[1024];
     isa_features(isa, sizeof isa);

@@ -125,4 +125,7 @@ int cge_backend_describe(char *buf, size_t cap);
  * Release with cge_backend_release. */
 enum cge_status cge_backend_open_or_cpu(const char *name, struct cge_backend **out);
 
+/* The backends this build has, space-separated: "cpu" or "cpu cuda". */
+const char *cge_backend_compiled(void);
+
 #endif /* CGE_TENSOR_BACKEND_H */
