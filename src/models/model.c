@@ -361,7 +361,23 @@ enum cge_status cge_model_load(const char *dir_in, const struct cge_model_params
     lc.p = &m->p;
     lc.pad_id = -1;
     lc.be = m->be;
-    if ((st = m->family->load(&lc, &m->impl))) {
+    const struct cge_family_load lc0 = lc;
+    if ((st = m->family->load(&lc, &m->impl)) && m->be != cge_backend_cpu()) {
+        /* A device that fails at load (out of memory, a lost device): the CPU, logged. A
+         * model that is simply broken fails again below, with the CPU's message. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", cge_errmsg());
+        cge__log(CGE_LOG_WARN, "model %s: loading on %s failed, loading on the cpu: %s", dir,
+                 m->be->name, why);
+        m->impl = NULL;
+        cge_backend_release(m->be);
+        m->be = cge_backend_cpu();
+        m->p.backend = m->be->name;
+        lc = lc0;
+        lc.be = m->be;
+        st = m->family->load(&lc, &m->impl);
+    }
+    if (st) {
         m->impl = NULL;
         if (st != CGE_ERR_NOMEM && st != CGE_ERR_UNSUPPORTED) st = CGE_ERR_MODEL_LOAD;
         goto fail;

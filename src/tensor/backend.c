@@ -38,12 +38,27 @@ static int cuda_device(const char *name) {
     return (int)v;
 }
 
-/* 1 when every entry of the table is filled (destroy may be NULL only for the static CPU one). */
-static int table_complete(const struct cge_backend *b) {
-    return b->name && b->alloc && b->free && b->to_device && b->to_host && b->sync &&
-           b->linear_init && b->linear_free && b->linear && b->linear_bytes && b->layernorm &&
-           b->rmsnorm && b->softmax && b->act && b->add && b->add_row && b->mul && b->scale &&
-           b->attention && b->rope && b->embed_gather && b->copy && b->glu;
+int cge__backend_missing(const struct cge_backend *b, char *buf, size_t cap) {
+#define E(f) {#f, b->f == NULL}
+    const struct {
+        const char *name;
+        int missing;
+    } e[] = {E(name),      E(alloc),       E(free),      E(to_device),   E(to_host),
+             E(sync),      E(linear_init), E(linear_free), E(linear),    E(linear_bytes),
+             E(layernorm), E(rmsnorm),     E(softmax),   E(act),         E(add),
+             E(add_row),   E(mul),         E(scale),     E(attention),   E(rope),
+             E(embed_gather), E(destroy),  E(copy),      E(glu)};
+#undef E
+    int n = 0;
+    size_t o = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) {
+        if (!e[i].missing) continue;
+        int k = snprintf(buf + o, cap - o, "%s%s", n ? " " : "", e[i].name);
+        if (k > 0 && o + (size_t)k < cap) o += (size_t)k;
+        n++;
+    }
+    return n;
 }
 
 enum cge_status cge_backend_open(const char *name, struct cge_backend **out) {
@@ -63,15 +78,15 @@ enum cge_status cge_backend_open(const char *name, struct cge_backend **out) {
     struct cge_backend *be = NULL;
     enum cge_status st = cge__cuda_backend_open(dev, &be);
     if (st) return st;
-    if (!be || !table_complete(be)) {
+    char missing[256] = "(none)";
+    if (!be || cge__backend_missing(be, missing, sizeof missing)) {
         if (be && be->destroy) be->destroy(be);
-        return cge__err(CGE_ERR_UNSUPPORTED, "backend '%s': the CUDA backend's table is incomplete",
-                        name);
+        return cge__err(CGE_ERR_UNSUPPORTED, "backend '%s': the CUDA backend's table lacks: %s",
+                        name, missing);
     }
     *out = be;
     return CGE_OK;
 #else
-    (void)table_complete;
     return cge__err(CGE_ERR_UNSUPPORTED, "backend '%s': " NO_CUDA_REASON, name);
 #endif
 }

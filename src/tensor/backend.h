@@ -125,6 +125,11 @@ int cge_backend_describe(char *buf, size_t cap);
  * Release with cge_backend_release. */
 enum cge_status cge_backend_open_or_cpu(const char *name, struct cge_backend **out);
 
+/* The entries a device backend's table lacks, space-separated, into buf ("" when complete;
+ * destroy counts: only the static CPU backend may lack it). Returns how many. cge_backend_open
+ * refuses an incomplete table with this list (and the caller falls back to the CPU). */
+int cge__backend_missing(const struct cge_backend *be, char *buf, size_t cap);
+
 /* The backends this build has, space-separated: "cpu" or "cpu cuda". */
 const char *cge_backend_compiled(void);
 

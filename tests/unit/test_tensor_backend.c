@@ -269,6 +269,16 @@ static void test_open(void) {
     CHECK(cge_backend_open_or_cpu("tpu", &be) == CGE_ERR_INVALID_VALUE);
     CHECK(strstr(cge_errmsg(), "tpu") != NULL);
 
+    /* a device table must be complete: the CPU's with a destroy is; without glu and copy not */
+    struct cge_backend t = *cge_backend_cpu();
+    char miss[256];
+    CHECK(cge__backend_missing(&t, miss, sizeof miss) == 1 && !strcmp(miss, "destroy"));
+    t.destroy = (void (*)(struct cge_backend *))free;
+    CHECK(cge__backend_missing(&t, miss, sizeof miss) == 0 && !miss[0]);
+    t.copy = NULL;
+    t.glu = NULL;
+    CHECK(cge__backend_missing(&t, miss, sizeof miss) == 2 && !strcmp(miss, "copy glu"));
+
     char buf[2048];
     int n = cge_backend_describe(buf, sizeof buf);
     CHECK(n > 0 && (size_t)n == strlen(buf));
