@@ -7,7 +7,7 @@ libdnnl-dev libcjson-dev libutf8proc-dev libpcre2-dev
 libpng-dev libjpeg-dev libwebp-dev libsndfile1-dev libsamplerate0-dev libfftw3-dev
 libxxhash-dev liblmdb-dev libzip-dev zlib1g-dev lcov python3 python3-numpy
 libmicrohttpd-dev libcurl4-openssl-dev libssl-dev curl wrk
-libhiredis-dev redis-server $*"
+libhiredis-dev redis-server chromium fonts-liberation $*"
 missing=""
 for p in $PKGS; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -6,11 +6,14 @@
  * shutdown runs in ordinary code, not in a signal handler. Shutdown: stop accepting, answer
  * what is running (bounded by the request timeout), stop, close the engine, exit 0. Keys may
  * come from the environment (CGE_API_KEY, CGE_ADMIN_KEY) so they stay out of `ps`.
+ * --model DIR serves one model folder (cge_model_load) instead of an engine: the same server and
+ * routes, each answering from the model alone (routes.c, struct cge__http_model).
  */
 #include "cge.h"
 #include "commands.h"
 #include "server/http.h"
 #include "server/mcp_http.h"
+#include "net/hub.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -19,10 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: cge serve [--ensemble DIR | --config FILE] [--host H] [--port N]\n"
+            "usage: cge serve [--ensemble DIR | --config FILE | --model DIR [--model-name NAME]]\n"
+            "                 [--host H] [--port N]\n"
             "                 [--api-key KEY] [--admin-key KEY] [--max-concurrent-requests N]\n"
             "                 [--max-client-batch-size N] [--payload-limit BYTES]\n"
             "                 [--request-timeout SECONDS] [--allow-files DIR]\n"
@@ -36,6 +41,14 @@ static void usage(FILE *f) {
             "\n"
             "--ensemble DIR   an ensemble folder (ensemble.json); --config FILE: a cge config.\n"
             "                 Neither: the configured ensemble, else the demo ensemble.\n"
+            "--model DIR      serve one model folder alone (no fusion; `cge embed --model DIR`\n"
+            "                 over HTTP): DIR as `cge embed` takes it (a Hugging Face folder, or\n"
+            "                 ORG/NAME fetched with `cge pull`). /v1/embeddings and /embed give\n"
+            "                 its vector (\"model\" absent or its name), /similarity its cosine,\n"
+            "                 /tokenize its ids; /info and /v1/models list it. No slots, gate,\n"
+            "                 cache or admin routes; each request runs as one batch of its own.\n"
+            "--model-name NAME  the name /v1/models lists and requests give as \"model\"\n"
+            "                 (default: ORG/NAME for an HF cache folder, else the folder's name)\n"
             "--host H         address to listen on (default 127.0.0.1)\n"
             "--port N         port (default 8080; 0 picks a free one)\n"
             "--api-key KEY    every route but /health and the page needs \"Authorization:\n"
@@ -80,8 +93,91 @@ static int parse_seconds(const char *opt, const char *v, double *out) {
     return 1;
 }
 
+/* The name of a model folder: ORG/NAME for .../models--ORG--NAME[/snapshots/REV], else the
+ * folder's own name. */
+static void model_id_of(const char *dir, char *out, size_t cap) {
+    const char *hub = strstr(dir, "models--");
+    if (hub) {
+        const char *s = hub + strlen("models--");
+        const char *sep = strstr(s, "--");
+        size_t n = strcspn(s, "/");
+        if (sep && sep < s + n) {
+            snprintf(out, cap, "%.*s/%.*s", (int)(sep - s), s, (int)(s + n - sep - 2), sep + 2);
+            return;
+        }
+    }
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') len--;
+    size_t b = len;
+    while (b > 0 && dir[b - 1] != '/') b--;
+    snprintf(out, cap, "%.*s", (int)(len - b), dir + b);
+}
+
+/* Waits for SIGINT or SIGTERM (blocked in every thread), then drains and stops the server. */
+static void wait_and_stop(struct cge__http_server *srv, const struct cge__http_params *hp,
+                          sigset_t *sigs) {
+    int v6 = strchr(hp->host, ':') != NULL;
+    fprintf(stderr, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", hp->host, v6 ? "]" : "",
+            cge__http_port(srv));
+    fflush(stderr);
+    int sig = 0;
+    while (sigwait(sigs, &sig) != 0) {
+    }
+    fprintf(stderr, "cge serve: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    cge__http_drain(srv, hp->request_timeout_ms + 5000);
+    cge__http_stop(srv);
+}
+
+/* `cge serve --model DIR`: the server over one model (http.h: struct cge__http_model). */
+static int serve_model(const char *dir, const char *name, int no_truncate, int n_threads,
+                       struct cge__http_params *hp, sigset_t *sigs) {
+    /* ORG/NAME that is no path here: the snapshot of its main in the HF cache (cge pull). */
+    char snap[CGE_HUB_PATH_MAX], id[256];
+    struct stat sb;
+    if (stat(dir, &sb) != 0 && cge_hub_repo_folder(dir, snap, sizeof snap) == CGE_OK) {
+        if (cge_hub_cache_lookup(NULL, dir, NULL, snap, sizeof snap, NULL)) {
+            fprintf(stderr, "cge serve: %s is no folder here, and %s (run `cge pull %s`)\n", dir,
+                    cge_errmsg(), dir);
+            return 1;
+        }
+        snprintf(id, sizeof id, "%s", dir);
+        dir = snap;
+    } else {
+        model_id_of(dir, id, sizeof id);
+    }
+    if (name) snprintf(id, sizeof id, "%s", name);
+    if (!id[0]) {
+        fprintf(stderr, "cge serve: --model %s: give it a name with --model-name\n", dir);
+        return 2;
+    }
+    if (n_threads > 0) cge_set_threads(n_threads);
+    struct cge_model_params mp = cge_model_default_params();
+    mp.no_truncate = no_truncate;
+    struct cge_model *m = NULL;
+    enum cge_status st = cge_model_load(dir, &mp, &m);
+    if (st) {
+        fprintf(stderr, "cge serve: %s: %s\n", cge_status_str(st), cge_errmsg());
+        return 1;
+    }
+    struct cge__http_model one = {m, id, dir};
+    hp->model = &one;
+    struct cge__http_server *srv = NULL;
+    st = cge__http_start(NULL, hp, &srv);
+    if (st) {
+        fprintf(stderr, "cge serve: %s\n", cge_errmsg());
+        cge_model_free(m);
+        return 1;
+    }
+    wait_and_stop(srv, hp, sigs);
+    cge_model_free(m);
+    fprintf(stderr, "cge serve: stopped\n");
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv) {
     const char *ensemble = NULL;
+    const char *model_dir = NULL, *model_name = NULL; /* --model, --model-name */
+    int lazy = 0;
     struct cge__http_params hp;
     cge__http_default_params(&hp);
     hp.api_key = getenv("CGE_API_KEY");
@@ -108,6 +204,7 @@ int cmd_serve(int argc, char **argv) {
             continue;
         } else if (!strcmp(a, "--lazy")) {
             ep.preload = 0;
+            lazy = 1;
             continue;
         } else if (!strcmp(a, "--quiet")) {
             hp.quiet = 1;
@@ -120,9 +217,9 @@ int cmd_serve(int argc, char **argv) {
         if (!strcmp(a, "--ensemble") || !strcmp(a, "--config")) {
             ensemble = v;
         } else if (!strcmp(a, "--model")) {
-            fprintf(stderr, "cge serve: --model (one model folder) is not supported yet; give "
-                            "an ensemble (--ensemble DIR) whose ensemble.json lists it\n");
-            return 2;
+            model_dir = v;
+        } else if (!strcmp(a, "--model-name")) {
+            model_name = v;
         } else if (!strcmp(a, "--redis")) {
             ep.redis_url = v;
         } else if (!strcmp(a, "--host")) {
@@ -175,6 +272,19 @@ int cmd_serve(int argc, char **argv) {
         }
     }
 
+    if (model_dir) {
+        const char *clash = ensemble ? "--ensemble/--config" : mcp ? "--mcp" : lazy ? "--lazy"
+                          : ep.redis_url ? "--redis" : NULL;
+        if (clash) {
+            fprintf(stderr, "cge serve: --model serves one model alone: %s does not go with it\n",
+                    clash);
+            return 2;
+        }
+    } else if (model_name) {
+        fprintf(stderr, "cge serve: --model-name needs --model\n");
+        return 2;
+    }
+
     /* Before any thread exists: every thread inherits this mask, so only sigwait sees them. */
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -182,6 +292,9 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+
+    if (model_dir) return serve_model(model_dir, model_name, ep.no_truncate, ep.n_threads, &hp,
+                                      &sigs);
 
     struct cge_engine *e = NULL;
     enum cge_status st = cge_engine_open(ensemble, &ep, &e);
@@ -207,17 +320,7 @@ int cmd_serve(int argc, char **argv) {
         cge_engine_close(e);
         return 1;
     }
-    int v6 = strchr(hp.host, ':') != NULL;
-    fprintf(stderr, "listening on http://%s%s%s:%d\n", v6 ? "[" : "", hp.host, v6 ? "]" : "",
-            cge__http_port(srv));
-    fflush(stderr);
-
-    int sig = 0;
-    while (sigwait(&sigs, &sig) != 0) {
-    }
-    fprintf(stderr, "cge serve: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    cge__http_drain(srv, hp.request_timeout_ms + 5000);
-    cge__http_stop(srv);
+    wait_and_stop(srv, &hp, &sigs);
     cge__mcp_sessions_free(sessions);
     cge_engine_close(e);
     fprintf(stderr, "cge serve: stopped\n");

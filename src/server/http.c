@@ -108,6 +108,9 @@ void cge__http_default_params(struct cge__http_params *p) {
 struct cge_engine *cge__http_engine(struct cge__http_req *r) {
     return r->srv->engine;
 }
+const struct cge__http_model *cge__http_model(struct cge__http_req *r) {
+    return r->srv->p.model;
+}
 const struct cge__http_params *cge__http_params(struct cge__http_req *r) {
     return &r->srv->p;
 }
@@ -620,7 +623,8 @@ static void stop_workers(struct cge__http_server *s) {
 enum cge_status cge__http_start(struct cge_engine *e, const struct cge__http_params *p,
                                 struct cge__http_server **out) {
     *out = NULL;
-    if (!e || !p || p->max_concurrent < 1 || p->port < 0 || p->port > 65535 ||
+    if (!p || (e != NULL) == (p->model != NULL && p->model->m != NULL) ||
+        p->max_concurrent < 1 || p->port < 0 || p->port > 65535 ||
         p->payload_limit < 1 || p->request_timeout_ms < 1)
         return cge__err(CGE_ERR_INVALID_VALUE, "serve: bad server parameters");
     struct cge__http_server *s = cge__calloc(1, sizeof *s);

@@ -23,6 +23,14 @@
 
 struct cge__mcp_sessions;
 
+/* `cge serve --model DIR`: one model folder served alone, no engine (no fusion, no slots, no
+ * cache, no batching across requests: each request is one cge_model_embed call). */
+struct cge__http_model {
+    const struct cge_model *m; /* not owned */
+    const char *id;            /* the name clients give as "model" (and /v1/models lists) */
+    const char *path;          /* the folder, as /info shows it */
+};
+
 struct cge__http_params {
     const char *host;          /* "127.0.0.1" */
     int port;                  /* 8080; 0 picks a free port (cge__http_port says which) */
@@ -39,13 +47,15 @@ struct cge__http_params {
     int io_threads;            /* epoll threads; 0 = 2 */
     struct cge__mcp_sessions *mcp; /* POST/DELETE /mcp: MCP's streamable HTTP transport
                                       (mcp_http.h; not owned); NULL: /mcp answers 404 */
+    const struct cge__http_model *model; /* --model: serve this one model (not owned); the
+                                            engine is then NULL. NULL: the engine */
 };
 void cge__http_default_params(struct cge__http_params *p);
 
 struct cge__http_server;
 
-/* Starts listening and serving `e` (not owned; it must outlive the server). On failure *out is
- * NULL and cge_errmsg() says why (port in use, bad host). */
+/* Starts listening and serving `e` (not owned; it must outlive the server), or p->model when e
+ * is NULL. On failure *out is NULL and cge_errmsg() says why (port in use, bad host). */
 enum cge_status cge__http_start(struct cge_engine *e, const struct cge__http_params *p,
                                 struct cge__http_server **out);
 /* The port the server listens on (the real one when started with port 0). */
@@ -77,6 +87,8 @@ extern const struct cge__http_route cge__http_routes[];
 extern const size_t cge__http_n_routes;
 
 struct cge_engine *cge__http_engine(struct cge__http_req *r);
+/* The one model of `cge serve --model` (then cge__http_engine is NULL), or NULL. */
+const struct cge__http_model *cge__http_model(struct cge__http_req *r);
 const struct cge__http_params *cge__http_params(struct cge__http_req *r);
 const char *cge__http_body(struct cge__http_req *r, size_t *len);
 /* A request header (case-insensitive name), or NULL. */

@@ -90,6 +90,15 @@ static void reply_buf(struct cge__http_req *r, struct cge_buf *b, enum cge_statu
     cge__http_reply(r, 200, "application/json", b->data, b->len);
 }
 
+/* "Server-Timing: engine;dur=MS" (W3C Server Timing): the time the engine (or the model of
+ * --model) took for this request, from the call to its return; the rest of the latency a
+ * client sees is the server's and the network's (bench_server reports it). */
+static void server_timing(struct cge__http_req *r, int64_t us) {
+    char v[48];
+    snprintf(v, sizeof v, "engine;dur=%.3f", (double)us / 1000.0);
+    cge__http_add_header(r, "Server-Timing", v);
+}
+
 /* Runs the engine on n inputs. Returns 1 when the call worked and every input succeeded; else
  * answers the error (the first failed input's, naming its index) and returns 0. The results are
  * the caller's to deinit either way. */
@@ -98,6 +107,7 @@ static int run_engine(struct cge__http_req *r, const char *field, const struct c
     opt->timeout_ms = cge__http_ms_left(r);
     int64_t t0 = cge__now_us();
     enum cge_status st = cge_engine_embed(cge__http_engine(r), in, n, opt, res);
+    server_timing(r, cge__now_us() - t0);
     if (st) {
         cge__http_error(r, cge__wire_http_status(st), "%s", cge_errmsg());
         return 0;
@@ -121,6 +131,66 @@ static int run_engine(struct cge__http_req *r, const char *field, const struct c
         return 0;
     }
     return 1;
+}
+
+/* --model: runs the one model on n inputs into out (n x dim) and info. Returns 1 when every
+ * input succeeded; else answers the error (the first failed input's) and returns 0. */
+static int run_model(struct cge__http_req *r, const char *field, const struct cge_input *in,
+                     size_t n, float *out, struct cge_embed_info *info) {
+    int64_t t0 = cge__now_us();
+    enum cge_status st = cge_model_embed(cge__http_model(r)->m, in, (int64_t)n, out, info);
+    server_timing(r, cge__now_us() - t0);
+    if (st) {
+        cge__http_error(r, cge__wire_http_status(st), "%s", cge_errmsg());
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (info[i].status == CGE_OK) continue;
+        const char *msg = info[i].errmsg[0] ? info[i].errmsg : cge_status_str(info[i].status);
+        if (n == 1) cge__http_error(r, cge__wire_http_status(info[i].status), "%s", msg);
+        else cge__http_error(r, cge__wire_http_status(info[i].status), "%s[%zu]: %s", field, i, msg);
+        return 0;
+    }
+    const struct cge__http_params *p = cge__http_params(r);
+    if ((cge__now_us() - t0) / 1000 > p->request_timeout_ms) {
+        cge__http_error(r, 504, "the request took longer than its deadline of %lld ms",
+                        (long long)p->request_timeout_ms);
+        return 0;
+    }
+    return 1;
+}
+
+/* --model: 1 when `model` (a request's "model" field; NULL or null: absent) names the served
+ * model; else answers 404 (or 400 for a non-string) and returns 0. */
+static int model_is_served(struct cge__http_req *r, const cJSON *model) {
+    const struct cge__http_model *one = cge__http_model(r);
+    if (!model || cJSON_IsNull(model)) return 1;
+    if (!cJSON_IsString(model)) {
+        cge__http_error(r, 400, "model: expected a string (\"%s\")", one->id);
+        return 0;
+    }
+    if (strcmp(model->valuestring, one->id) != 0) {
+        cge__http_error(r, 404, "model: '%s' does not exist here (this server serves one model, "
+                                "\"%s\", see /v1/models)",
+                        model->valuestring, one->id);
+        return 0;
+    }
+    return 1;
+}
+
+/* --model: the n x dim output buffer and the per-input info, or 0 after answering 503. */
+static int model_buffers(struct cge__http_req *r, size_t n, float **out,
+                         struct cge_embed_info **info) {
+    int dim = cge_model_dim(cge__http_model(r)->m);
+    *out = cge__calloc(n * (size_t)dim, sizeof **out);
+    *info = cge__calloc(n, sizeof **info);
+    if (*out && *info) return 1;
+    cge__free(*out);
+    cge__free(*info);
+    *out = NULL;
+    *info = NULL;
+    cge__http_error(r, 503, "out of memory");
+    return 0;
 }
 
 static struct cge__wire_policy policy_of(struct cge__http_req *r) {
@@ -208,6 +278,8 @@ static void route_embeddings(struct cge__http_req *r) {
     struct cge__wire_input *w = NULL;
     struct cge_input *in = NULL;
     struct cge_result *res = NULL;
+    float *mv = NULL;             /* --model: the vectors */
+    struct cge_embed_info *mi = NULL;
     size_t n = 0;
     struct cge_buf b;
     cge__buf_init(&b, (size_t)1 << 30);
@@ -218,9 +290,16 @@ static void route_embeddings(struct cge__http_req *r) {
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(j, "user");
     const cJSON *dims = cJSON_GetObjectItemCaseSensitive(j, "dimensions");
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(j, "input");
-    int slot = -1; /* -1: the fused vector */
-    const char *model_name = "cge";
-    if (model && !cJSON_IsNull(model)) {
+    const struct cge__http_model *one = cge__http_model(r); /* --model */
+    int slot = -1; /* -1: the fused vector (or the one model's) */
+    const char *model_name = one ? one->id : "cge";
+    if (one) {
+        if (!model_is_served(r, model)) goto done;
+        if (!(cge_model_modalities(one->m) & (CGE_MOD_TEXT | CGE_MOD_CODE))) {
+            cge__http_error(r, 400, "model: %s does not read text", one->id);
+            goto done;
+        }
+    } else if (model && !cJSON_IsNull(model)) {
         if (!cJSON_IsString(model)) {
             cge__http_error(r, 400, "model: expected a string (\"cge\" or \"E1\"..\"E12\")");
             goto done;
@@ -253,8 +332,9 @@ static void route_embeddings(struct cge__http_req *r) {
         cge__http_error(r, 400, "user: expected a string");
         goto done;
     }
-    int dim = slot < 0 ? cge_engine_dim(cge__http_engine(r))
-                       : cge_engine_slot_dim(cge__http_engine(r), slot);
+    int dim = one        ? cge_model_dim(one->m)
+              : slot < 0 ? cge_engine_dim(cge__http_engine(r))
+                         : cge_engine_slot_dim(cge__http_engine(r), slot);
     if (dims && !cJSON_IsNull(dims) &&
         (!cJSON_IsNumber(dims) || dims->valuedouble != (double)dim)) {
         cge__http_error(r, 400, "dimensions: %s gives %d dimensions, no other number", model_name,
@@ -296,7 +376,11 @@ static void route_embeddings(struct cge__http_req *r) {
         opt.slots = 1u << slot;
         opt.no_fusion = 1;
     }
-    if (!run_engine(r, "input", in, n, &opt, res)) goto done;
+    if (one) {
+        if (!model_buffers(r, n, &mv, &mi) || !run_model(r, "input", in, n, mv, mi)) goto done;
+    } else if (!run_engine(r, "input", in, n, &opt, res)) {
+        goto done;
+    }
 
     int64_t tokens = 0;
     enum cge_status st = cge__buf_printf(&b, "{\"object\":\"list\",\"data\":[");
@@ -304,7 +388,7 @@ static void route_embeddings(struct cge__http_req *r) {
     if (b64) enc = cge__malloc(((size_t)dim * 4 + 2) / 3 * 4 + 1);
     if (b64 && !enc) st = CGE_ERR_NOMEM;
     for (size_t i = 0; !st && i < n; i++) {
-        const float *v = res[i].embedding;
+        const float *v = one ? mv + i * (size_t)dim : res[i].embedding;
         if (slot >= 0) {
             const struct cge_slot_result *sr = &res[i].slots[slot];
             if (sr->state != CGE_SLOT_OK || !sr->vector || sr->dim != dim) {
@@ -315,7 +399,7 @@ static void route_embeddings(struct cge__http_req *r) {
             }
             v = sr->vector;
         }
-        tokens += res[i].n_tokens;
+        tokens += one ? mi[i].n_tokens : res[i].n_tokens;
         st = cge__buf_printf(&b, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
                              i ? "," : "", i);
         if (st) break;
@@ -342,6 +426,8 @@ static void route_embeddings(struct cge__http_req *r) {
 done:
     cge__buf_free(&b);
     results_free(res, n);
+    cge__free(mv);
+    cge__free(mi);
     cge__free(in);
     free_inputs(w, n);
     cJSON_Delete(j);
@@ -355,6 +441,8 @@ static void route_embed(struct cge__http_req *r) {
     struct cge__wire_input *w = NULL;
     struct cge_input *in = NULL;
     struct cge_result *res = NULL;
+    float *mv = NULL;             /* --model: the vectors */
+    struct cge_embed_info *mi = NULL;
     size_t n = 0;
     struct cge_buf b;
     cge__buf_init(&b, (size_t)1 << 30);
@@ -368,6 +456,12 @@ static void route_embed(struct cge__http_req *r) {
             goto done;
         }
     }
+    const struct cge__http_model *one = cge__http_model(r); /* --model */
+    if (one && out != CGE__OUT_FUSED) {
+        cge__http_error(r, 400, "output: this server serves one model (--model): its vector is "
+                                "\"embedding\"; \"slots\" and \"both\" need an ensemble");
+        goto done;
+    }
     if (!parse_inputs(r, cJSON_GetObjectItemCaseSensitive(j, "inputs"), "inputs", &w, &n))
         goto done;
     cge__http_set_items(r, (int64_t)n);
@@ -379,11 +473,24 @@ static void route_embed(struct cge__http_req *r) {
     }
     struct cge_embed_options opt = {0};
     opt.no_fusion = out == CGE__OUT_SLOTS;
-    if (!run_engine(r, "inputs", in, n, &opt, res)) goto done;
+    if (one) {
+        if (!model_buffers(r, n, &mv, &mi) || !run_model(r, "inputs", in, n, mv, mi)) goto done;
+    } else if (!run_engine(r, "inputs", in, n, &opt, res)) {
+        goto done;
+    }
     enum cge_status st = cge__buf_append(&b, "[", 1);
     for (size_t i = 0; !st && i < n; i++) {
         if (i) st = cge__buf_append(&b, ",", 1);
-        if (!st) st = cge__wire_result_json(&b, &res[i], (unsigned)out);
+        if (st) break;
+        if (one) {
+            /* The one model's vector, under the key the fused one has. */
+            int dim = cge_model_dim(one->m);
+            st = cge__buf_printf(&b, "{\"embedding\":");
+            if (!st) st = cge__wire_floats(&b, mv + i * (size_t)dim, dim);
+            if (!st) st = cge__buf_append(&b, "}", 1);
+        } else {
+            st = cge__wire_result_json(&b, &res[i], (unsigned)out);
+        }
     }
     if (!st) st = cge__buf_append(&b, "]", 1);
     reply_buf(r, &b, st);
@@ -391,6 +498,8 @@ static void route_embed(struct cge__http_req *r) {
 done:
     cge__buf_free(&b);
     results_free(res, n);
+    cge__free(mv);
+    cge__free(mi);
     cge__free(in);
     free_inputs(w, n);
     cJSON_Delete(j);
@@ -445,6 +554,24 @@ static void route_similarity(struct cge__http_req *r) {
     }
     cge__http_set_items(r, 2);
     struct cge_input in[2] = {w[0].in, w[1].in};
+    const struct cge__http_model *one = cge__http_model(r); /* --model */
+    if (one) {
+        /* The one model's cosine: no slots, no gate. */
+        float *mv = NULL;
+        struct cge_embed_info *mi = NULL;
+        if (model_buffers(r, 2, &mv, &mi) && run_model(r, "inputs", in, 2, mv, mi)) {
+            int dim = cge_model_dim(one->m);
+            enum cge_status st =
+                cge__buf_printf(&b, "{\"cosine\":%.9g,\"model\":", cosine(mv, mv + dim, dim));
+            if (!st) st = cge__wire_string(&b, one->id);
+            if (!st) st = cge__buf_append(&b, "}", 1);
+            reply_buf(r, &b, st);
+            b.data = NULL;
+        }
+        cge__free(mv);
+        cge__free(mi);
+        goto done;
+    }
     struct cge_embed_options opt = {0};
     if (!run_engine(r, "inputs", in, 2, &opt, res)) goto done;
     enum cge_status st =
@@ -485,7 +612,10 @@ static enum cge_status tokenize_one(struct cge__http_req *r, int slot, const cha
             return cge__err(CGE_ERR_NOMEM, "tokenize: %lld ids", (long long)cap);
         }
         ids = grown;
-        n = cge_engine_tokenize(cge__http_engine(r), slot, text, strlen(text), role, ids, cap);
+        const struct cge__http_model *one = cge__http_model(r);
+        n = one ? cge_model_tokenize(one->m, text, strlen(text), ids, cap)
+                : cge_engine_tokenize(cge__http_engine(r), slot, text, strlen(text), role, ids,
+                                      cap);
         if (n < 0 || n <= cap) break;
         cap = n;
     }
@@ -510,20 +640,29 @@ static void route_tokenize(struct cge__http_req *r) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(j, "role");
     const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(j, "inputs");
-    const char *name = "E1";
-    if (model && !cJSON_IsNull(model)) {
+    const struct cge__http_model *one = cge__http_model(r); /* --model */
+    const char *name = one ? one->id : "E1";
+    int slot = -1;
+    if (one) {
+        if (!model_is_served(r, model)) goto done;
+        if (!(cge_model_modalities(one->m) & (CGE_MOD_TEXT | CGE_MOD_CODE))) {
+            cge__http_error(r, 400, "model: %s does not read text", name);
+            goto done;
+        }
+    } else if (model && !cJSON_IsNull(model)) {
         if (!cJSON_IsString(model)) {
             cge__http_error(r, 400, "model: expected \"E1\"..\"E12\"");
             goto done;
         }
         name = model->valuestring;
     }
-    int slot = cge__wire_slot_index(name);
-    if (slot < 0 || cge_engine_slot_dim(cge__http_engine(r), slot) <= 0) {
+    if (!one) slot = cge__wire_slot_index(name);
+    if (!one && (slot < 0 || cge_engine_slot_dim(cge__http_engine(r), slot) <= 0)) {
         cge__http_error(r, 404, "model: '%s' is not a slot of this ensemble", name);
         goto done;
     }
-    if (!(cge_engine_slot_modalities(cge__http_engine(r), slot) & (CGE_MOD_TEXT | CGE_MOD_CODE))) {
+    if (!one &&
+        !(cge_engine_slot_modalities(cge__http_engine(r), slot) & (CGE_MOD_TEXT | CGE_MOD_CODE))) {
         cge__http_error(r, 400, "model: %s does not read text", name);
         goto done;
     }
@@ -548,7 +687,9 @@ static void route_tokenize(struct cge__http_req *r) {
         goto done;
     }
     cge__http_set_items(r, count);
-    enum cge_status st = cge__buf_printf(&b, "{\"model\":\"%s\",\"ids\":%s", name, many ? "[" : "");
+    enum cge_status st = cge__buf_printf(&b, "{\"model\":");
+    if (!st) st = cge__wire_string(&b, name);
+    if (!st) st = cge__buf_printf(&b, ",\"ids\":%s", many ? "[" : "");
     int i = 0;
     const cJSON *e = many ? inputs->child : inputs;
     for (; !st && e; e = many ? e->next : NULL, i++) {
@@ -580,7 +721,8 @@ static void route_health(struct cge__http_req *r) {
         cge__http_reply_static(r, 503, "application/json", "{\"status\":\"draining\"}");
         return;
     }
-    enum cge_status st = cge_engine_health(cge__http_engine(r));
+    /* --model: the model was loaded before the server started. */
+    enum cge_status st = cge__http_model(r) ? CGE_OK : cge_engine_health(cge__http_engine(r));
     if (st) {
         cge__http_error(r, 503, "unavailable: %s", cge_errmsg()[0] ? cge_errmsg()
                                                                    : cge_status_str(st));
@@ -600,7 +742,53 @@ static const char *load_state_str(enum cge_slot_load_state s) {
     return "unknown";
 }
 
+/* The "limits" object of /info. */
+static enum cge_status limits_json(struct cge_buf *b, const struct cge__http_params *p) {
+    return cge__buf_printf(
+        b,
+        "\"limits\":{\"max_concurrent_requests\":%d,\"max_client_batch_size\":%d,"
+        "\"payload_limit_bytes\":%zu,\"request_timeout_ms\":%lld,\"allow_files\":%s,"
+        "\"api_key\":%s,\"admin\":%s}",
+        p->max_concurrent, p->max_client_batch, p->payload_limit, (long long)p->request_timeout_ms,
+        p->allow_files ? "true" : "false", p->api_key ? "true" : "false",
+        p->admin_key ? "true" : "false");
+}
+
+/* --model: the one model in place of the ensemble and its slots. */
+static void info_model(struct cge__http_req *r, const struct cge__http_model *one) {
+    struct cge_buf b;
+    cge__buf_init(&b, (size_t)1 << 20);
+    enum cge_status st = cge__buf_printf(&b, "{\"name\":\"cge\",\"version\":\"%s\","
+                                             "\"dim\":%d,\"models\":[{\"id\":",
+                                         CGE_VERSION_STRING, cge_model_dim(one->m));
+    if (!st) st = cge__wire_string(&b, one->id);
+    if (!st) st = cge__buf_printf(&b, ",\"path\":");
+    if (!st) st = cge__wire_string(&b, one->path);
+    if (!st) st = cge__buf_printf(&b, ",\"family\":");
+    if (!st) st = cge__wire_string(&b, cge_model_family(one->m));
+    unsigned mods = cge_model_modalities(one->m);
+    static const char *const mod_names[] = {"text", "code", "image", "audio"};
+    if (!st)
+        st = cge__buf_printf(&b, ",\"dim\":%d,\"max_tokens\":%lld,\"state\":\"ready\","
+                                 "\"modalities\":[",
+                             cge_model_dim(one->m), (long long)cge_model_max_seq_len(one->m));
+    int first = 1;
+    for (unsigned k = 0; !st && k < 4; k++) {
+        if (!(mods & (1u << k))) continue;
+        st = cge__buf_printf(&b, "%s\"%s\"", first ? "" : ",", mod_names[k]);
+        first = 0;
+    }
+    if (!st) st = cge__buf_append(&b, "]}],", 4);
+    if (!st) st = limits_json(&b, cge__http_params(r));
+    if (!st) st = cge__buf_append(&b, "}", 1);
+    reply_buf(r, &b, st);
+}
+
 static void route_info(struct cge__http_req *r) {
+    if (cge__http_model(r)) {
+        info_model(r, cge__http_model(r));
+        return;
+    }
     struct cge_engine *e = cge__http_engine(r);
     struct cge_engine_stats *stats = cge__calloc(1, sizeof *stats);
     if (!stats) {
@@ -652,15 +840,11 @@ static void route_info(struct cge__http_req *r) {
     if (!st)
         st = cge__buf_printf(
             &b,
-            "],\"cache\":{\"hits\":%llu,\"misses\":%llu,\"entries\":%llu,\"hit_rate\":%.6f},"
-            "\"limits\":{\"max_concurrent_requests\":%d,\"max_client_batch_size\":%d,"
-            "\"payload_limit_bytes\":%zu,\"request_timeout_ms\":%lld,\"allow_files\":%s,"
-            "\"api_key\":%s,\"admin\":%s}}",
+            "],\"cache\":{\"hits\":%llu,\"misses\":%llu,\"entries\":%llu,\"hit_rate\":%.6f},",
             (unsigned long long)stats->cache_hits, (unsigned long long)stats->cache_misses,
-            (unsigned long long)stats->cache_entries, stats->cache_hit_rate, p->max_concurrent,
-            p->max_client_batch, p->payload_limit, (long long)p->request_timeout_ms,
-            p->allow_files ? "true" : "false", p->api_key ? "true" : "false",
-            p->admin_key ? "true" : "false");
+            (unsigned long long)stats->cache_entries, stats->cache_hit_rate);
+    if (!st) st = limits_json(&b, p);
+    if (!st) st = cge__buf_append(&b, "}", 1);
     cge__free(stats);
     reply_buf(r, &b, st);
 }
@@ -669,6 +853,17 @@ static void route_models(struct cge__http_req *r) {
     struct cge_engine *e = cge__http_engine(r);
     struct cge_buf b;
     cge__buf_init(&b, (size_t)1 << 20);
+    const struct cge__http_model *one = cge__http_model(r);
+    if (one) { /* --model: the one model */
+        enum cge_status st = cge__buf_printf(&b, "{\"object\":\"list\",\"data\":[{\"id\":");
+        if (!st) st = cge__wire_string(&b, one->id);
+        if (!st)
+            st = cge__buf_printf(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"cge\","
+                                     "\"dimensions\":%d}]}",
+                                 cge_model_dim(one->m));
+        reply_buf(r, &b, st);
+        return;
+    }
     enum cge_status st = cge__buf_printf(
         &b, "{\"object\":\"list\",\"data\":[{\"id\":\"cge\",\"object\":\"model\",\"created\":0,"
             "\"owned_by\":\"cge\",\"dimensions\":%d}",
@@ -691,10 +886,13 @@ static void route_metrics(struct cge__http_req *r) {
         cge__http_error(r, 503, "out of memory");
         return;
     }
-    enum cge_status st = cge_engine_get_stats(cge__http_engine(r), stats);
+    /* --model: the server's own counters only (no engine, no slots, no cache). */
+    const struct cge__http_model *one = cge__http_model(r);
+    enum cge_status st = one ? CGE_OK : cge_engine_get_stats(cge__http_engine(r), stats);
     struct cge_buf b;
     cge__buf_init(&b, (size_t)16 << 20);
     if (!st) st = cge__http_metrics_text(cge__http_server_of(r), &b);
+    if (one) goto out;
     if (!st)
         st = cge__buf_printf(
             &b,
@@ -771,6 +969,7 @@ static void route_metrics(struct cge__http_req *r) {
             }
         }
     }
+out:
     cge__free(stats);
     if (st) {
         cge__buf_free(&b);
@@ -782,6 +981,10 @@ static void route_metrics(struct cge__http_req *r) {
 
 /* ==== admin: POST /admin/swap, /admin/unload ================================================== */
 static int admin_slot(struct cge__http_req *r, const cJSON *j) {
+    if (cge__http_model(r)) {
+        cge__http_error(r, 400, "slot: this server serves one model (--model): no slots");
+        return -1;
+    }
     const cJSON *slot = cJSON_GetObjectItemCaseSensitive(j, "slot");
     int s = cJSON_IsString(slot) ? cge__wire_slot_index(slot->valuestring) : -1;
     if (s < 0) cge__http_error(r, 400, "slot: expected \"E1\"..\"E12\"");

@@ -4,12 +4,15 @@
  *
  * Design: parsing is strict (an unknown field, a wrong type or a broken data: URL is an error
  * naming the field), because a field silently ignored is a request silently answered wrong.
- * Vectors are written with %.9g, the shortest fixed format that round-trips every float32.
+ * Vectors are written as %.9g writes them (nine significant digits round-trip every float32),
+ * by a formatter of their own five times faster than snprintf: the 1536 numbers of a fused
+ * vector were a third of the server's own time per request.
  */
 #include "server/wire.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,9 +321,80 @@ int cge__wire_output_parse(const char *s) {
 }
 
 /* ==== results ================================================================================ */
+/* 10^k for k = -40..60, as the compiler reads the literals (correctly rounded). */
+static const double pow10_tab[] = {
+    1e-40, 1e-39, 1e-38, 1e-37, 1e-36, 1e-35, 1e-34, 1e-33, 1e-32, 1e-31,
+    1e-30, 1e-29, 1e-28, 1e-27, 1e-26, 1e-25, 1e-24, 1e-23, 1e-22, 1e-21,
+    1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11,
+    1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+    1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+    1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29,
+    1e30, 1e31, 1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39,
+    1e40, 1e41, 1e42, 1e43, 1e44, 1e45, 1e46, 1e47, 1e48, 1e49,
+    1e50, 1e51, 1e52, 1e53, 1e54, 1e55, 1e56, 1e57, 1e58, 1e59,
+    1e60,
+};
+#define POW10(k) pow10_tab[(k) + 40]
+
+size_t cge__wire_float9(char *out, float f) {
+    if (!isfinite(f) || f == 0) return (size_t)snprintf(out, 32, "%.9g", (double)f);
+    char *o = out;
+    double d = f;
+    if (d < 0) {
+        *o++ = '-';
+        d = -d;
+    }
+    /* The nine digits: d · 10^(8-e) rounded half to even, e the decimal exponent (log10 may be
+     * one off at a power of ten: then the digits say so and e moves). The product is exact when
+     * 10^(8-e) is and the digits fit a double, so exact ties round as %.9g rounds them; else its
+     * error (1e-16 relative) is far below a float's half spacing (3e-8): the text round-trips. */
+    int e = (int)floor(log10(d));
+    uint64_t m = (uint64_t)llrint(d * POW10(8 - e));
+    if (m >= 1000000000ull) m = (uint64_t)llrint(d * POW10(8 - ++e));
+    else if (m < 100000000ull) m = (uint64_t)llrint(d * POW10(8 - --e));
+    if (m >= 1000000000ull) { /* 9.999999995 rounded up to 10.0000000 */
+        m /= 10;
+        e++;
+    }
+    char dg[9];
+    for (int i = 8; i >= 0; i--, m /= 10) dg[i] = (char)('0' + m % 10);
+    int nd = 9; /* %g drops trailing zeros */
+    while (nd > 1 && dg[nd - 1] == '0') nd--;
+    if (e < -4 || e >= 9) { /* d.ddde±XX */
+        *o++ = dg[0];
+        if (nd > 1) {
+            *o++ = '.';
+            memcpy(o, dg + 1, (size_t)nd - 1);
+            o += nd - 1;
+        }
+        *o++ = 'e';
+        *o++ = e < 0 ? '-' : '+';
+        int ae = e < 0 ? -e : e;
+        if (ae >= 100) *o++ = (char)('0' + ae / 100);
+        *o++ = (char)('0' + ae / 10 % 10);
+        *o++ = (char)('0' + ae % 10);
+    } else if (e >= 0) { /* ddd.ddd */
+        for (int i = 0; i <= e; i++) *o++ = i < nd ? dg[i] : '0';
+        if (nd > e + 1) {
+            *o++ = '.';
+            memcpy(o, dg + e + 1, (size_t)(nd - e - 1));
+            o += nd - e - 1;
+        }
+    } else { /* 0.000ddd */
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = 0; i < -e - 1; i++) *o++ = '0';
+        memcpy(o, dg, (size_t)nd);
+        o += nd;
+    }
+    *o = '\0';
+    return (size_t)(o - out);
+}
+
 enum cge_status cge__wire_floats(struct cge_buf *b, const float *v, int64_t n) {
-    /* One snprintf per value into a stack chunk, one append per chunk: this loop is most of the
-     * server's own time on a 1536-d answer. */
+    /* Into a stack chunk, one append per chunk: this loop is much of the server's own time on a
+     * 1536-d answer. */
     char chunk[4096];
     size_t k = 0;
     chunk[k++] = '[';
@@ -331,7 +405,7 @@ enum cge_status cge__wire_floats(struct cge_buf *b, const float *v, int64_t n) {
             k = 0;
         }
         if (i) chunk[k++] = ',';
-        k += (size_t)snprintf(chunk + k, sizeof chunk - k, "%.9g", (double)v[i]);
+        k += cge__wire_float9(chunk + k, v[i]);
     }
     chunk[k++] = ']';
     return cge__buf_append(b, chunk, k);

@@ -52,7 +52,11 @@ int cge__wire_output_parse(const char *s);
 /* Appends the JSON object of one successful result. */
 enum cge_status cge__wire_result_json(struct cge_buf *b, const struct cge_result *r,
                                       unsigned output);
-/* Appends [v0,v1,...] with float32 round-trip precision (%.9g). */
+/* Writes f as "%.9g" does (nine significant digits: every float32 round-trips; the last digit
+ * may differ from glibc's in about one float in 10^8, past float precision) into out (at least
+ * 32 bytes), NUL-terminated; returns the length. */
+size_t cge__wire_float9(char *out, float f);
+/* Appends [v0,v1,...] with float32 round-trip precision (cge__wire_float9). */
 enum cge_status cge__wire_floats(struct cge_buf *b, const float *v, int64_t n);
 /* Appends s as a JSON string literal (quoted, escaped). */
 enum cge_status cge__wire_string(struct cge_buf *b, const char *s);
