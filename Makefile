@@ -6,7 +6,7 @@ JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 ASAN_CONFIG = -DCMAKE_BUILD_TYPE=Debug -DCGE_SANITIZE=ON -DCGE_COVERAGE=ON
 
-.PHONY: all deps build install test test-plain test-asan test-tsan coverage bench bench-compare fuzz clean rust-tokenizers
+.PHONY: all deps build install test test-plain test-asan test-tsan coverage bench bench-compare fuzz clean rust-tokenizers gpu-check
 PREFIX ?= /usr/local
 
 all: build
@@ -45,6 +45,10 @@ test-asan: deps rust-tokenizers
 
 test-tsan: deps
 	@JOBS=$(JOBS) scripts/test-tsan.sh build-tsan
+
+# On a machine with an NVIDIA GPU: the CUDA backend against the CPU, then GPU timings (README).
+gpu-check: deps
+	@JOBS=$(JOBS) scripts/gpu-check.sh build-gpu
 
 # Line coverage per module of the ASan suite run; fails under 90 % for src/, 80 % for tools/.
 coverage: deps
