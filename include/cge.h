@@ -324,6 +324,7 @@ struct cge_model_params {
     enum cge_pooling pooling; /* CGE_POOL_NONE = as the folder says; else an override */
     int no_truncate;          /* 1: an input longer than the max length is an error, not cut */
     int64_t max_seq_len;      /* 0 = from sentence_bert_config / config / tokenizer_config */
+    const char *backend; /* NULL or "cpu" (default), "cuda", "cuda:N", "auto" */
 };
 struct cge_model_params cge_model_default_params(void);
 
@@ -396,6 +397,9 @@ struct cge_engine_params {
     /* ---- addition (issue 16, Redis) ---- */
     const char *redis_url; /* NULL: none (or the config's "redis" section): a second cache level
                               shared by processes, behind the in-process cache (which it needs) */
+    /* ---- addition (issue 19, backends) ---- */
+    const char *backend; /* NULL or "cpu" (default), "cuda", "cuda:N", "auto": where every slot's
+                            model runs (copied at open; an unusable device falls back to the CPU) */
 };
 struct cge_engine_params cge_engine_default_params(void);
 

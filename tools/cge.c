@@ -28,6 +28,7 @@ static const struct command commands[] = {
     {"mcp", cmd_mcp, "serve the engine as MCP tools over stdio (for AI agents)"},
     {"worker", cmd_worker, "embed jobs from a Redis stream (cge submit's), with a consumer group"},
     {"submit", cmd_submit, "put JSON lines on a Redis stream for workers; print their results in order"},
+    {"info", cmd_info, "version, backends compiled in, devices found (CPU threads and ISA, CUDA)"},
 };
 
 static void usage(FILE *f) {

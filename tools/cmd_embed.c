@@ -25,6 +25,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: cge embed --model DIR [--pooling cls|mean|max|last] [--dtype f32|bf16|int8]\n"
             "                 [--no-truncate] [--batch N] [--max-len N] [--threads N]\n"
+            "                 [--backend cpu|cuda|cuda:N|auto]\n"
             "\n"
             "Reads JSON lines on stdin and writes one JSON array (the embedding) per line:\n"
             "  \"some text\"                          a JSON string\n"
@@ -38,7 +39,9 @@ static void usage(FILE *f) {
             "repo id ORG/NAME fetched with `cge pull` (its main in the HF cache).\n"
             "--batch N       lines embedded together (default 32)\n"
             "--no-truncate   an input longer than the model's max length is an error\n"
-            "--max-len N     override the max length (tokens)\n");
+            "--max-len N     override the max length (tokens)\n"
+            "--backend NAME  where the layers run: cpu (default), cuda, cuda:N, auto; an unusable\n"
+            "                device falls back to the cpu with a warning (see cge info)\n");
 }
 
 /* One parsed input line. */
@@ -225,6 +228,10 @@ int cmd_embed(int argc, char **argv) {
             return 2;
         } else if (!strcmp(a, "--model")) {
             dir = v;
+            i++;
+        } else if (!strcmp(a, "--backend")) {
+            p.backend = v;
+            tool_log_warnings("cge embed");
             i++;
         } else if (!strcmp(a, "--pooling")) {
             if (!strcmp(v, "cls")) p.pooling = CGE_POOL_CLS;

@@ -56,7 +56,7 @@ static void usage(FILE *f) {
             "usage: cge embed [--ensemble DIR | --config FILE] [--output fused|slots|both]\n"
             "                 [--format jsonl|npy --out FILE] [--batch N] [--threads N]\n"
             "                 [--no-cache] [--no-truncate] [--timeout-ms N]\n"
-            "                 [--redis URL] [--stats]\n"
+            "                 [--redis URL] [--stats] [--backend cpu|cuda|cuda:N|auto]\n"
             "       cge embed --model DIR ...   (one model folder; see cge embed --model --help)\n"
             "\n"
             "Reads JSON lines on stdin and writes one JSON line per input:\n"
@@ -70,7 +70,9 @@ static void usage(FILE *f) {
             "Without --ensemble or --config: $CGE_CONFIG or ~/.config/cge/config.json, else the\n"
             "built-in demo ensemble (tiny random weights: well-formed vectors that mean nothing).\n"
             "--redis URL      redis://[user:pass@]host[:port][/db]: a cache shared by processes\n"
-            "--stats          the engine's counters as one JSON line on stderr at exit\n");
+            "--stats          the engine's counters as one JSON line on stderr at exit\n"
+            "--backend NAME   where the models run: cpu (default), cuda, cuda:N, auto (an unusable\n"
+            "                 device falls back to the cpu with a warning; Mistral stays on the cpu)\n");
 }
 
 static double now_s(void) {
@@ -348,6 +350,10 @@ int cmd_embed_engine(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--redis")) {
             p.redis_url = v;
+            i++;
+        } else if (!strcmp(a, "--backend")) {
+            p.backend = v;
+            tool_log_warnings("cge embed");
             i++;
         } else if (!strcmp(a, "--out")) {
             out_path = v;

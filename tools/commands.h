@@ -23,6 +23,9 @@ int cmd_ensemble(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 int cmd_convert(int argc, char **argv); /* cmd_convert.c: converted-weights files */
+int cmd_info(int argc, char **argv); /* cmd_info.c: version, backends, devices */
+/* cmd_info.c: library warnings (a backend's CPU fallback) as "CMD: warning: ..." on stderr. */
+void tool_log_warnings(const char *cmd);
 /* cmd_fusion_corpus.c: corpus → slot-vector lines in a temporary file (*data); the ensemble's
  * fusion folder in *fusion_dir. 0 on success (errors printed). */
 int fusion_corpus_to_data(const char *ensemble, const char *corpus, char *data, size_t data_cap,

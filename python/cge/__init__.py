@@ -404,7 +404,7 @@ class Engine(_Handle, _EncodeMixin):
     Python threads may call embed() at once."""
     _free_fn = "cge_engine_close"
     _kind = "engine"
-    _PARAMS = ("n_threads", "cache", "no_truncate", "slot_timeout_ms", "preload")
+    _PARAMS = ("n_threads", "cache", "no_truncate", "slot_timeout_ms", "preload", "backend")
 
     def __init__(self, ensemble_or_config=None, **params):
         super().__init__()
@@ -414,6 +414,9 @@ class Engine(_Handle, _EncodeMixin):
             if k not in self._PARAMS:
                 raise TypeError("cge.Engine: unknown parameter %r (known: %s)"
                                 % (k, ", ".join(self._PARAMS)))
+            if k == "backend":  # "cpu" (None), "cuda", "cuda:N", "auto"
+                p.backend = None if v is None else str(v).encode()
+                continue
             if k == "cache":
                 v = -1 if v is None else int(bool(v))
             setattr(p, k, int(v))
@@ -606,11 +609,13 @@ class Model(_Handle, _EncodeMixin):
     """One Hugging Face model folder (cge_model_*).
 
     Model(folder, dtype="f32"|"bf16"|"int8", pooling=None|"cls"|"mean"|"max"|"last",
-    no_truncate=False, max_seq_len=0). Read-only after load: any number of threads may embed."""
+    no_truncate=False, max_seq_len=0, backend=None|"cpu"|"cuda"|"cuda:N"|"auto"). Read-only
+    after load: any number of threads may embed."""
     _free_fn = "cge_model_free"
     _kind = "model"
 
-    def __init__(self, folder, dtype="f32", pooling=None, no_truncate=False, max_seq_len=0):
+    def __init__(self, folder, dtype="f32", pooling=None, no_truncate=False, max_seq_len=0,
+                 backend=None):
         super().__init__()
         L = _lib()
         p = L.cge_model_default_params()
@@ -622,6 +627,7 @@ class Model(_Handle, _EncodeMixin):
         p.pooling = _capi.POOLINGS[pooling]
         p.no_truncate = int(bool(no_truncate))
         p.max_seq_len = int(max_seq_len)
+        p.backend = None if backend is None else str(backend).encode()
         h = _capi.model_p()
         st = L.cge_model_load(os.fsencode(folder), ctypes.byref(p), ctypes.byref(h))
         if st != 0 or not h.value:

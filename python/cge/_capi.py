@@ -61,7 +61,8 @@ class cge_input(Structure):
 
 class cge_model_params(Structure):
     _fields_ = [("dtype", c_int), ("pooling", c_int), ("no_truncate", c_int),
-                ("max_seq_len", c_int64)]
+                ("max_seq_len", c_int64),
+                ("backend", c_char_p)]  # "cpu" (NULL), "cuda", "cuda:N", "auto"
 
 
 class cge_embed_info(Structure):
@@ -76,7 +77,8 @@ class cge_engine_params(Structure):
                 ("max_wait_ms", c_int), ("max_queue", c_int64), ("n_workers", c_int),
                 ("memory_budget_bytes", c_int64), ("max_concurrent_loads", c_int),
                 ("swap_timeout_ms", c_int64),
-                ("redis_url", c_char_p)]  # the shared cache tier (Redis); NULL: none
+                ("redis_url", c_char_p),  # the shared cache tier (Redis); NULL: none
+                ("backend", c_char_p)]  # where the slots' models run; NULL: the cpu
 
 
 class cge_slot_result(Structure):

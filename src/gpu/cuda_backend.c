@@ -234,6 +234,13 @@ static enum cge_status be_to_host(struct cge_backend *be, void *host, const void
     return cu_status(cudaStreamSynchronize(c->stream), "to_host");
 }
 
+static enum cge_status be_copy(struct cge_backend *be, void *dst, const void *src, size_t n) {
+    struct cuda_be *c = CB(be);
+    if (n == 0) return CGE_OK;
+    cudaSetDevice(c->device);
+    return cu_status(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->stream), "copy");
+}
+
 static enum cge_status be_sync(struct cge_backend *be) {
     struct cuda_be *c = CB(be);
     cudaSetDevice(c->device);
@@ -506,6 +513,10 @@ static enum cge_status be_softmax(struct cge_backend *be, float *x, int64_t rows
 static enum cge_status be_act(struct cge_backend *be, enum cge_be_act a, float *x, int64_t n) {
     return LAUNCH(cge__k_act(S(be), (int)a, x, n), "activation");
 }
+static enum cge_status be_glu(struct cge_backend *be, enum cge_be_act a, float *x, int64_t rows,
+                             int64_t n, float *y) {
+    return LAUNCH(cge__k_glu(S(be), (int)a, x, rows, n, y), "glu");
+}
 static enum cge_status be_add(struct cge_backend *be, float *y, const float *x, int64_t n) {
     return LAUNCH(cge__k_add(S(be), y, x, n), "add");
 }
@@ -676,6 +687,8 @@ enum cge_status cge__cuda_backend_open(int device, struct cge_backend **out) {
     be->attention = be_attention;
     be->rope = be_rope;
     be->embed_gather = be_embed_gather;
+    be->copy = be_copy;
+    be->glu = be_glu;
     be->destroy = be_destroy;
     *out = be;
     return CGE_OK;

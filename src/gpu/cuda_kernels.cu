@@ -58,6 +58,13 @@ __global__ void k_act(int a, float *x, int64_t n) {
 __global__ void k_bias_act(float *y, int64_t rows, int64_t d, const float *b, int a) {
     GRID_STRIDE(i, rows * d) y[i] = act_f(a, b ? y[i] + b[i % d] : y[i]);
 }
+/* y (rows, n) = act(x[:, :n]) * x[:, n:2n], row by row (the CPU backend's glu, exactly). */
+__global__ void k_glu(int a, const float *x, int64_t rows, int64_t n, float *y) {
+    GRID_STRIDE(i, rows * n) {
+        int64_t r = i / n, j = i % n;
+        y[i] = act_f(a, x[r * 2 * n + j]) * x[r * 2 * n + n + j];
+    }
+}
 __global__ void k_add(float *y, const float *x, int64_t n) {
     GRID_STRIDE(i, n) y[i] += x[i];
 }
@@ -80,6 +87,12 @@ extern "C" int cge__k_bias_act(cge__cuda_stream s, float *y, int64_t rows, int64
                                const float *b, int act) {
     if (rows * d <= 0 || (!b && act == ACT_NONE)) return 0;
     k_bias_act<<<grid_for(rows * d), THREADS, 0, s>>>(y, rows, d, b, act);
+    return launched();
+}
+extern "C" int cge__k_glu(cge__cuda_stream s, int act, const float *x, int64_t rows, int64_t n,
+                          float *y) {
+    if (rows * n <= 0) return 0;
+    k_glu<<<grid_for(rows * n), THREADS, 0, s>>>(act, x, rows, n, y);
     return launched();
 }
 extern "C" int cge__k_add(cge__cuda_stream s, float *y, const float *x, int64_t n) {

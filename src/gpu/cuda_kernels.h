@@ -21,6 +21,8 @@ typedef struct CUstream_st *cge__cuda_stream; /* = cudaStream_t, without the CUD
 int cge__k_act(cge__cuda_stream s, int act, float *x, int64_t n);
 /* y (rows, d) = act(y + b) with b (d) or NULL: the epilogue of a GEMM cuBLASLt cannot fuse. */
 int cge__k_bias_act(cge__cuda_stream s, float *y, int64_t rows, int64_t d, const float *b, int act);
+/* y (rows, n) = act(x[:, :n]) · x[:, n:2n] (the gated feed-forward of T5 v1.1 and Mistral). */
+int cge__k_glu(cge__cuda_stream s, int act, const float *x, int64_t rows, int64_t n, float *y);
 int cge__k_add(cge__cuda_stream s, float *y, const float *x, int64_t n);
 int cge__k_add_row(cge__cuda_stream s, float *y, int64_t rows, int64_t d, const float *b);
 int cge__k_mul(cge__cuda_stream s, float *y, const float *x, int64_t n);

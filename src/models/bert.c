@@ -4,12 +4,14 @@
  * (absolute positions + token types / RoBERTa's padding-offset positions / MPNet without token
  * types) and in MPNet's relative position bias added to every layer's attention scores.
  *
- * Design: post-LN transformer written llama2.c-style over tensor ops. Q, K and V are one fused
- * cge_linear (one GEMM of width 3d instead of three), attention reads the fused matrix through
- * leading dimensions, and every forward call allocates its own scratch, so one loaded model
- * serves any number of threads. Embedding tables stay in the memory-mapped checkpoint.
+ * Design: the layers are the shared post-norm encoder (encoder.c: fused Q/K/V, attention read
+ * through leading dimensions, run through the model's backend); this file keeps what differs:
+ * the three embedding schemes, MPNet's bucketed position bias and the pooler, on the host.
+ * Every forward call allocates its own scratch, so one loaded model serves any number of
+ * threads. Embedding tables stay in the memory-mapped checkpoint.
  */
 #include "core/core.h"
+#include "models/encoder.h"
 #include "models/model.h"
 #include "tensor/ops.h"
 
@@ -21,15 +23,6 @@
 /* ==== hyperparameters and weights =================================================================== */
 
 enum bert_kind { KIND_BERT, KIND_ROBERTA, KIND_MPNET };
-
-struct bert_layer {
-    struct cge_linear qkv; /* (3d, d) attention.self.{query,key,value} | attention.attn.{q,k,v} */
-    struct cge_linear o;   /* (d, d) attention.output.dense | attention.attn.o */
-    float *ln1_w, *ln1_b;  /* (d) attention.output.LayerNorm | attention.LayerNorm */
-    struct cge_linear ff1; /* (d_ff, d) intermediate.dense */
-    struct cge_linear ff2; /* (d, d_ff) output.dense */
-    float *ln2_w, *ln2_b;  /* (d) output.LayerNorm */
-};
 
 struct bert {
     enum bert_kind kind;
@@ -43,7 +36,7 @@ struct bert {
     float *eln_w, *eln_b;               /* (d) embeddings.LayerNorm */
     float *rel;                         /* (n_buckets, n_head) encoder.relative_attention_bias (MPNet) */
     int n_buckets;
-    struct bert_layer *layers;          /* n_layer */
+    struct cge_encoder enc;             /* encoder.layer.* (names below) */
     int has_pooler;
     struct cge_linear pooler;           /* (d, d) pooler.dense */
 };
@@ -53,20 +46,7 @@ struct bert {
 static void bert_free(void *impl) {
     struct bert *m = impl;
     if (!m) return;
-    if (m->layers) {
-        for (int64_t i = 0; i < m->n_layer; i++) {
-            struct bert_layer *l = &m->layers[i];
-            cge_linear_deinit(&l->qkv);
-            cge_linear_deinit(&l->o);
-            cge_linear_deinit(&l->ff1);
-            cge_linear_deinit(&l->ff2);
-            cge__free(l->ln1_w);
-            cge__free(l->ln1_b);
-            cge__free(l->ln2_w);
-            cge__free(l->ln2_b);
-        }
-    }
-    cge__free(m->layers);
+    cge__encoder_free(&m->enc);
     cge__free(m->type0);
     cge__free(m->eln_w);
     cge__free(m->eln_b);
@@ -152,7 +132,7 @@ static enum cge_status bert_load_kind(struct cge_family_load *lc, void **impl, e
     }
 
     const char *pre = find_prefix(lc, kind);
-    char name[256], n2[256], n3[256];
+    char name[256], n2[256];
     int64_t d = m->d;
     {
         int64_t sh[2] = {m->vocab, d};
@@ -189,58 +169,44 @@ static enum cge_status bert_load_kind(struct cge_family_load *lc, void **impl, e
         if ((st = cge__tensor_f32(lc, name, 2, sh, &m->rel))) goto fail;
     }
 
-    m->layers = cge__calloc((size_t)m->n_layer, sizeof *m->layers);
-    if (!m->layers) {
-        st = cge__err(CGE_ERR_NOMEM, "model %s: out of memory", lc->dir);
-        goto fail;
-    }
-    for (int64_t i = 0; i < m->n_layer; i++) {
-        struct bert_layer *l = &m->layers[i];
-        char wq[256], wk[256], wv[256], bq[256], bk[256], bv[256];
-        const char *att = kind == KIND_MPNET ? "attention.attn" : "attention.self";
-        const char *q = kind == KIND_MPNET ? "q" : "query";
-        const char *k = kind == KIND_MPNET ? "k" : "key";
-        const char *vv = kind == KIND_MPNET ? "v" : "value";
-        snprintf(wq, sizeof wq, "%sencoder.layer.%lld.%s.%s.weight", pre, (long long)i, att, q);
-        snprintf(wk, sizeof wk, "%sencoder.layer.%lld.%s.%s.weight", pre, (long long)i, att, k);
-        snprintf(wv, sizeof wv, "%sencoder.layer.%lld.%s.%s.weight", pre, (long long)i, att, vv);
-        snprintf(bq, sizeof bq, "%sencoder.layer.%lld.%s.%s.bias", pre, (long long)i, att, q);
-        snprintf(bk, sizeof bk, "%sencoder.layer.%lld.%s.%s.bias", pre, (long long)i, att, k);
-        snprintf(bv, sizeof bv, "%sencoder.layer.%lld.%s.%s.bias", pre, (long long)i, att, vv);
-        const char *wn[3] = {wq, wk, wv}, *bn[3] = {bq, bk, bv};
-        int64_t po[3] = {d, d, d};
-        if ((st = cge__linear_load(lc, &l->qkv, 3, wn, bn, po, d))) goto fail;
-
-        if (kind == KIND_MPNET) {
-            snprintf(name, sizeof name, "%sencoder.layer.%lld.attention.attn.o.weight", pre, (long long)i);
-            snprintf(n2, sizeof n2, "%sencoder.layer.%lld.attention.attn.o.bias", pre, (long long)i);
-        } else {
-            snprintf(name, sizeof name, "%sencoder.layer.%lld.attention.output.dense.weight", pre, (long long)i);
-            snprintf(n2, sizeof n2, "%sencoder.layer.%lld.attention.output.dense.bias", pre, (long long)i);
-        }
-        const char *ow[1] = {name}, *ob[1] = {n2};
-        int64_t od[1] = {d};
-        if ((st = cge__linear_load(lc, &l->o, 1, ow, ob, od, d))) goto fail;
-
-        int64_t sd[1] = {d};
-        const char *ln1 = kind == KIND_MPNET ? "attention.LayerNorm" : "attention.output.LayerNorm";
-        snprintf(name, sizeof name, "%sencoder.layer.%lld.%s.weight", pre, (long long)i, ln1);
-        if ((st = cge__tensor_f32(lc, name, 1, sd, &l->ln1_w))) goto fail;
-        snprintf(name, sizeof name, "%sencoder.layer.%lld.%s.bias", pre, (long long)i, ln1);
-        if ((st = cge__tensor_f32(lc, name, 1, sd, &l->ln1_b))) goto fail;
-
-        snprintf(name, sizeof name, "%sencoder.layer.%lld.intermediate.dense.weight", pre, (long long)i);
-        snprintf(n2, sizeof n2, "%sencoder.layer.%lld.intermediate.dense.bias", pre, (long long)i);
-        int64_t fo[1] = {m->d_ff};
-        if ((st = cge__linear_load(lc, &l->ff1, 1, ow, ob, fo, d))) goto fail;
-        snprintf(name, sizeof name, "%sencoder.layer.%lld.output.dense.weight", pre, (long long)i);
-        snprintf(n2, sizeof n2, "%sencoder.layer.%lld.output.dense.bias", pre, (long long)i);
-        if ((st = cge__linear_load(lc, &l->ff2, 1, ow, ob, od, m->d_ff))) goto fail;
-
-        snprintf(n3, sizeof n3, "%sencoder.layer.%lld.output.LayerNorm.weight", pre, (long long)i);
-        if ((st = cge__tensor_f32(lc, n3, 1, sd, &l->ln2_w))) goto fail;
-        snprintf(n3, sizeof n3, "%sencoder.layer.%lld.output.LayerNorm.bias", pre, (long long)i);
-        if ((st = cge__tensor_f32(lc, n3, 1, sd, &l->ln2_b))) goto fail;
+    {
+        /* BERT/RoBERTa and MPNet name the attention tensors differently. */
+        static const struct cge_enc_names bert_names = {
+            .q = "encoder.layer.{}.attention.self.query",
+            .k = "encoder.layer.{}.attention.self.key",
+            .v = "encoder.layer.{}.attention.self.value",
+            .o = "encoder.layer.{}.attention.output.dense",
+            .ff1 = "encoder.layer.{}.intermediate.dense",
+            .ff2 = "encoder.layer.{}.output.dense",
+            .ln1 = "encoder.layer.{}.attention.output.LayerNorm",
+            .ln2 = "encoder.layer.{}.output.LayerNorm",
+        };
+        static const struct cge_enc_names mpnet_names = {
+            .q = "encoder.layer.{}.attention.attn.q",
+            .k = "encoder.layer.{}.attention.attn.k",
+            .v = "encoder.layer.{}.attention.attn.v",
+            .o = "encoder.layer.{}.attention.attn.o",
+            .ff1 = "encoder.layer.{}.intermediate.dense",
+            .ff2 = "encoder.layer.{}.output.dense",
+            .ln1 = "encoder.layer.{}.attention.LayerNorm",
+            .ln2 = "encoder.layer.{}.output.LayerNorm",
+        };
+        struct cge_enc_names nm = kind == KIND_MPNET ? mpnet_names : bert_names;
+        nm.prefix = pre;
+        struct cge_enc_params ep = {
+            .n_layer = m->n_layer,
+            .d = d,
+            .n_head = m->n_head,
+            .d_head = d / m->n_head,
+            .d_ff = m->d_ff,
+            .pre_norm = 0,
+            .rms = 0,
+            .eps = m->eps,
+            .bias = 1,
+            .scale = 1.0f / sqrtf((float)(d / m->n_head)),
+        };
+        if ((st = cge__act_to_be(m->act, &ep.act))) goto fail;
+        if ((st = cge__encoder_load(lc, &ep, &nm, &m->enc))) goto fail;
     }
     snprintf(name, sizeof name, "%spooler.dense.weight", pre);
     if (cge_weights_find(lc->w, name)) {
@@ -292,11 +258,11 @@ enum cge_status cge__bert_forward(const void *impl, const int32_t *ids, const in
             if (types[i] < 0 || types[i] >= (m->n_type > 0 ? m->n_type : 1))
                 return cge__err(CGE_ERR_INVALID_VALUE, "bert forward: token type %d outside [0, %lld)", types[i], (long long)(m->n_type > 0 ? m->n_type : 1));
 
-    /* Scratch for the whole forward: qkv | ctx | h1 | ff | positions | bias. */
+    /* Scratch: the position embeddings | MPNet's bias; the layers allocate their own. */
     const int64_t H = m->n_head;
-    size_t n_qkv = (size_t)(rows * 3 * d), n_ctx = (size_t)(rows * d), n_ff = (size_t)(rows * m->d_ff);
+    size_t n_ctx = (size_t)(rows * d);
     size_t n_bias = m->kind == KIND_MPNET ? (size_t)(H * L * L) : 0;
-    size_t total = n_qkv + 2 * n_ctx + n_ff + n_bias;
+    size_t total = n_ctx + n_bias;
     float *scratch = cge__malloc_aligned(total * sizeof(float));
     int32_t *pos = cge__malloc((size_t)rows * sizeof *pos);
     if (!scratch || !pos) {
@@ -304,8 +270,8 @@ enum cge_status cge__bert_forward(const void *impl, const int32_t *ids, const in
         cge__free(pos);
         return cge__err(CGE_ERR_NOMEM, "bert forward: %zu floats of scratch", total);
     }
-    float *qkv = scratch, *ctx = qkv + n_qkv, *h1 = ctx + n_ctx, *ff = h1 + n_ctx;
-    float *bias = n_bias ? ff + n_ff : NULL;
+    float *ctx = scratch;
+    float *bias = n_bias ? ctx + n_ctx : NULL;
     enum cge_status st;
 
     /* ---- embeddings ---- */
@@ -338,47 +304,10 @@ enum cge_status cge__bert_forward(const void *impl, const int32_t *ids, const in
     }
     cge_layernorm(x, rows, d, m->eln_w, m->eln_b, m->eps);
 
-    if (bias) {
-        /* MPNet: bucket of key − query (plain 0..L-1 positions), max_distance 128, one
-         * (n_head, L, L) bias shared by the batch and by every layer. */
-        int *bk = cge__malloc((size_t)(2 * L - 1) * sizeof *bk);
-        if (!bk) {
-            st = cge__err(CGE_ERR_NOMEM, "mpnet forward");
-            goto done;
-        }
-        for (int64_t r = -(L - 1); r <= L - 1; r++) bk[r + L - 1] = cge__rel_bucket(r, m->n_buckets, 128);
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t i = 0; i < L; i++)
-                for (int64_t j = 0; j < L; j++) bias[(h * L + i) * L + j] = m->rel[bk[j - i + L - 1] * H + h];
-        cge__free(bk);
-    }
-
-    struct cge_attn a = {
-        .n_batch = B,
-        .n_seq = L,
-        .n_head = (int)H,
-        .n_kv_head = (int)H,
-        .d_head = (int)(d / H),
-        .scale = 1.0f / sqrtf((float)(d / H)),
-        .len = len,
-        .bias = bias,
-        .causal = 0,
-        .window = 0,
-    };
-    /* ---- layers ---- */
-    for (int64_t li = 0; li < m->n_layer; li++) {
-        const struct bert_layer *l = &m->layers[li];
-        if ((st = cge_linear_forward(&l->qkv, x, rows, qkv))) goto done;
-        if ((st = cge_attention(&a, qkv, 3 * d, qkv + d, 3 * d, qkv + 2 * d, 3 * d, ctx, d))) goto done;
-        if ((st = cge_linear_forward(&l->o, ctx, rows, h1))) goto done;
-        cge_add(h1, x, rows * d);
-        cge_layernorm(h1, rows, d, l->ln1_w, l->ln1_b, m->eps);
-        if ((st = cge_linear_forward(&l->ff1, h1, rows, ff))) goto done;
-        cge__act_apply(m->act, ff, rows * m->d_ff);
-        if ((st = cge_linear_forward(&l->ff2, ff, rows, x))) goto done;
-        cge_add(x, h1, rows * d);
-        cge_layernorm(x, rows, d, l->ln2_w, l->ln2_b, m->eps);
-    }
+    /* MPNet: bucket of key − query (plain 0..L-1 positions), max_distance 128, one
+     * (n_head, L, L) bias shared by the batch and by every layer. */
+    if (bias && (st = cge__rel_bias(m->rel, m->n_buckets, 128, H, L, bias))) goto done;
+    st = cge__encoder_forward(&m->enc, x, B, L, len, bias);
 done:
     cge__free_aligned(scratch);
     cge__free(pos);

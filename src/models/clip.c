@@ -6,9 +6,9 @@
  * transformers' tensor names ("vision_model.*", "visual_projection.weight", "text_model.*",
  * "text_projection.weight").
  *
- * Design: both towers share one pre-LN encoder (llama2.c order: hparams → weights → forward):
- * LN1 → fused QKV GEMM → attention read through leading dimensions → out_proj → residual;
- * LN2 → fc1 → quick_gelu → fc2 → residual. The vision tower adds the patch convolution (one
+ * Design: both towers are the shared pre-norm encoder (encoder.c, run through the model's
+ * backend): LN1 → fused QKV GEMM → attention read through leading dimensions → out_proj →
+ * residual; LN2 → fc1 → quick_gelu → fc2 → residual. The vision tower adds the patch convolution (one
  * im2col GEMM), the class token, pre_layrnorm and post_layernorm; the text tower adds the token
  * and position tables, the causal mask and final_layer_norm. Image decoding and
  * CLIPImageProcessor live in src/media (byte-exact Pillow resize); this file only reads
@@ -19,6 +19,7 @@
 
 #include "core/core.h"
 #include "media/image.h"
+#include "models/encoder.h"
 #include "tensor/ops.h"
 
 #include <cjson/cJSON.h>
@@ -29,25 +30,8 @@
 /* ==== hyperparameters and weights ================================================================ */
 
 
-struct clip_layer {
-    struct cge_linear qkv; /* (3d, d) self_attn.{q,k,v}_proj, stacked */
-    struct cge_linear o;   /* (d, d) self_attn.out_proj */
-    float *ln1_w, *ln1_b;  /* (d) layer_norm1 */
-    struct cge_linear fc1; /* (d_ff, d) mlp.fc1 */
-    struct cge_linear fc2; /* (d, d_ff) mlp.fc2 */
-    float *ln2_w, *ln2_b;  /* (d) layer_norm2 */
-};
-
-/* The encoder both towers share. */
-struct clip_encoder {
-    int64_t d, n_layer, n_head, d_ff;
-    float eps;                 /* layer_norm_eps */
-    enum cge__act act;         /* hidden_act */
-    struct clip_layer *layers; /* n_layer; *.encoder.layers.{i}.* */
-};
-
 struct clip_vision {
-    struct clip_encoder enc;
+    struct cge_encoder enc; /* vision_model.encoder.layers.* */
     int64_t image_size, patch, channels, n_tok; /* n_tok = (image_size / patch)² + 1 */
     float *patch_w; /* (d, channels, patch, patch) vision_model.embeddings.patch_embedding.weight */
     float *cls;     /* (d) vision_model.embeddings.class_embedding */
@@ -60,7 +44,7 @@ struct clip_vision {
 };
 
 struct clip_text {
-    struct clip_encoder enc;
+    struct cge_encoder enc; /* text_model.encoder.layers.* (causal) */
     int64_t vocab, n_pos;
     int32_t eos_id; /* config eos_token_id (default 49407); 2 = legacy: argmax rule */
     const struct cge_tensor_info
@@ -82,27 +66,10 @@ struct clip {
 
 /* ==== load ========================================================================================= */
 
-static void encoder_free(struct clip_encoder *e) {
-    if (!e->layers) return;
-    for (int64_t i = 0; i < e->n_layer; i++) {
-        struct clip_layer *l = &e->layers[i];
-        cge_linear_deinit(&l->qkv);
-        cge_linear_deinit(&l->o);
-        cge_linear_deinit(&l->fc1);
-        cge_linear_deinit(&l->fc2);
-        cge__free(l->ln1_w);
-        cge__free(l->ln1_b);
-        cge__free(l->ln2_w);
-        cge__free(l->ln2_b);
-    }
-    cge__free(e->layers);
-    e->layers = NULL;
-}
-
 static void clip_free(void *impl) {
     struct clip *m = impl;
     if (!m) return;
-    encoder_free(&m->v.enc);
+    cge__encoder_free(&m->v.enc);
     cge__free(m->v.patch_w);
     cge__free(m->v.cls);
     cge__free(m->v.pos);
@@ -111,7 +78,7 @@ static void clip_free(void *impl) {
     cge__free(m->v.post_w);
     cge__free(m->v.post_b);
     cge_linear_deinit(&m->v.proj);
-    encoder_free(&m->t.enc);
+    cge__encoder_free(&m->t.enc);
     cge__free(m->t.pos);
     cge__free(m->t.fln_w);
     cge__free(m->t.fln_b);
@@ -232,7 +199,7 @@ done:
 
 /* The hyperparameters of one tower from its (sub)config, with transformers' defaults. */
 static enum cge_status encoder_hparams(const struct cge_family_load *lc, const cJSON *cfg,
-                                       const char *where, int vision, struct clip_encoder *e) {
+                                       const char *where, int vision, struct cge_enc_params *e) {
     enum cge_status st;
     double eps = 1e-5;
     if ((st = cfg_int(lc->dir, where, cfg, "hidden_size", vision ? 768 : 512, 1, 1 << 16, &e->d)) ||
@@ -249,58 +216,48 @@ static enum cge_status encoder_hparams(const struct cge_family_load *lc, const c
                         "model %s: config.json: %shidden_size %lld is not a multiple of "
                         "num_attention_heads %lld",
                         lc->dir, where, (long long)e->d, (long long)e->n_head);
+    e->d_head = e->d / e->n_head;
+    e->scale = 1.0f / sqrtf((float)e->d_head);
+    e->pre_norm = 1;
+    e->bias = 1;
+    e->causal = !vision; /* the text tower */
     const cJSON *act = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "hidden_act") : NULL;
-    e->act = CGE_ACT_QUICK_GELU;
+    enum cge__act a = CGE_ACT_QUICK_GELU;
     if (act && !cJSON_IsNull(act)) {
-        const char *a = cJSON_IsString(act) ? act->valuestring : "";
+        const char *an = cJSON_IsString(act) ? act->valuestring : "";
         const unsigned ok = CGE__ACT_BIT(CGE_ACT_QUICK_GELU) | CGE__ACT_BIT(CGE_ACT_GELU) |
                             CGE__ACT_BIT(CGE_ACT_GELU_TANH);
-        if (cge__act_parse(a, &e->act) || !(ok & CGE__ACT_BIT(e->act)))
+        if (cge__act_parse(an, &a) || !(ok & CGE__ACT_BIT(a)))
             return cge__err(CGE_ERR_UNSUPPORTED,
                             "model %s: config.json: %shidden_act '%s' is not supported", lc->dir,
-                            where, a);
+                            where, an);
     }
-    return CGE_OK;
+    return cge__act_to_be(a, &e->act);
 }
 
+/* The tower's layers, with the hyperparameters already in e->p. */
 static enum cge_status encoder_load(const struct cge_family_load *lc, const char *tower,
-                                    struct clip_encoder *e) {
-    e->layers = cge__calloc((size_t)e->n_layer, sizeof(*e->layers));
-    if (!e->layers)
-        return cge__err(CGE_ERR_NOMEM, "model %s: %lld layers", lc->dir, (long long)e->n_layer);
-    static const char *const qkv[3] = {"q_proj", "k_proj", "v_proj"};
-    static const char *const out[1] = {"out_proj"};
-    static const char *const fc1[1] = {"fc1"};
-    static const char *const fc2[1] = {"fc2"};
-    const int64_t d = e->d, sd[1] = {d};
-    for (int64_t i = 0; i < e->n_layer; i++) {
-        struct clip_layer *l = &e->layers[i];
-        char pre[200], name[256];
-        enum cge_status st;
-        snprintf(pre, sizeof pre, "%s.encoder.layers.%lld.self_attn.", tower, (long long)i);
-        if ((st = load_linear(lc, &l->qkv, pre, 3, qkv, d, d, 1))) return st;
-        if ((st = load_linear(lc, &l->o, pre, 1, out, d, d, 1))) return st;
-        snprintf(pre, sizeof pre, "%s.encoder.layers.%lld.mlp.", tower, (long long)i);
-        if ((st = load_linear(lc, &l->fc1, pre, 1, fc1, e->d_ff, d, 1))) return st;
-        if ((st = load_linear(lc, &l->fc2, pre, 1, fc2, d, e->d_ff, 1))) return st;
-        snprintf(pre, sizeof pre, "%s.encoder.layers.%lld.", tower, (long long)i);
-        snprintf(name, sizeof name, "%slayer_norm1.weight", pre);
-        if ((st = get_f32(lc, name, 1, sd, &l->ln1_w))) return st;
-        snprintf(name, sizeof name, "%slayer_norm1.bias", pre);
-        if ((st = get_f32(lc, name, 1, sd, &l->ln1_b))) return st;
-        snprintf(name, sizeof name, "%slayer_norm2.weight", pre);
-        if ((st = get_f32(lc, name, 1, sd, &l->ln2_w))) return st;
-        snprintf(name, sizeof name, "%slayer_norm2.bias", pre);
-        if ((st = get_f32(lc, name, 1, sd, &l->ln2_b))) return st;
-    }
-    return CGE_OK;
+                                    struct cge_encoder *e) {
+    const struct cge_enc_params p = e->p;
+    const struct cge_enc_names nm = {
+        .prefix = tower,
+        .q = "encoder.layers.{}.self_attn.q_proj",
+        .k = "encoder.layers.{}.self_attn.k_proj",
+        .v = "encoder.layers.{}.self_attn.v_proj",
+        .o = "encoder.layers.{}.self_attn.out_proj",
+        .ff1 = "encoder.layers.{}.mlp.fc1",
+        .ff2 = "encoder.layers.{}.mlp.fc2",
+        .ln1 = "encoder.layers.{}.layer_norm1",
+        .ln2 = "encoder.layers.{}.layer_norm2",
+    };
+    return cge__encoder_load(lc, &p, &nm, e);
 }
 
 static enum cge_status vision_load(const struct cge_family_load *lc, const cJSON *cfg,
                                    const char *where, struct clip *m) {
     struct clip_vision *v = &m->v;
     enum cge_status st;
-    if ((st = encoder_hparams(lc, cfg, where, 1, &v->enc))) return st;
+    if ((st = encoder_hparams(lc, cfg, where, 1, &v->enc.p))) return st;
     if ((st = cfg_int(lc->dir, where, cfg, "image_size", 224, 1, 1 << 14, &v->image_size)) ||
         (st = cfg_int(lc->dir, where, cfg, "patch_size", 32, 1, 1 << 14, &v->patch)) ||
         (st = cfg_int(lc->dir, where, cfg, "num_channels", 3, 3, 3, &v->channels)))
@@ -309,7 +266,7 @@ static enum cge_status vision_load(const struct cge_family_load *lc, const cJSON
         return cge__err(CGE_ERR_MODEL_LOAD,
                         "model %s: config.json: image_size %lld < patch_size %lld", lc->dir,
                         (long long)v->image_size, (long long)v->patch);
-    const int64_t g = v->image_size / v->patch, d = v->enc.d;
+    const int64_t g = v->image_size / v->patch, d = v->enc.p.d;
     v->n_tok = g * g + 1;
     int64_t sp[4] = {d, v->channels, v->patch, v->patch}, sd[1] = {d}, spos[2] = {v->n_tok, d};
     if ((st = get_f32(lc, "vision_model.embeddings.patch_embedding.weight", 4, sp, &v->patch_w)) ||
@@ -320,7 +277,7 @@ static enum cge_status vision_load(const struct cge_family_load *lc, const cJSON
         (st = get_f32(lc, "vision_model.post_layernorm.weight", 1, sd, &v->post_w)) ||
         (st = get_f32(lc, "vision_model.post_layernorm.bias", 1, sd, &v->post_b)))
         return st;
-    if ((st = encoder_load(lc, "vision_model", &v->enc))) return st;
+    if ((st = encoder_load(lc, "vision_model.", &v->enc))) return st;
     if (cge_weights_find(lc->w, "visual_projection.weight")) {
         static const char *const vp[1] = {"visual_projection"};
         if ((st = load_linear(lc, &v->proj, "", 1, vp, m->proj_dim, d, 0))) return st;
@@ -360,13 +317,13 @@ static enum cge_status text_load(const struct cge_family_load *lc, const cJSON *
     struct clip_text *t = &m->t;
     enum cge_status st;
     int64_t eos = 49407; /* CLIPTextConfig's default; saved legacy configs say 2 */
-    if ((st = encoder_hparams(lc, cfg, where, 0, &t->enc))) return st;
+    if ((st = encoder_hparams(lc, cfg, where, 0, &t->enc.p))) return st;
     if ((st = cfg_int(lc->dir, where, cfg, "vocab_size", 49408, 1, 1 << 26, &t->vocab)) ||
         (st = cfg_int(lc->dir, where, cfg, "max_position_embeddings", 77, 1, 1 << 20, &t->n_pos)) ||
         (st = cfg_int(lc->dir, where, cfg, "eos_token_id", 49407, 0, (int64_t)1 << 30, &eos)))
         return st;
     t->eos_id = (int32_t)eos;
-    const int64_t d = t->enc.d, sd[1] = {d}, spos[2] = {t->n_pos, d};
+    const int64_t d = t->enc.p.d, sd[1] = {d}, spos[2] = {t->n_pos, d};
     const char *tok = "text_model.embeddings.token_embedding.weight";
     t->tok = cge_weights_find(lc->w, tok);
     if (!t->tok || t->tok->n_dim != 2 || t->tok->shape[0] != t->vocab || t->tok->shape[1] != d)
@@ -382,7 +339,7 @@ static enum cge_status text_load(const struct cge_family_load *lc, const cJSON *
         (st = get_f32(lc, "text_model.final_layer_norm.weight", 1, sd, &t->fln_w)) ||
         (st = get_f32(lc, "text_model.final_layer_norm.bias", 1, sd, &t->fln_b)))
         return st;
-    if ((st = encoder_load(lc, "text_model", &t->enc))) return st;
+    if ((st = encoder_load(lc, "text_model.", &t->enc))) return st;
     if (cge_weights_find(lc->w, "text_projection.weight")) {
         static const char *const tp[1] = {"text_projection"};
         if ((st = load_linear(lc, &t->proj, "", 1, tp, m->proj_dim, d, 0))) return st;
@@ -434,17 +391,17 @@ static enum cge_status clip_load(struct cge_family_load *lc, void **impl) {
                       lc->dir);
         goto fail;
     }
-    if (m->has_vision && m->has_text && !m->v.has_proj && m->v.enc.d != m->t.enc.d) {
+    if (m->has_vision && m->has_text && !m->v.has_proj && m->v.enc.p.d != m->t.enc.p.d) {
         st = cge__err(CGE_ERR_MODEL_LOAD, "model %s: unprojected towers of widths %lld and %lld",
-                      lc->dir, (long long)m->v.enc.d, (long long)m->t.enc.d);
+                      lc->dir, (long long)m->v.enc.p.d, (long long)m->t.enc.p.d);
         goto fail;
     }
     if ((m->has_vision && m->v.has_proj) || (m->has_text && m->t.has_proj))
         m->out_dim = m->proj_dim;
     else
-        m->out_dim = m->has_vision ? m->v.enc.d : m->t.enc.d;
+        m->out_dim = m->has_vision ? m->v.enc.p.d : m->t.enc.p.d;
 
-    lc->hidden = m->has_text ? m->t.enc.d : m->v.enc.d;
+    lc->hidden = m->has_text ? m->t.enc.p.d : m->v.enc.p.d;
     lc->max_positions = m->has_text ? m->t.n_pos : 0;
     lc->pad_id = -1;
     if (m->has_text) {
@@ -469,55 +426,6 @@ fail:
 
 /* ==== forward ====================================================================================== */
 
-/* Runs the encoder in place on x (B·L rows of d): pre-LN layers, attention over right-padded
- * sequences (len may be NULL), causal for the text tower. */
-static enum cge_status encoder_forward(const struct clip_encoder *e, float *x, int64_t B, int64_t L,
-                                       const int64_t *len, int causal) {
-    const int64_t d = e->d, rows = B * L;
-    float *h = cge__malloc_aligned((size_t)(rows * d) * sizeof(float));
-    float *qkv = cge__malloc_aligned((size_t)(rows * 3 * d) * sizeof(float));
-    float *att = cge__malloc_aligned((size_t)(rows * d) * sizeof(float));
-    float *ff = cge__malloc_aligned((size_t)(rows * e->d_ff) * sizeof(float));
-    enum cge_status st = CGE_OK;
-    if (!h || !qkv || !att || !ff) {
-        st = cge__err(CGE_ERR_NOMEM, "clip: scratch for %lld x %lld tokens", (long long)B,
-                      (long long)L);
-        goto done;
-    }
-    struct cge_attn a;
-    memset(&a, 0, sizeof(a));
-    a.n_batch = B;
-    a.n_seq = L;
-    a.n_head = (int)e->n_head;
-    a.n_kv_head = (int)e->n_head;
-    a.d_head = (int)(d / e->n_head);
-    a.scale = 1.0f / sqrtf((float)a.d_head);
-    a.len = len;
-    a.causal = causal;
-    for (int64_t i = 0; i < e->n_layer; i++) {
-        const struct clip_layer *l = &e->layers[i];
-        memcpy(h, x, (size_t)(rows * d) * sizeof(float));
-        cge_layernorm(h, rows, d, l->ln1_w, l->ln1_b, e->eps);
-        if ((st = cge_linear_forward(&l->qkv, h, rows, qkv))) goto done;
-        if ((st = cge_attention(&a, qkv, 3 * d, qkv + d, 3 * d, qkv + 2 * d, 3 * d, att, d)))
-            goto done;
-        if ((st = cge_linear_forward(&l->o, att, rows, h))) goto done;
-        cge_add(x, h, rows * d);
-        memcpy(h, x, (size_t)(rows * d) * sizeof(float));
-        cge_layernorm(h, rows, d, l->ln2_w, l->ln2_b, e->eps);
-        if ((st = cge_linear_forward(&l->fc1, h, rows, ff))) goto done;
-        cge__act_apply(e->act, ff, rows * e->d_ff);
-        if ((st = cge_linear_forward(&l->fc2, ff, rows, h))) goto done;
-        cge_add(x, h, rows * d);
-    }
-done:
-    cge__free_aligned(h);
-    cge__free_aligned(qkv);
-    cge__free_aligned(att);
-    cge__free_aligned(ff);
-    return st;
-}
-
 /* ---- vision -------------------------------------------------------------------------------------- */
 
 enum cge_status cge__clip_vision_forward(const void *impl, const float *pixels, int64_t n,
@@ -528,7 +436,7 @@ enum cge_status cge__clip_vision_forward(const void *impl, const float *pixels, 
     if (!m->has_vision)
         return cge__err(CGE_ERR_UNSUPPORTED_MODALITY, "model %s: no vision tower", m->dir);
     const struct clip_vision *v = &m->v;
-    const int64_t d = v->enc.d, T = v->n_tok, S = v->image_size;
+    const int64_t d = v->enc.p.d, T = v->n_tok, S = v->image_size;
     float *x = cge__malloc_aligned((size_t)(n * T * d) * sizeof(float));
     float *cls = cge__malloc((size_t)(n * d) * sizeof(float));
     enum cge_status st = CGE_OK;
@@ -546,12 +454,12 @@ enum cge_status cge__clip_vision_forward(const void *impl, const float *pixels, 
         memcpy(xb, v->cls, (size_t)d * sizeof(float));
         cge_add(xb, v->pos, T * d);
     }
-    cge_layernorm(x, n * T, d, v->pre_w, v->pre_b, v->enc.eps);
-    if ((st = encoder_forward(&v->enc, x, n, T, NULL, 0))) goto done;
+    cge_layernorm(x, n * T, d, v->pre_w, v->pre_b, v->enc.p.eps);
+    if ((st = cge__encoder_forward(&v->enc, x, n, T, NULL, NULL))) goto done;
     if (last_hidden) memcpy(last_hidden, x, (size_t)(n * T * d) * sizeof(float));
     for (int64_t b = 0; b < n; b++)
         memcpy(cls + b * d, x + b * T * d, (size_t)d * sizeof(float));
-    cge_layernorm(cls, n, d, v->post_w, v->post_b, v->enc.eps);
+    cge_layernorm(cls, n, d, v->post_w, v->post_b, v->enc.p.eps);
     if (pooled) memcpy(pooled, cls, (size_t)(n * d) * sizeof(float));
     if (embeds) {
         if (v->has_proj)
@@ -572,7 +480,7 @@ int64_t cge__clip_image_size(const void *impl) {
 
 int64_t cge__clip_vision_hidden(const void *impl) {
     const struct clip *m = impl;
-    return m && m->has_vision ? m->v.enc.d : 0;
+    return m && m->has_vision ? m->v.enc.p.d : 0;
 }
 
 static enum cge_status clip_embed_image(const void *impl, struct cge__media *src, float *out) {
@@ -633,14 +541,14 @@ static enum cge_status clip_forward_text(const void *impl, const int32_t *ids, c
         return cge__err(CGE_ERR_INPUT_TOO_LONG,
                         "model %s: %lld tokens, the text tower takes at most %lld", m->dir,
                         (long long)L, (long long)t->n_pos);
-    const int64_t d = t->enc.d;
+    const int64_t d = t->enc.p.d;
     enum cge_status st =
         cge_embed_gather(t->tok->data, t->tok->dtype, t->vocab, d, ids, B * L, hidden);
     if (st) return st;
     for (int64_t b = 0; b < B; b++)
         cge_add(hidden + b * L * d, t->pos, L * d);
-    if ((st = encoder_forward(&t->enc, hidden, B, L, len, 1))) return st;
-    cge_layernorm(hidden, B * L, d, t->fln_w, t->fln_b, t->enc.eps);
+    if ((st = cge__encoder_forward(&t->enc, hidden, B, L, len, NULL))) return st;
+    cge_layernorm(hidden, B * L, d, t->fln_w, t->fln_b, t->enc.p.eps);
     return CGE_OK;
 }
 
@@ -666,7 +574,7 @@ static enum cge_status clip_pool_text(const void *impl, const float *hidden, con
     if (!m->has_text)
         return cge__err(CGE_ERR_UNSUPPORTED_MODALITY, "model %s: no text tower", m->dir);
     const struct clip_text *t = &m->t;
-    const int64_t d = t->enc.d;
+    const int64_t d = t->enc.p.d;
     float *rows = cge__malloc((size_t)(B * d) * sizeof(float));
     if (!rows) return cge__err(CGE_ERR_NOMEM, "model %s: pooled rows", m->dir);
     for (int64_t b = 0; b < B; b++) {

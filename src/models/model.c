@@ -13,6 +13,7 @@
 
 #include "core/core.h"
 #include "models/heads.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 
 #include <cjson/cJSON.h>
@@ -47,6 +48,7 @@ struct cge_model {
     unsigned modalities;
     int instr_t5;                    /* INSTRUCTOR convention for instructions */
     int instr_e5;                    /* E5-Mistral "Instruct: …\nQuery: …" */
+    struct cge_backend *be;          /* p.backend opened (or the CPU fallback); owned */
 };
 
 /* ==== helpers for family files ===================================================================== */
@@ -233,6 +235,7 @@ struct cge_model_params cge_model_default_params(void) {
 void cge_model_free(struct cge_model *m) {
     if (!m) return;
     if (m->family && m->impl) m->family->free(m->impl);
+    cge_backend_release(m->be);
     cge__st_head_deinit(&m->head);
     cge_tokenizer_free(m->tok);
     cge_weights_free(m->w);
@@ -344,12 +347,37 @@ enum cge_status cge_model_load(const char *dir_in, const struct cge_model_params
         st = cge__err(CGE_ERR_MODEL_LOAD, "model %s: weights: %s", dir, cge_errmsg());
         goto fail;
     }
+    /* The backend: an unusable device falls back to the CPU (logged), a bad name fails. */
+    if ((st = cge_backend_open_or_cpu(p.backend, &m->be))) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", cge_errmsg());
+        st = cge__err(st, "model %s: %s", dir, msg);
+        goto fail;
+    }
+    m->p.backend = m->be->name; /* the caller's string is not kept */
     lc.dir = dir;
     lc.config = config;
     lc.w = m->w;
     lc.p = &m->p;
     lc.pad_id = -1;
-    if ((st = m->family->load(&lc, &m->impl))) {
+    lc.be = m->be;
+    const struct cge_family_load lc0 = lc;
+    if ((st = m->family->load(&lc, &m->impl)) && m->be != cge_backend_cpu()) {
+        /* A device that fails at load (out of memory, a lost device): the CPU, logged. A
+         * model that is simply broken fails again below, with the CPU's message. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", cge_errmsg());
+        cge__log(CGE_LOG_WARN, "model %s: loading on %s failed, loading on the cpu: %s", dir,
+                 m->be->name, why);
+        m->impl = NULL;
+        cge_backend_release(m->be);
+        m->be = cge_backend_cpu();
+        m->p.backend = m->be->name;
+        lc = lc0;
+        lc.be = m->be;
+        st = m->family->load(&lc, &m->impl);
+    }
+    if (st) {
         m->impl = NULL;
         if (st != CGE_ERR_NOMEM && st != CGE_ERR_UNSUPPORTED) st = CGE_ERR_MODEL_LOAD;
         goto fail;
@@ -444,6 +472,12 @@ const void *cge__model_impl(const struct cge_model *m) {
 }
 const struct cge_tokenizer *cge__model_tokenizer(const struct cge_model *m) {
     return m->tok;
+}
+
+const char *cge__model_backend(const struct cge_model *m) {
+    /* Mistral (issue 20) does not go through the backend yet: its layers are on the CPU. */
+    if (!m->be || !strcmp(m->family->name, "mistral")) return "cpu";
+    return m->be->name;
 }
 
 /* ==== embed ======================================================================================== */

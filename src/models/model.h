@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 struct cJSON;
+struct cge_backend;
 
 /* The public model API (cge_model_load, cge_model_embed, struct cge_input, ...) is in cge.h. */
 
@@ -55,6 +56,7 @@ struct cge_family_load {
     int default_normalize;
     int64_t vocab_size;              /* rows of the token embedding table (0 = takes no text) */
     const char *vocab_tensor;        /* its tensor name, for errors (may be NULL) */
+    struct cge_backend *be;          /* where the encoder layers live (NULL: the CPU); not owned */
 };
 
 struct cge_family {
@@ -87,6 +89,8 @@ extern const struct cge_family *const cge__families[];
 const struct cge_family *cge__model_family(const struct cge_model *m);
 const void *cge__model_impl(const struct cge_model *m);
 const struct cge_tokenizer *cge__model_tokenizer(const struct cge_model *m);
+/* The backend the model's layers run on ("cpu" after a fallback; Mistral: always "cpu"). */
+const char *cge__model_backend(const struct cge_model *m);
 
 /* Activations named by Hugging Face configs (hidden_act, activation_function) and by
  * sentence-transformers Dense configs (torch class names such as torch.nn.modules.activation.Tanh).

@@ -4,11 +4,14 @@
  * 1/sqrt(d_kv) scale plus a bucketed relative position bias computed from block 0's table and
  * reused by every block, a ReLU or gated-GELU (tanh) feed-forward, and a final RMSNorm.
  *
- * Design: as bert.c, Q/K/V are one fused cge_linear and the gated feed-forward's wi_0/wi_1 are
- * one fused cge_linear of width 2·d_ff; the inner width n_heads·d_kv may differ from d_model.
- * Each forward allocates its own scratch, so a loaded model serves any number of threads.
+ * Design: the blocks are the shared pre-norm encoder (encoder.c) with RMSNorm, no biases,
+ * scale 1 and, when gated, wi_0/wi_1 fused into one linear of width 2·d_ff; the inner width
+ * n_heads·d_kv may differ from d_model. This file keeps the token table, the position bias and
+ * the final norm. Each forward allocates its own scratch, so a loaded model serves any number
+ * of threads.
  */
 #include "core/core.h"
+#include "models/encoder.h"
 #include "models/model.h"
 #include "tensor/ops.h"
 
@@ -18,15 +21,6 @@
 
 /* ==== hyperparameters and weights =================================================================== */
 
-struct t5_layer {
-    float *ln0;            /* (d) layer.0.layer_norm */
-    struct cge_linear qkv; /* (3·inner, d) layer.0.SelfAttention.{q,k,v} */
-    struct cge_linear o;   /* (d, inner) layer.0.SelfAttention.o */
-    float *ln1;            /* (d) layer.1.layer_norm */
-    struct cge_linear wi;  /* (d_ff, d) DenseReluDense.wi, or (2·d_ff, d) wi_0 ‖ wi_1 when gated */
-    struct cge_linear wo;  /* (d, d_ff) DenseReluDense.wo */
-};
-
 struct t5 {
     int64_t d, d_kv, n_head, inner, d_ff, n_layer, vocab;
     int n_buckets, max_distance;
@@ -35,7 +29,7 @@ struct t5 {
     int act_gelu;                       /* non-gated: 1 = gelu_new, 0 = relu */
     const struct cge_tensor_info *tok;  /* (vocab, d) shared.weight | encoder.embed_tokens.weight */
     float *rel;                         /* (n_buckets, n_head) block.0 relative_attention_bias */
-    struct t5_layer *layers;            /* n_layer, encoder.block.* */
+    struct cge_encoder enc;             /* encoder.block.* */
     float *final_ln;                    /* (d) encoder.final_layer_norm */
 };
 
@@ -44,18 +38,7 @@ struct t5 {
 static void t5_free(void *impl) {
     struct t5 *m = impl;
     if (!m) return;
-    if (m->layers) {
-        for (int64_t i = 0; i < m->n_layer; i++) {
-            struct t5_layer *l = &m->layers[i];
-            cge__free(l->ln0);
-            cge__free(l->ln1);
-            cge_linear_deinit(&l->qkv);
-            cge_linear_deinit(&l->o);
-            cge_linear_deinit(&l->wi);
-            cge_linear_deinit(&l->wo);
-        }
-    }
-    cge__free(m->layers);
+    cge__encoder_free(&m->enc);
     cge__free(m->rel);
     cge__free(m->final_ln);
     cge__free(m);
@@ -134,47 +117,35 @@ static enum cge_status t5_load(struct cge_family_load *lc, void **impl) {
         if ((st = cge__tensor_f32(lc, name, 1, sd, &m->final_ln))) goto fail;
     }
 
-    m->layers = cge__calloc((size_t)m->n_layer, sizeof *m->layers);
-    if (!m->layers) {
-        st = cge__err(CGE_ERR_NOMEM, "model %s: out of memory", lc->dir);
-        goto fail;
-    }
-    for (int64_t i = 0; i < m->n_layer; i++) {
-        struct t5_layer *l = &m->layers[i];
-        long long li = (long long)i;
-        char a[256], b[256], c[256];
-        int64_t sd[1] = {m->d};
-        snprintf(a, sizeof a, "%sencoder.block.%lld.layer.0.layer_norm.weight", pre, li);
-        if ((st = cge__tensor_f32(lc, a, 1, sd, &l->ln0))) goto fail;
-        snprintf(a, sizeof a, "%sencoder.block.%lld.layer.1.layer_norm.weight", pre, li);
-        if ((st = cge__tensor_f32(lc, a, 1, sd, &l->ln1))) goto fail;
-
-        snprintf(a, sizeof a, "%sencoder.block.%lld.layer.0.SelfAttention.q.weight", pre, li);
-        snprintf(b, sizeof b, "%sencoder.block.%lld.layer.0.SelfAttention.k.weight", pre, li);
-        snprintf(c, sizeof c, "%sencoder.block.%lld.layer.0.SelfAttention.v.weight", pre, li);
-        const char *qkv[3] = {a, b, c};
-        int64_t po[3] = {m->inner, m->inner, m->inner};
-        if ((st = cge__linear_load(lc, &l->qkv, 3, qkv, NULL, po, m->d))) goto fail;
-        snprintf(a, sizeof a, "%sencoder.block.%lld.layer.0.SelfAttention.o.weight", pre, li);
-        const char *on[1] = {a};
-        int64_t od[1] = {m->d};
-        if ((st = cge__linear_load(lc, &l->o, 1, on, NULL, od, m->inner))) goto fail;
-
-        if (m->gated) {
-            snprintf(a, sizeof a, "%sencoder.block.%lld.layer.1.DenseReluDense.wi_0.weight", pre, li);
-            snprintf(b, sizeof b, "%sencoder.block.%lld.layer.1.DenseReluDense.wi_1.weight", pre, li);
-            const char *wn[2] = {a, b};
-            int64_t fo[2] = {m->d_ff, m->d_ff};
-            if ((st = cge__linear_load(lc, &l->wi, 2, wn, NULL, fo, m->d))) goto fail;
-        } else {
-            snprintf(a, sizeof a, "%sencoder.block.%lld.layer.1.DenseReluDense.wi.weight", pre, li);
-            const char *wn[1] = {a};
-            int64_t fo[1] = {m->d_ff};
-            if ((st = cge__linear_load(lc, &l->wi, 1, wn, NULL, fo, m->d))) goto fail;
-        }
-        snprintf(a, sizeof a, "%sencoder.block.%lld.layer.1.DenseReluDense.wo.weight", pre, li);
-        const char *won[1] = {a};
-        if ((st = cge__linear_load(lc, &l->wo, 1, won, NULL, od, m->d_ff))) goto fail;
+    {
+        const struct cge_enc_names nm = {
+            .prefix = pre,
+            .q = "encoder.block.{}.layer.0.SelfAttention.q",
+            .k = "encoder.block.{}.layer.0.SelfAttention.k",
+            .v = "encoder.block.{}.layer.0.SelfAttention.v",
+            .o = "encoder.block.{}.layer.0.SelfAttention.o",
+            .ff1 = m->gated ? "encoder.block.{}.layer.1.DenseReluDense.wi_0"
+                            : "encoder.block.{}.layer.1.DenseReluDense.wi",
+            .ff1_up = "encoder.block.{}.layer.1.DenseReluDense.wi_1",
+            .ff2 = "encoder.block.{}.layer.1.DenseReluDense.wo",
+            .ln1 = "encoder.block.{}.layer.0.layer_norm",
+            .ln2 = "encoder.block.{}.layer.1.layer_norm",
+        };
+        const struct cge_enc_params ep = {
+            .n_layer = m->n_layer,
+            .d = m->d,
+            .n_head = m->n_head,
+            .d_head = m->d_kv,
+            .d_ff = m->d_ff,
+            .pre_norm = 1,
+            .rms = 1,
+            .eps = m->eps,
+            .bias = 0,
+            .gated = m->gated,
+            .act = m->gated || m->act_gelu ? CGE_BE_ACT_GELU_TANH : CGE_BE_ACT_RELU,
+            .scale = 1.0f, /* T5 folds the 1/sqrt(d_kv) into its weights */
+        };
+        if ((st = cge__encoder_load(lc, &ep, &nm, &m->enc))) goto fail;
     }
 
     lc->hidden = m->d;
@@ -199,79 +170,19 @@ static enum cge_status t5_forward(const void *impl, const int32_t *ids, const in
                                   int64_t L, float *x) {
     const struct t5 *m = impl;
     if (B <= 0 || L <= 0) return cge__err(CGE_ERR_INVALID_VALUE, "t5 forward: empty batch");
-    const int64_t d = m->d, rows = B * L, inner = m->inner, H = m->n_head;
-    const int64_t ffw = m->gated ? 2 * m->d_ff : m->d_ff;
-    size_t n_h = (size_t)(rows * d), n_qkv = (size_t)(rows * 3 * inner), n_ctx = (size_t)(rows * inner);
-    size_t n_ff = (size_t)(rows * ffw), n_bias = (size_t)(H * L * L);
-    size_t n_ffo = m->gated ? (size_t)(rows * m->d_ff) : 0;
-    size_t total = n_h + n_qkv + n_ctx + n_ff + n_ffo + n_bias;
-    float *scratch = cge__malloc_aligned(total * sizeof(float));
-    if (!scratch) return cge__err(CGE_ERR_NOMEM, "t5 forward: %zu floats of scratch", total);
-    float *h = scratch, *qkv = h + n_h, *ctx = qkv + n_qkv, *ff = ctx + n_ctx, *ffo = ff + n_ff;
-    float *bias = ffo + n_ffo;
+    const int64_t d = m->d, rows = B * L, H = m->n_head;
+    size_t n_bias = (size_t)(H * L * L);
+    float *bias = cge__malloc_aligned(n_bias * sizeof(float));
+    if (!bias) return cge__err(CGE_ERR_NOMEM, "t5 forward: %zu floats of scratch", n_bias);
     enum cge_status st;
 
     if ((st = cge_embed_gather(m->tok->data, m->tok->dtype, m->vocab, d, ids, rows, x))) goto done;
-
     /* Position bias (n_head, L, L) from block 0's table: bucket of key − query. */
-    {
-        int *bk = cge__malloc((size_t)(2 * L - 1) * sizeof *bk);
-        if (!bk) {
-            st = cge__err(CGE_ERR_NOMEM, "t5 forward");
-            goto done;
-        }
-        for (int64_t r = -(L - 1); r <= L - 1; r++) bk[r + L - 1] = cge__rel_bucket(r, m->n_buckets, m->max_distance);
-        for (int64_t hh = 0; hh < H; hh++)
-            for (int64_t i = 0; i < L; i++) {
-                float *row = bias + (hh * L + i) * L;
-                for (int64_t j = 0; j < L; j++) row[j] = m->rel[bk[j - i + L - 1] * H + hh];
-            }
-        cge__free(bk);
-    }
-    struct cge_attn a = {
-        .n_batch = B,
-        .n_seq = L,
-        .n_head = (int)H,
-        .n_kv_head = (int)H,
-        .d_head = (int)m->d_kv,
-        .scale = 1.0f,
-        .len = len,
-        .bias = bias,
-    };
-    for (int64_t li = 0; li < m->n_layer; li++) {
-        const struct t5_layer *l = &m->layers[li];
-        memcpy(h, x, n_h * sizeof *h);
-        cge_rmsnorm(h, rows, d, l->ln0, m->eps);
-        if ((st = cge_linear_forward(&l->qkv, h, rows, qkv))) goto done;
-        if ((st = cge_attention(&a, qkv, 3 * inner, qkv + inner, 3 * inner, qkv + 2 * inner, 3 * inner, ctx, inner)))
-            goto done;
-        if ((st = cge_linear_forward(&l->o, ctx, rows, h))) goto done;
-        cge_add(x, h, rows * d);
-
-        memcpy(h, x, n_h * sizeof *h);
-        cge_rmsnorm(h, rows, d, l->ln1, m->eps);
-        if ((st = cge_linear_forward(&l->wi, h, rows, ff))) goto done;
-        const float *ffin = ff;
-        if (m->gated) {
-            /* ff rows hold [wi_0 x | wi_1 x]: gelu_new(first) * second. */
-            for (int64_t r = 0; r < rows; r++) {
-                float *g = ff + r * ffw;
-                cge_gelu_tanh(g, m->d_ff);
-                cge_mul(g, g + m->d_ff, m->d_ff);
-                memcpy(ffo + r * m->d_ff, g, (size_t)m->d_ff * sizeof *g);
-            }
-            ffin = ffo;
-        } else if (m->act_gelu) {
-            cge_gelu_tanh(ff, rows * m->d_ff);
-        } else {
-            cge_relu(ff, rows * m->d_ff);
-        }
-        if ((st = cge_linear_forward(&l->wo, ffin, rows, h))) goto done;
-        cge_add(x, h, rows * d);
-    }
+    if ((st = cge__rel_bias(m->rel, m->n_buckets, m->max_distance, H, L, bias))) goto done;
+    if ((st = cge__encoder_forward(&m->enc, x, B, L, len, bias))) goto done;
     cge_rmsnorm(x, rows, d, m->final_ln, m->eps);
 done:
-    cge__free_aligned(scratch);
+    cge__free_aligned(bias);
     return st;
 }
 

@@ -7,8 +7,10 @@
  * that hold audio: the first min(1500, ceil(samples / 320)) (320 samples = 2 hops = 1 frame).
  *
  * Design: llama2.c order (hparams → weights → forward). The positions are the table stored in
- * the checkpoint, never recomputed (recomputing the sinusoids differs by ~1e-4). Q, K and V are
- * one fused cge_linear (k_proj has no bias: its third of the fused bias is zero). The decoder's
+ * the checkpoint, never recomputed (recomputing the sinusoids differs by ~1e-4). The layers are
+ * the shared pre-norm encoder (encoder.c: fused Q/K/V, k_proj without bias, i.e. a zero third
+ * of the fused bias); WhisperAttention's d_head^-0.5 on the q_proj output is the attention
+ * scale there (the same numbers: d_head is 64 in every Whisper, a power of two). The decoder's
  * tensors, present in WhisperModel / WhisperForConditionalGeneration files, are ignored. The
  * FFT plan and mel filters are built once per model; every forward allocates its own scratch,
  * so a loaded model serves any number of threads.
@@ -16,6 +18,7 @@
 #include "models/whisper.h"
 
 #include "core/core.h"
+#include "models/encoder.h"
 #include "media/audio.h"
 #include "tensor/ops.h"
 
@@ -27,15 +30,6 @@
 /* ==== hyperparameters and weights ============================================================= */
 
 
-struct whisper_layer {
-    float *ln1_w, *ln1_b;  /* (d) self_attn_layer_norm */
-    struct cge_linear qkv; /* (3d, d) self_attn.{q,k,v}_proj (k without bias) */
-    struct cge_linear o;   /* (d, d) self_attn.out_proj */
-    float *ln2_w, *ln2_b;  /* (d) final_layer_norm */
-    struct cge_linear fc1; /* (d_ff, d) fc1 */
-    struct cge_linear fc2; /* (d, d_ff) fc2 */
-};
-
 struct whisper {
     int64_t d, n_layer, n_head, d_ff, n_mels;
     int64_t n_in;             /* mel frames per chunk (3000) */
@@ -45,7 +39,7 @@ struct whisper {
     float *conv1_w, *conv1_b; /* (d, n_mels, 3), (d) encoder.conv1 */
     float *conv2_w, *conv2_b; /* (d, d, 3), (d) encoder.conv2 */
     float *pos;               /* (n_ctx, d) encoder.embed_positions.weight */
-    struct whisper_layer *layers; /* n_layer */
+    struct cge_encoder enc;       /* layers.* */
     float *lnf_w, *lnf_b;         /* (d) encoder.layer_norm */
     struct cge_logmel *mel;       /* filters + FFT plan */
 };
@@ -66,20 +60,7 @@ static int whisper_matches(const struct cJSON *config) {
 static void whisper_free(void *impl) {
     struct whisper *m = impl;
     if (!m) return;
-    if (m->layers) {
-        for (int64_t i = 0; i < m->n_layer; i++) {
-            struct whisper_layer *l = &m->layers[i];
-            cge__free(l->ln1_w);
-            cge__free(l->ln1_b);
-            cge__free(l->ln2_w);
-            cge__free(l->ln2_b);
-            cge_linear_deinit(&l->qkv);
-            cge_linear_deinit(&l->o);
-            cge_linear_deinit(&l->fc1);
-            cge_linear_deinit(&l->fc2);
-        }
-        cge__free(m->layers);
-    }
+    cge__encoder_free(&m->enc);
     cge__free(m->conv1_w);
     cge__free(m->conv1_b);
     cge__free(m->conv2_w);
@@ -131,70 +112,6 @@ static enum cge_status get_tensor(const struct loader *L, const char *name, int 
     char full[192];
     snprintf(full, sizeof full, "%s%s", L->prefix, name);
     return cge_weights_get_f32(L->w, full, n_dim, shape, out);
-}
-
-/* A (n_out, n_in) weight in the checkpoint's dtype, checked. */
-static enum cge_status find_matrix(const struct loader *L, const char *name, int64_t n_out,
-                                   int64_t n_in, const struct cge_tensor_info **out) {
-    char full[192];
-    snprintf(full, sizeof full, "%s%s", L->prefix, name);
-    const struct cge_tensor_info *t = cge_weights_find(L->w, full);
-    if (!t)
-        return cge__err(CGE_ERR_MODEL_LOAD, "%s: tensor '%s' missing", cge_weights_path(L->w),
-                        full);
-    if (t->n_dim != 2 || t->shape[0] != n_out || t->shape[1] != n_in)
-        return cge__err(
-            CGE_ERR_INVALID_DIM, "%s: tensor '%s': %d dims [%lld, %lld], expected [%lld, %lld]",
-            cge_weights_path(L->w), full, t->n_dim, (long long)t->shape[0],
-            (long long)(t->n_dim > 1 ? t->shape[1] : 0), (long long)n_out, (long long)n_in);
-    if (t->dtype != CGE_DTYPE_F32 && t->dtype != CGE_DTYPE_F16 && t->dtype != CGE_DTYPE_BF16)
-        return cge__err(CGE_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s", cge_weights_path(L->w),
-                        full, cge_dtype_str(t->dtype));
-    *out = t;
-    return CGE_OK;
-}
-
-static enum cge_status load_linear(const struct loader *L, const char *name, int64_t n_out,
-                                   int64_t n_in, struct cge_linear *lin) {
-    char wn[160], bn[160];
-    snprintf(wn, sizeof wn, "%s.weight", name);
-    snprintf(bn, sizeof bn, "%s.bias", name);
-    const struct cge_tensor_info *t;
-    enum cge_status st = find_matrix(L, wn, n_out, n_in, &t);
-    if (st != CGE_OK) return st;
-    float *b = NULL;
-    st = get_vec(L, bn, n_out, &b);
-    if (st != CGE_OK) return st;
-    st = cge_linear_init(lin, t->data, t->dtype, b, n_out, n_in, L->dtype);
-    cge__free(b);
-    return st;
-}
-
-/* q, k, v stacked into one (3d, d) layer; k_proj has no bias (zeros in the fused bias). */
-static enum cge_status load_qkv(const struct loader *L, int64_t li, int64_t d,
-                                struct cge_linear *lin) {
-    static const char *const names[3] = {"q_proj", "k_proj", "v_proj"};
-    float *w = cge__malloc(sizeof(float) * (size_t)(3 * d * d));
-    float *b = cge__calloc((size_t)(3 * d), sizeof(float));
-    enum cge_status st =
-        (w && b) ? CGE_OK : cge__err(CGE_ERR_NOMEM, "whisper: qkv of %lld", (long long)d);
-    for (int i = 0; st == CGE_OK && i < 3; i++) {
-        char name[160];
-        snprintf(name, sizeof name, "layers.%lld.self_attn.%s.weight", (long long)li, names[i]);
-        const struct cge_tensor_info *t;
-        st = find_matrix(L, name, d, d, &t);
-        if (st == CGE_OK) st = cge_convert_to_f32(t->data, t->dtype, d * d, w + (size_t)i * d * d);
-        if (st != CGE_OK || i == 1) continue; /* k_proj: bias=False in WhisperAttention */
-        float *bi = NULL;
-        snprintf(name, sizeof name, "layers.%lld.self_attn.%s.bias", (long long)li, names[i]);
-        st = get_vec(L, name, d, &bi);
-        if (st == CGE_OK) memcpy(b + (size_t)i * d, bi, sizeof(float) * (size_t)d);
-        cge__free(bi);
-    }
-    if (st == CGE_OK) st = cge_linear_init(lin, w, CGE_DTYPE_F32, b, 3 * d, d, L->dtype);
-    cge__free(w);
-    cge__free(b);
-    return st;
 }
 
 /* preprocessor_config.json (optional: defaults are Whisper's) */
@@ -299,26 +216,34 @@ static enum cge_status whisper_load(struct cge_family_load *lc, void **impl) {
     if (st == CGE_OK) st = get_vec(&L, "layer_norm.weight", d, &m->lnf_w);
     if (st == CGE_OK) st = get_vec(&L, "layer_norm.bias", d, &m->lnf_b);
     if (st != CGE_OK) goto fail;
-    m->layers = cge__calloc((size_t)m->n_layer, sizeof *m->layers);
-    if (!m->layers) {
-        st = cge__err(CGE_ERR_NOMEM, "whisper: %lld layers", (long long)m->n_layer);
-        goto fail;
+    {
+        const struct cge_enc_names nm = {
+            .prefix = L.prefix,
+            .q = "layers.{}.self_attn.q_proj",
+            .k = "layers.{}.self_attn.k_proj",
+            .v = "layers.{}.self_attn.v_proj",
+            .o = "layers.{}.self_attn.out_proj",
+            .ff1 = "layers.{}.fc1",
+            .ff2 = "layers.{}.fc2",
+            .ln1 = "layers.{}.self_attn_layer_norm",
+            .ln2 = "layers.{}.final_layer_norm",
+        };
+        struct cge_enc_params ep = {
+            .n_layer = m->n_layer,
+            .d = d,
+            .n_head = m->n_head,
+            .d_head = d / m->n_head,
+            .d_ff = m->d_ff,
+            .pre_norm = 1,
+            .rms = 0,
+            .eps = 1e-5f,
+            .bias = 1,
+            .no_k_bias = 1, /* k_proj: bias=False in WhisperAttention */
+            .scale = (float)pow((double)(d / m->n_head), -0.5),
+        };
+        if ((st = cge__act_to_be(m->act, &ep.act))) goto fail;
+        if ((st = cge__encoder_load(lc, &ep, &nm, &m->enc))) goto fail;
     }
-    for (int64_t i = 0; i < m->n_layer && st == CGE_OK; i++) {
-        struct whisper_layer *l = &m->layers[i];
-        char n[160];
-#define LNAME(s) (snprintf(n, sizeof n, "layers.%lld." s, (long long)i), n)
-        st = get_vec(&L, LNAME("self_attn_layer_norm.weight"), d, &l->ln1_w);
-        if (st == CGE_OK) st = get_vec(&L, LNAME("self_attn_layer_norm.bias"), d, &l->ln1_b);
-        if (st == CGE_OK) st = get_vec(&L, LNAME("final_layer_norm.weight"), d, &l->ln2_w);
-        if (st == CGE_OK) st = get_vec(&L, LNAME("final_layer_norm.bias"), d, &l->ln2_b);
-        if (st == CGE_OK) st = load_qkv(&L, i, d, &l->qkv);
-        if (st == CGE_OK) st = load_linear(&L, LNAME("self_attn.out_proj"), d, d, &l->o);
-        if (st == CGE_OK) st = load_linear(&L, LNAME("fc1"), m->d_ff, d, &l->fc1);
-        if (st == CGE_OK) st = load_linear(&L, LNAME("fc2"), d, m->d_ff, &l->fc2);
-#undef LNAME
-    }
-    if (st != CGE_OK) goto fail;
 
     lc->hidden = d;
     lc->max_positions = m->n_in;
@@ -353,24 +278,17 @@ int cge__whisper_sampling_rate(const void *impl) {
 
 enum cge_status cge__whisper_encode(const void *impl, const float *mel, float *hidden) {
     const struct whisper *m = impl;
-    const int64_t d = m->d, T = m->n_ctx, F = m->n_in, dff = m->d_ff;
-    const int64_t dh = d / m->n_head;
-    /* scratch: conv1 out (d, F); then x (T, d), xn (T, d), qkv (T, 3d), att (T, d), ff (T, dff) */
-    size_t n1 = (size_t)(d * F);
-    size_t n2 = (size_t)(T * d) * 3 + (size_t)(T * 3 * d) + (size_t)(T * dff);
-    float *c1 = cge__malloc_aligned(sizeof(float) * n1);
-    float *buf = cge__malloc_aligned(sizeof(float) * n2);
-    if (!c1 || !buf) {
+    const int64_t d = m->d, T = m->n_ctx, F = m->n_in;
+    /* scratch: conv1 out (d, F), conv2 out (d, T); the layers allocate their own */
+    float *c1 = cge__malloc_aligned(sizeof(float) * (size_t)(d * F));
+    float *c2 = cge__malloc_aligned(sizeof(float) * (size_t)(d * T));
+    if (!c1 || !c2) {
         cge__free_aligned(c1);
-        cge__free_aligned(buf);
-        return cge__err(CGE_ERR_NOMEM, "whisper: forward scratch of %zu floats", n1 + n2);
+        cge__free_aligned(c2);
+        return cge__err(CGE_ERR_NOMEM, "whisper: forward scratch of %lld floats",
+                        (long long)(d * F + d * T));
     }
-    float *x = hidden;                     /* (T, d): the residual stream */
-    float *xn = buf;                       /* (T, d) */
-    float *att = xn + (size_t)(T * d);     /* (T, d) */
-    float *c2 = att + (size_t)(T * d);     /* (d, T) conv2 out */
-    float *qkv = c2 + (size_t)(T * d);     /* (T, 3d) */
-    float *ff = qkv + (size_t)(T * 3 * d); /* (T, dff) */
+    float *x = hidden; /* (T, d): the residual stream */
 
     enum cge_status st = cge_conv1d(mel, m->n_mels, F, m->conv1_w, m->conv1_b, d, 3, 1, 1, c1);
     if (st == CGE_OK) {
@@ -378,7 +296,6 @@ enum cge_status cge__whisper_encode(const void *impl, const float *mel, float *h
         st = cge_conv1d(c1, d, F, m->conv2_w, m->conv2_b, d, 3, 2, 1, c2);
     }
     cge__free_aligned(c1); /* the widest buffer (d × 3000): gone before the layers run */
-    c1 = NULL;
     if (st == CGE_OK) {
         cge_gelu_erf(c2, d * T);
         /* (d, T) → (T, d) + positions: HF adds embed_positions.weight after the permute */
@@ -386,39 +303,9 @@ enum cge_status cge__whisper_encode(const void *impl, const float *mel, float *h
             for (int64_t j = 0; j < d; j++)
                 x[t * d + j] = c2[j * T + t] + m->pos[t * d + j];
     }
-    struct cge_attn ap;
-    memset(&ap, 0, sizeof ap);
-    ap.n_batch = 1;
-    ap.n_seq = T;
-    ap.n_head = (int)m->n_head;
-    ap.n_kv_head = (int)m->n_head;
-    ap.d_head = (int)dh;
-    ap.scale = 1.0f; /* q is scaled below, as WhisperAttention scales the q_proj output */
-    const float scaling = (float)pow((double)dh, -0.5);
-    for (int64_t li = 0; li < m->n_layer && st == CGE_OK; li++) {
-        const struct whisper_layer *l = &m->layers[li];
-        memcpy(xn, x, sizeof(float) * (size_t)(T * d));
-        cge_layernorm(xn, T, d, l->ln1_w, l->ln1_b, 1e-5f);
-        st = cge_linear_forward(&l->qkv, xn, T, qkv);
-        if (st != CGE_OK) break;
-        for (int64_t t = 0; t < T; t++)
-            cge_scale(qkv + t * 3 * d, d, scaling);
-        st = cge_attention(&ap, qkv, 3 * d, qkv + d, 3 * d, qkv + 2 * d, 3 * d, att, d);
-        if (st == CGE_OK) st = cge_linear_forward(&l->o, att, T, xn);
-        if (st != CGE_OK) break;
-        cge_add(x, xn, T * d);
-        memcpy(xn, x, sizeof(float) * (size_t)(T * d));
-        cge_layernorm(xn, T, d, l->ln2_w, l->ln2_b, 1e-5f);
-        st = cge_linear_forward(&l->fc1, xn, T, ff);
-        if (st != CGE_OK) break;
-        cge__act_apply(m->act, ff, T * dff);
-        st = cge_linear_forward(&l->fc2, ff, T, xn);
-        if (st != CGE_OK) break;
-        cge_add(x, xn, T * d);
-    }
+    cge__free_aligned(c2);
+    if (st == CGE_OK) st = cge__encoder_forward(&m->enc, x, 1, T, NULL, NULL);
     if (st == CGE_OK) cge_layernorm(x, T, d, m->lnf_w, m->lnf_b, 1e-5f);
-    cge__free_aligned(c1);
-    cge__free_aligned(buf);
     return st;
 }
 

@@ -88,6 +88,7 @@ struct slot {
 struct cge_engine {
     struct cge__ensemble_spec spec;
     struct cge_engine_params p;
+    char backend[32];               /* p.backend, copied ("" = the CPU) */
     struct slot slots[CGE_N_SLOTS];
     struct cge_fusion *fusion;
     const struct cge_fusemoe_config *fc;
@@ -234,6 +235,7 @@ static enum cge_status load_handle(const struct cge_engine *e, int s,
     struct cge_model_params mp = cge_model_default_params();
     mp.dtype = spec->dtype;
     mp.no_truncate = e->p.no_truncate;
+    mp.backend = e->p.backend;
     enum cge_status st = cge_model_load(spec->path, &mp, &h->doc);
     if (!st && spec->path_query[0]) st = cge_model_load(spec->path_query, &mp, &h->query);
     if (st) {
@@ -515,6 +517,8 @@ enum cge_status cge_engine_open(const char *path, const struct cge_engine_params
     struct cge_engine *e = cge__calloc(1, sizeof *e);
     if (!e) return cge__err(CGE_ERR_NOMEM, "engine");
     e->p = p ? *p : cge_engine_default_params();
+    snprintf(e->backend, sizeof e->backend, "%s", e->p.backend ? e->p.backend : "");
+    e->p.backend = e->backend[0] ? e->backend : NULL;
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->load_mu, NULL);
     pthread_cond_init(&e->load_cv, NULL);

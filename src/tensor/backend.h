@@ -93,6 +93,16 @@ struct cge_backend {
                                     const int32_t *ids, int64_t n, float *out);
 
     void (*destroy)(struct cge_backend *be); /* NULL for the static CPU backend */
+
+    /* ---- added for the shared encoder layer (src/models/encoder.c) ---- */
+    /* dst = src, n bytes, both backend memory (may overlap). The pre-norm layers keep the
+     * residual stream and normalize a copy of it. */
+    enum cge_status (*copy)(struct cge_backend *be, void *dst, const void *src, size_t n);
+    /* Gated linear unit: x (rows, 2n) holds [gate | up] per row (one fused GEMM);
+     * y (rows, n) = act(gate) * up. x is scratch (may be overwritten); y must not alias x.
+     * T5 v1.1 (gelu_tanh), Llama/Mistral (silu). */
+    enum cge_status (*glu)(struct cge_backend *be, enum cge_be_act a, float *x, int64_t rows,
+                           int64_t n, float *y);
 };
 
 /* The CPU backend (static, shared by all threads; never destroy it). */
@@ -107,5 +117,20 @@ void cge_backend_release(struct cge_backend *be);
 /* What is compiled in and what devices were found, one line each ("cpu: ...", "cuda: ..."),
  * into buf; returns the length written (snprintf rules). */
 int cge_backend_describe(char *buf, size_t cap);
+
+/* The backend a model asks for (cge_model_params.backend): NULL or "cpu" → the CPU; "cuda",
+ * "cuda:N" → that device, or the CPU when it cannot be had (the reason logged once per process
+ * at WARN, later ones at DEBUG); "auto" → CUDA device 0 when there is one, else the CPU (DEBUG).
+ * CGE_ERR_INVALID_VALUE only for a name that is none of these (a typo is not a fallback).
+ * Release with cge_backend_release. */
+enum cge_status cge_backend_open_or_cpu(const char *name, struct cge_backend **out);
+
+/* The entries a device backend's table lacks, space-separated, into buf ("" when complete;
+ * destroy counts: only the static CPU backend may lack it). Returns how many. cge_backend_open
+ * refuses an incomplete table with this list (and the caller falls back to the CPU). */
+int cge__backend_missing(const struct cge_backend *be, char *buf, size_t cap);
+
+/* The backends this build has, space-separated: "cpu" or "cpu cuda". */
+const char *cge_backend_compiled(void);
 
 #endif /* CGE_TENSOR_BACKEND_H */

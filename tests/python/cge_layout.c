@@ -37,7 +37,8 @@ static void cge_layout_print(FILE *out) {
       F(cge_input, image_len); F(cge_input, audio_path); F(cge_input, audio_data);
       F(cge_input, audio_len));
     S(cge_model_params, F(cge_model_params, dtype); F(cge_model_params, pooling);
-      F(cge_model_params, no_truncate); F(cge_model_params, max_seq_len));
+      F(cge_model_params, no_truncate); F(cge_model_params, max_seq_len);
+      F(cge_model_params, backend));
     S(cge_embed_info, F(cge_embed_info, status); F(cge_embed_info, truncated);
       F(cge_embed_info, n_tokens); F(cge_embed_info, errmsg));
     S(cge_engine_params, F(cge_engine_params, n_threads); F(cge_engine_params, cache);
@@ -46,7 +47,8 @@ static void cge_layout_print(FILE *out) {
       F(cge_engine_params, max_batch_size); F(cge_engine_params, max_batch_tokens);
       F(cge_engine_params, max_wait_ms); F(cge_engine_params, max_queue); F(cge_engine_params, n_workers);
       F(cge_engine_params, memory_budget_bytes); F(cge_engine_params, max_concurrent_loads);
-      F(cge_engine_params, swap_timeout_ms); F(cge_engine_params, redis_url));
+      F(cge_engine_params, swap_timeout_ms); F(cge_engine_params, redis_url);
+      F(cge_engine_params, backend));
     S(cge_slot_result, F(cge_slot_result, state); F(cge_slot_result, status);
       F(cge_slot_result, dim); F(cge_slot_result, vector); F(cge_slot_result, latency_us);
       F(cge_slot_result, n_tokens); F(cge_slot_result, truncated); F(cge_slot_result, cached);

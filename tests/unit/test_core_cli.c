@@ -6,7 +6,7 @@
  * tests/fixtures/e2e/bert_mean_l2/case.json (made by @huggingface/tokenizers) and its JSON string
  * decoding and error lines, `cache bench | stats | verify` on a temporary file, and the options
  * and bad lines of `embed` (its values are checked by test_models_e2e_text_cli; `fusion` has
- * test_fusion_cli).
+ * test_fusion_cli), `info` (its ISA list against /proc/cpuinfo) and `embed --backend`.
  */
 #include "cge.h"
 #include "testhelp.h"
@@ -457,6 +457,68 @@ static void test_cache_cmd(void) {
     CHECK(run(NULL, "cache bench --path /nonexistent/cge/c.mdb --n 10") == 1 && strstr(err, "cge cache bench: "));
 }
 
+/* ---- info, embed --backend ---------------------------------------------------------------- */
+
+/* 1 when /proc/cpuinfo's first "flags" line lists flag (the kernel's names: avx512_bf16, sse4_2). */
+static int cpu_flag(const char *flag) {
+    FILE *f = fopen("/proc/cpuinfo", "r"); /* /proc files have no size: read by lines */
+    if (!f) return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    int found = -1;
+    while (found < 0 && getline(&line, &cap, f) > 0) {
+        if (strncmp(line, "flags", 5)) continue;
+        found = 0;
+        size_t n = strlen(flag);
+        for (char *p = strstr(line, flag); p && !found; p = strstr(p + 1, flag))
+            found = p[-1] == ' ' && (p[n] == ' ' || p[n] == '\n' || p[n] == 0);
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
+static void test_info(void) {
+    char want[64];
+    snprintf(want, sizeof want, "cge %s\n", CGE_VERSION_STRING);
+    CHECK(run(NULL, "info") == 0 && !strncmp(out, want, strlen(want)) && !err[0]);
+    CHECK(strstr(out, "\nbackends: cpu") != NULL);
+    CHECK(strstr(out, "\ncpu: ") && strstr(out, " threads, ") && strstr(out, "\ncuda: "));
+    const int cuda = strstr(out, "\nbackends: cpu cuda\n") != NULL;
+    if (!cuda) CHECK(strstr(out, "cuda: not compiled in (cge was built without CUDA") != NULL);
+    /* the ISA list against the kernel's own flags */
+    static const char *const isa[][2] = {{" avx2", "avx2"}, {" avx512f", "avx512f"},
+                                         {" avx512bf16", "avx512_bf16"}, {" fma", "fma"}};
+    for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) {
+        int k = cpu_flag(isa[i][1]);
+        if (k < 0) continue;
+        CHECK_MSG(!!strstr(out, isa[i][0]) == k, "%s: /proc/cpuinfo says %d", isa[i][1], k);
+    }
+    CHECK(run(NULL, "info --threads 1") == 0 && strstr(out, "\nthreads: 1 ") && strstr(out, "cpu: 1 threads"));
+    CHECK(run(NULL, "info --help") == 0 && strstr(out, "usage: cge info"));
+    CHECK(run(NULL, "info --frob") == 2 && strstr(err, "cge info: unknown option '--frob'"));
+    CHECK(run(NULL, "info --threads 0") == 2);
+    CHECK(run(NULL, "--help") == 0 && strstr(out, "\n  info "));
+
+    /* embed --backend: the same vector on every name that ends on the cpu, a warning for a
+     * device that cannot be had, a usage error for a name that is none */
+    const char *in = "{\"input_ids\": [1, 5, 9, 33, 2]}\n";
+    CHECK(run(in, "embed --model tests/fixtures/models/bert") == 0);
+    char *ref = strdup(out);
+    CHECK(run(in, "embed --model tests/fixtures/models/bert --backend cpu") == 0 && !strcmp(out, ref) && !err[0]);
+    CHECK(run(in, "embed --model tests/fixtures/models/bert --backend auto") == 0);
+    if (!cuda) CHECK(!strcmp(out, ref) && !err[0]);
+    CHECK(run(in, "embed --model tests/fixtures/models/bert --backend cuda:1") == 0);
+    if (!cuda) {
+        CHECK(!strcmp(out, ref));
+        CHECK_MSG(strstr(err, "cge embed: warning: backend cuda:1 unavailable, using the cpu: ") &&
+                      strstr(err, "built without CUDA"), "stderr: %s", err);
+    }
+    CHECK(run(in, "embed --model tests/fixtures/models/bert --backend tpu") == 1);
+    CHECK(strstr(err, "backend 'tpu': unknown") != NULL && !out[0]);
+    free(ref);
+}
+
 int main(void) {
     CHECK_MSG(find_cge(), "no cge binary at %s", cge_bin);
     int have_dir = mkdtemp(tmpdir) != NULL;
@@ -469,6 +531,7 @@ int main(void) {
     RUN(test_cache_cmd);
     RUN(test_embed);
     RUN(test_fusion_args);
+    RUN(test_info);
     free(out);
     free(err);
     char cmd[300];

@@ -219,6 +219,28 @@ static void test_rows(void) {
         snprintf(what, sizeof(what), "activation %d", a);
         ROUND(what, cpu_act((enum cge_be_act)a, ref, n), G->act(G, (enum cge_be_act)a, dx, n));
     }
+    /* glu over [gate | up] halves of each row, against the CPU backend's glu */
+    for (int a = CGE_BE_ACT_GELU_TANH; a <= CGE_BE_ACT_SILU; a++) {
+        struct cge_backend *cpu = cge_backend_cpu();
+        float *gref = malloc((size_t)(n / 2) * sizeof(float)), *dx = up(x, n);
+        float *dout = G->alloc(G, (size_t)(n / 2) * sizeof(float));
+        memcpy(ref, x, (size_t)n * sizeof(float));
+        CHECK(cpu->glu(cpu, (enum cge_be_act)a, ref, rows, d / 2, gref) == CGE_OK);
+        CHECK_MSG(G->glu(G, (enum cge_be_act)a, dx, rows, d / 2, dout) == CGE_OK, "glu: %s",
+                  cge_errmsg());
+        expect_f32("glu", dout, gref, n / 2);
+        G->free(G, dout);
+        G->free(G, dx);
+        free(gref);
+    }
+    { /* device-to-device copy */
+        float *dx = up(x, n), *dc = G->alloc(G, (size_t)n * sizeof(float));
+        CHECK_MSG(G->copy(G, dc, dx, (size_t)n * sizeof(float)) == CGE_OK, "copy: %s", cge_errmsg());
+        memcpy(ref, x, (size_t)n * sizeof(float));
+        expect_f32("copy", dc, ref, n);
+        G->free(G, dc);
+        G->free(G, dx);
+    }
     /* softmax, with a partly masked row and a fully masked one (zeros, not NaN) */
     for (int64_t j = 0; j < d; j += 3)
         x[2 * d + j] = -INFINITY;
