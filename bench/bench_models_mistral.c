@@ -4,7 +4,7 @@
  * Writes a random Mistral checkpoint with the real 7B layer shapes (hidden 4096, MLP 14336,
  * 32 heads, 8 kv heads, vocab 32000) but only N_LAYER layers, as sharded bf16 safetensors (the
  * form of the real checkpoint), then for each storage mode (fp32, bf16, int8 W8A8 — the old
- * per-row u8 activations —, int8 W8A16 — the default: s8 weights with a scale per 128 inputs,
+ * per-row u8 activations —, int8 W8A16 — the default: s8 weights with a scale per 32 inputs,
  * bf16 activations —, and int8 A16 — 16-bit activations as two u8 planes on VNNI) loads it in
  * two child
  * processes: the first converts the checkpoint and writes the converted-weights file (load
@@ -191,7 +191,7 @@ static const struct {
     {"f32", CGE_DTYPE_F32, 0},
     {"bf16", CGE_DTYPE_BF16, 0},
     {"i8 W8A8", CGE_DTYPE_I8, 1},  /* the old int8: per-row u8 activations */
-    {"i8 W8A16", CGE_DTYPE_I8, 0}, /* the default int8: s8 per 128 inputs, bf16 activations */
+    {"i8 W8A16", CGE_DTYPE_I8, 0}, /* the default int8: s8 per 32 inputs, bf16 activations */
     {"i8 A16", CGE_DTYPE_I8, 3},   /* candidate: 16-bit activations as two u8 planes (VNNI) */
 };
 #define N_MODES 5

@@ -11,7 +11,7 @@
  * channel), so loading a 14 GB bf16 checkpoint never holds more than one fused matrix of
  * temporary memory besides the converted weights.
  *
- * int8 here is W8A16 (ops.h: s8 weights with a scale per 128 inputs, widened to bf16 inside the
+ * int8 here is W8A16 (ops.h: s8 weights with a scale per 32 inputs, widened to bf16 inside the
  * GEMM; bf16 activations): the encoders' per-row u8 activations lose the small channels next to
  * the residual stream's outlier channels, and per-channel weight scales lose accuracy as width
  * grows; over 32 layers both cost cosine (test_models_mistral_depth has the table the scheme
@@ -124,7 +124,7 @@ static enum cge_status load_vec(const struct cge_family_load *lc, const char *pr
 /* How int8 storage computes, per projection (see the file comment). The default is what the
  * depth test and the benchmark's candidate table chose; the others stay for that table. */
 enum mistral_i8 {
-    MISTRAL_I8_W8A16 = 0,      /* every projection W8A16: s8 weights with a scale per 128 inputs,
+    MISTRAL_I8_W8A16 = 0,      /* every projection W8A16: s8 weights with a scale per 32 inputs,
                                 * widened to bf16 inside the GEMM; bf16 activations (default) */
     MISTRAL_I8_W8A8,           /* every projection W8A8 (per-row u8 activations): the old mode */
     MISTRAL_I8_W8A8_DOWN_BF16, /* W8A8, down_proj in bf16 */
@@ -173,8 +173,8 @@ static enum cge_i8_mode proj_mode(void) {
 }
 
 static const char *scheme_name(enum cge_dtype dt) {
-    static const char *const names[] = {"w8a16 g128", "w8a8", "w8a8 down_proj bf16", "a16",
-                                        "w8a16 g128 down_proj bf16", "", "", ""};
+    static const char *const names[] = {"w8a16 g32", "w8a8", "w8a8 down_proj bf16", "a16",
+                                        "w8a16 g32 down_proj bf16", "", "", ""};
     return dt == CGE_DTYPE_I8 ? names[g_i8] : "plain";
 }
 

@@ -33,7 +33,7 @@ enum cge_i8_mode {
     CGE_I8_DYNAMIC = 0, /* W8A8: activations quantized per row to u8, u8×s8 on VNNI: fastest,
                          * but per-row scales lose the small channels next to outlier channels,
                          * and the error compounds with depth (decoders) */
-    CGE_I8_WEIGHTS = 1, /* W8A16: s8 weights with a scale per 128 inputs (where n_in allows),
+    CGE_I8_WEIGHTS = 1, /* W8A16: s8 weights with a scale per 32 inputs (where n_in allows),
                          * widened to bf16 per panel inside the GEMM, bf16 activations, fp32
                          * accumulation: the most accurate int8 for deep decoders */
     CGE_I8_A16 = 2      /* W8A16 on VNNI: activations quantized per row to 16 bits (symmetric),

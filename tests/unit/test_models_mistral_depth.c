@@ -197,11 +197,11 @@ static double min_cos(const float *a, const float *b) {
 }
 
 /* W8A16 against its definition: y = bf16(x)·bf16(s·q)ᵀ + b, with q, s the int8 weights and
- * their scales per output channel (K = 300: not a multiple of the 128-input groups) or per group
- * of 128 inputs (K = 256), computed here in double, over a shape with a narrower last panel and
+ * their scales per output channel (K = 300: not a multiple of the 32-input groups) or per group
+ * of 32 inputs (K = 256), computed here in double, over a shape with a narrower last panel and
  * more rows than one panel GEMM takes. */
 static void test_w8a16_linear(int64_t K) {
-    const int64_t N = 200, M = 600, G = K % 128 ? K : 128;
+    const int64_t N = 200, M = 600, G = K % 32 ? K : 32;
     float *w = malloc(sizeof(float) * N * K), *x = malloc(sizeof(float) * M * K);
     float *y = malloc(sizeof(float) * M * N), b[200];
     uint64_t s = 99;
@@ -345,7 +345,7 @@ int main(void) {
     static const struct { const char *name; enum cge_dtype dt; int i8; } c[] = {
         {"bf16", CGE_DTYPE_BF16, 0},
         {"int8 W8A8 (per-row u8 activations; the old int8)", CGE_DTYPE_I8, 1},
-        {"int8 W8A16 (s8/128 inputs, bf16 activations; default)", CGE_DTYPE_I8, 0},
+        {"int8 W8A16 (s8/32 inputs, bf16 activations; default)", CGE_DTYPE_I8, 0},
         {"int8 A16 (s8/channel, 16-bit activations, VNNI)", CGE_DTYPE_I8, 3},
         {"int8 W8A8, down_proj bf16", CGE_DTYPE_I8, 2},
         {"int8 W8A16, down_proj bf16", CGE_DTYPE_I8, 4},
