@@ -343,7 +343,8 @@ int main(int argc, char **argv) {
     /* Bytes of one layer's weights in each storage dtype (from the shapes). */
     double params_layer = (double)D_MODEL * (N_HEAD * 128 + 2 * N_KV * 128) +
                           (double)N_HEAD * 128 * D_MODEL + 3.0 * D_MODEL * D_FF;
-    const double bytes_per[N_MODES] = {4, 2, 1, 1, 1};
+    /* W8A16 adds an fp32 scale per 32 weights */
+    const double bytes_per[N_MODES] = {4, 2, 1, 1 + 4.0 / 32, 1};
     printf("\nE5-Mistral-7B shapes (d_model %d, d_ff %d, %d heads, %d kv heads), %d of %d layers "
            "built, random weights, %d threads.\nTimes and memory are extrapolated to %d layers "
            "(per-layer time x %d; RSS + %d more layers of weights); cosines are at %d layers\n"
