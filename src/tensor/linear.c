@@ -402,6 +402,19 @@ static dnnl_status_t pack_weights(const struct cge_linear *l, struct linear_impl
     return pack_to(&im->wmd, l->n_out, l->n_in, plain, t, im->w);
 }
 
+/* max |x[i]| over n floats (NaN rows give a NaN or a finite value; callers check isfinite). */
+static float absmax(const float *x, int64_t n) {
+    float amax = 0;
+    int64_t i = 0;
+#ifdef __AVX512F__
+    __m512 vmax = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+    amax = _mm512_reduce_max_ps(vmax);
+#endif
+    for (; i < n; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    return amax;
+}
+
 /* I8: symmetric per-output-channel quantization, q = round(w / s), s = max|w| / 127, into
  * im->wq (plain layout), im->wscale, im->wcomp. Done before the primitive is described, since the
  * primitive bakes the weight scales in (output scales). */
@@ -421,18 +434,11 @@ static enum cge_status quantize_weights(const struct cge_linear *l, struct linea
     for (int64_t n = 0; n < N; n++) {
         const float *row = wf + n * K;
         int8_t *qr = wq + n * K;
-        float amax = 0;
-        int64_t k = 0;
-#ifdef __AVX512F__
-        __m512 vmax = _mm512_setzero_ps();
-        for (; k + 16 <= K; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(row + k)));
-        amax = _mm512_reduce_max_ps(vmax);
-#endif
-        for (; k < K; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
+        float amax = absmax(row, K);
         float sc = amax > 0 && isfinite(amax) ? amax / 127.0f : 1.0f;
         float inv = 1.0f / sc;
         int64_t sum = 0;
-        k = 0;
+        int64_t k = 0;
 #ifdef __AVX512F__
         const __m512 vinv = _mm512_set1_ps(inv);
         const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
@@ -880,18 +886,11 @@ static void quantize_row(const float *row, int64_t k, uint8_t *qr, float *scale,
 /* A16: per-row symmetric 16-bit quantization, x ≈ s·(q − 32768) with q = hi·256 + lo in
  * [1, 65535], written as two u8 planes (hi, lo), each m × k. */
 static void quantize_row16(const float *row, int64_t k, uint8_t *hi, uint8_t *lo, float *scale) {
-    float amax = 0;
-    int64_t i = 0;
-#ifdef __AVX512F__
-    __m512 vmax = _mm512_setzero_ps();
-    for (; i + 16 <= k; i += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(row + i)));
-    amax = _mm512_reduce_max_ps(vmax);
-#endif
-    for (; i < k; i++) amax = fabsf(row[i]) > amax ? fabsf(row[i]) : amax;
+    float amax = absmax(row, k);
     float sc = amax / 32767.0f;
     if (!(sc > 0) || !isfinite(sc)) sc = 1.0f;
     const float inv = 1.0f / sc;
-    i = 0;
+    int64_t i = 0;
 #ifdef __AVX512F__
     const __m512 vinv = _mm512_set1_ps(inv);
     const __m512i off = _mm512_set1_epi32(32768), one = _mm512_set1_epi32(1),
