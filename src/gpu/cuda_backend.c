@@ -23,6 +23,9 @@
  *    copies the host data to a staging buffer before it returns (CUDA runtime API, "API
  *    synchronization behavior"), so callers may reuse or free their arrays at once; to_device
  *    relies on the same rule.
+ *  - One mutex per instance guards its host-side state (the argument and scratch buffers, the
+ *    cuBLASLt handle and workspace): an engine's workers share a model, hence its backend, and
+ *    may call it from several threads at once; the work itself stays ordered on the one stream.
  */
 #ifdef CGE_HAVE_CUDA
 
@@ -112,6 +115,7 @@ struct cuda_be {
     size_t scratch_cap;
     void *args; /* host arguments copied for a kernel (ids, lengths, positions) */
     size_t args_cap;
+    pthread_mutex_t mu; /* the fields above, for callers on several threads */
 };
 
 struct cge_be_linear {
@@ -452,8 +456,9 @@ static size_t align256(size_t n) {
     return (n + 255) & ~(size_t)255;
 }
 
-static enum cge_status be_linear(struct cge_backend *be, const struct cge_be_linear *l,
-                                 const float *x, int64_t m, float *y, enum cge_be_act act) {
+static enum cge_status be_linear_unlocked(struct cge_backend *be, const struct cge_be_linear *l,
+                                          const float *x, int64_t m, float *y,
+                                          enum cge_be_act act) {
     struct cuda_be *c = CB(be);
     if (m <= 0) return CGE_OK;
     cudaSetDevice(c->device);
@@ -532,9 +537,10 @@ static enum cge_status be_scale(struct cge_backend *be, float *x, int64_t n, flo
 }
 
 /* ==== attention, positions, embeddings ====================================================== */
-static enum cge_status be_attention(struct cge_backend *be, const struct cge_attn *a,
-                                    const float *q, int64_t ldq, const float *k, int64_t ldk,
-                                    const float *v, int64_t ldv, float *out, int64_t ldo) {
+static enum cge_status be_attention_unlocked(struct cge_backend *be, const struct cge_attn *a,
+                                             const float *q, int64_t ldq, const float *k,
+                                             int64_t ldk, const float *v, int64_t ldv, float *out,
+                                             int64_t ldo) {
     struct cuda_be *c = CB(be);
     if (a->n_head <= 0 || a->n_kv_head <= 0 || a->n_head % a->n_kv_head || a->d_head <= 0 ||
         a->n_batch < 0 || a->n_seq < 0)
@@ -562,8 +568,8 @@ static enum cge_status be_attention(struct cge_backend *be, const struct cge_att
     return LAUNCH(e, "attention");
 }
 
-static enum cge_status be_rope(struct cge_backend *be, float *x, int64_t n_tok, int64_t ld,
-                               int n_head, int d_head, const int32_t *pos, float theta) {
+static enum cge_status be_rope_unlocked(struct cge_backend *be, float *x, int64_t n_tok, int64_t ld,
+                                        int n_head, int d_head, const int32_t *pos, float theta) {
     struct cuda_be *c = CB(be);
     if (n_tok <= 0 || n_head <= 0 || d_head < 2) return CGE_OK;
     /* [inv_freq (d_head/2) | pos (n_tok)], inv_freq as HF and attention.c compute it */
@@ -584,9 +590,9 @@ static enum cge_status be_rope(struct cge_backend *be, float *x, int64_t n_tok, 
     return LAUNCH(cge__k_rope(c->stream, x, n_tok, ld, n_head, d_head, dpos, dinv), "rope");
 }
 
-static enum cge_status be_embed_gather(struct cge_backend *be, const void *table,
-                                       enum cge_dtype dtype, int64_t vocab, int64_t d,
-                                       const int32_t *ids, int64_t n, float *out) {
+static enum cge_status be_embed_gather_unlocked(struct cge_backend *be, const void *table,
+                                                enum cge_dtype dtype, int64_t vocab, int64_t d,
+                                                const int32_t *ids, int64_t n, float *out) {
     struct cuda_be *c = CB(be);
     if (vocab <= 0 || d <= 0 || n < 0 || !table || (n > 0 && (!ids || !out)))
         return cge__err(CGE_ERR_INVALID_VALUE,
@@ -608,6 +614,42 @@ static enum cge_status be_embed_gather(struct cge_backend *be, const void *table
                   "embed_gather");
 }
 
+/* The entries that touch the instance's buffers, each under its mutex. */
+static enum cge_status be_linear(struct cge_backend *be, const struct cge_be_linear *l,
+                                 const float *x, int64_t m, float *y, enum cge_be_act act) {
+    struct cuda_be *c = CB(be);
+    pthread_mutex_lock(&c->mu);
+    enum cge_status s = be_linear_unlocked(be, l, x, m, y, act);
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+static enum cge_status be_attention(struct cge_backend *be, const struct cge_attn *a,
+                                    const float *q, int64_t ldq, const float *k, int64_t ldk,
+                                    const float *v, int64_t ldv, float *out, int64_t ldo) {
+    struct cuda_be *c = CB(be);
+    pthread_mutex_lock(&c->mu);
+    enum cge_status s = be_attention_unlocked(be, a, q, ldq, k, ldk, v, ldv, out, ldo);
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+static enum cge_status be_rope(struct cge_backend *be, float *x, int64_t n_tok, int64_t ld,
+                               int n_head, int d_head, const int32_t *pos, float theta) {
+    struct cuda_be *c = CB(be);
+    pthread_mutex_lock(&c->mu);
+    enum cge_status s = be_rope_unlocked(be, x, n_tok, ld, n_head, d_head, pos, theta);
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+static enum cge_status be_embed_gather(struct cge_backend *be, const void *table,
+                                       enum cge_dtype dtype, int64_t vocab, int64_t d,
+                                       const int32_t *ids, int64_t n, float *out) {
+    struct cuda_be *c = CB(be);
+    pthread_mutex_lock(&c->mu);
+    enum cge_status s = be_embed_gather_unlocked(be, table, dtype, vocab, d, ids, n, out);
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+
 /* ==== open, describe, destroy =============================================================== */
 static void be_destroy(struct cge_backend *be) {
     if (!be) return;
@@ -622,6 +664,7 @@ static void be_destroy(struct cge_backend *be) {
     }
     if (c->lt) lt.destroy(c->lt);
     if (c->stream) cudaStreamDestroy(c->stream);
+    pthread_mutex_destroy(&c->mu);
     cge__free(c);
 }
 
@@ -643,6 +686,7 @@ enum cge_status cge__cuda_backend_open(int device, struct cge_backend **out) {
     if (lt.err[0]) return cge__err(CGE_ERR_UNSUPPORTED, "cuda: %s", lt.err);
     struct cuda_be *c = cge__calloc(1, sizeof(*c));
     if (!c) return cge__err(CGE_ERR_NOMEM, "cuda: out of host memory");
+    pthread_mutex_init(&c->mu, NULL);
     c->device = device;
     snprintf(c->name, sizeof(c->name), "cuda:%d", device);
     enum cge_status s = cu_status(cudaSetDevice(device), "set device");
