@@ -99,6 +99,22 @@ static void server_timing(struct cge__http_req *r, int64_t us) {
     cge__http_add_header(r, "Server-Timing", v);
 }
 
+/* Answers input i's failure with code, naming its index when the request had several. */
+static void input_error(struct cge__http_req *r, int code, const char *field, size_t i, size_t n,
+                        const char *msg) {
+    if (n == 1) cge__http_error(r, code, "%s", msg);
+    else cge__http_error(r, code, "%s[%zu]: %s", field, i, msg);
+}
+
+/* 1 (and the 504 answered) when the work begun at t0 ran past the request's deadline. */
+static int past_deadline(struct cge__http_req *r, int64_t t0) {
+    const struct cge__http_params *p = cge__http_params(r);
+    if ((cge__now_us() - t0) / 1000 <= p->request_timeout_ms) return 0;
+    cge__http_error(r, 504, "the request took longer than its deadline of %lld ms",
+                    (long long)p->request_timeout_ms);
+    return 1;
+}
+
 /* Runs the engine on n inputs. Returns 1 when the call worked and every input succeeded; else
  * answers the error (the first failed input's, naming its index) and returns 0. The results are
  * the caller's to deinit either way. */
@@ -114,23 +130,12 @@ static int run_engine(struct cge__http_req *r, const char *field, const struct c
     }
     for (size_t i = 0; i < n; i++) {
         if (res[i].status == CGE_OK) continue;
-        int code = cge__wire_result_http_status(&res[i]);
-        if (n == 1)
-            cge__http_error(r, code, "%s", res[i].errmsg[0] ? res[i].errmsg
-                                                           : cge_status_str(res[i].status));
-        else
-            cge__http_error(r, code, "%s[%zu]: %s", field, i,
-                            res[i].errmsg[0] ? res[i].errmsg : cge_status_str(res[i].status));
+        input_error(r, cge__wire_result_http_status(&res[i]), field, i, n,
+                    res[i].errmsg[0] ? res[i].errmsg : cge_status_str(res[i].status));
         return 0;
     }
     /* The engine kept the deadline loosely (or not at all): the client was promised one. */
-    const struct cge__http_params *p = cge__http_params(r);
-    if ((cge__now_us() - t0) / 1000 > p->request_timeout_ms) {
-        cge__http_error(r, 504, "the request took longer than its deadline of %lld ms",
-                        (long long)p->request_timeout_ms);
-        return 0;
-    }
-    return 1;
+    return !past_deadline(r, t0);
 }
 
 /* --model: runs the one model on n inputs into out (n x dim) and info. Returns 1 when every
@@ -146,18 +151,11 @@ static int run_model(struct cge__http_req *r, const char *field, const struct cg
     }
     for (size_t i = 0; i < n; i++) {
         if (info[i].status == CGE_OK) continue;
-        const char *msg = info[i].errmsg[0] ? info[i].errmsg : cge_status_str(info[i].status);
-        if (n == 1) cge__http_error(r, cge__wire_http_status(info[i].status), "%s", msg);
-        else cge__http_error(r, cge__wire_http_status(info[i].status), "%s[%zu]: %s", field, i, msg);
+        input_error(r, cge__wire_http_status(info[i].status), field, i, n,
+                    info[i].errmsg[0] ? info[i].errmsg : cge_status_str(info[i].status));
         return 0;
     }
-    const struct cge__http_params *p = cge__http_params(r);
-    if ((cge__now_us() - t0) / 1000 > p->request_timeout_ms) {
-        cge__http_error(r, 504, "the request took longer than its deadline of %lld ms",
-                        (long long)p->request_timeout_ms);
-        return 0;
-    }
-    return 1;
+    return !past_deadline(r, t0);
 }
 
 /* --model: 1 when `model` (a request's "model" field; NULL or null: absent) names the served

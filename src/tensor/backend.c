@@ -123,30 +123,21 @@ enum cge_status cge_backend_open_or_cpu(const char *name, struct cge_backend **o
 
 /* The instruction-set extensions the kernels and oneDNN can use on this CPU. */
 static int isa_features(char *buf, size_t cap) {
-    static const char *const names[] = {"sse4.2",   "avx",        "avx2",       "fma",
-                                        "avx512f",  "avx512bw",   "avx512vl",   "avx512vnni",
-                                        "avx512bf16", "avx512fp16", "amx-tile", "amx-bf16"};
-    int flags[sizeof names / sizeof names[0]];
     __builtin_cpu_init();
-    /* __builtin_cpu_supports takes string literals only */
-    flags[0] = __builtin_cpu_supports("sse4.2");
-    flags[1] = __builtin_cpu_supports("avx");
-    flags[2] = __builtin_cpu_supports("avx2");
-    flags[3] = __builtin_cpu_supports("fma");
-    flags[4] = __builtin_cpu_supports("avx512f");
-    flags[5] = __builtin_cpu_supports("avx512bw");
-    flags[6] = __builtin_cpu_supports("avx512vl");
-    flags[7] = __builtin_cpu_supports("avx512vnni");
-    flags[8] = __builtin_cpu_supports("avx512bf16");
-    flags[9] = __builtin_cpu_supports("avx512fp16");
-    flags[10] = __builtin_cpu_supports("amx-tile");
-    flags[11] = __builtin_cpu_supports("amx-bf16");
+    /* __builtin_cpu_supports takes string literals only: one row per feature */
+#define F(s) {s, __builtin_cpu_supports(s)}
+    const struct { const char *name; int on; } f[] = {
+        F("sse4.2"),     F("avx"),        F("avx2"),     F("fma"),
+        F("avx512f"),    F("avx512bw"),   F("avx512vl"), F("avx512vnni"),
+        F("avx512bf16"), F("avx512fp16"), F("amx-tile"), F("amx-bf16"),
+    };
+#undef F
     size_t o = 0;
     int n = 0;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (!flags[i]) continue;
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (!f[i].on) continue;
         int k = snprintf(buf + (o < cap ? o : cap), o < cap ? cap - o : 0, "%s%s", n ? " " : "",
-                         names[i]);
+                         f[i].name);
         if (k > 0) o += (size_t)k;
         n++;
     }
